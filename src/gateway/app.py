@@ -1,0 +1,70 @@
+"""The gateway process: build from configuration, serve, and shut down gracefully.
+
+Start order: validate configuration, create adapters (fail fast), bind, start, report SERVING.
+Stop order (SIGTERM or SIGINT): report NOT_SERVING so load balancers drain, stop accepting and let
+calls in flight finish within the grace period, then close adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from gateway.config import GatewayConfig
+from gateway.identity import anonymous_identity
+from gateway.routing import PracticeRouter, build_router
+from otv_sdk.server import OtvServer, build_server
+
+__all__ = ["Gateway", "run_gateway"]
+
+log = logging.getLogger("otv.gateway")
+
+
+class Gateway:
+    """A started gateway. `port` is the bound port, useful when listening on port 0."""
+
+    def __init__(self, config: GatewayConfig, router: PracticeRouter, otv_server: OtvServer, port: int) -> None:
+        self.config = config
+        self.router = router
+        self._otv = otv_server
+        self.port = port
+        self.address = f"{config.gateway.listen.rpartition(':')[0]}:{port}"
+
+    @classmethod
+    async def start(cls, config: GatewayConfig) -> Gateway:
+        router = await build_router(config)
+        try:
+            otv_server = build_server(router, anonymous_identity)
+            port = otv_server.server.add_insecure_port(config.gateway.listen)
+            await otv_server.server.start()
+        except BaseException:
+            await router.aclose()
+            raise
+        await otv_server.set_serving(True)
+        return cls(config, router, otv_server, port)
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self._otv.set_serving(False)
+        await self._otv.server.stop(self.config.gateway.shutdown_grace_seconds if grace is None else grace)
+        await self.router.aclose()
+
+    async def wait_for_termination(self) -> None:
+        await self._otv.server.wait_for_termination()
+
+
+async def run_gateway(config: GatewayConfig, ready: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully."""
+    gateway = await Gateway.start(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    practices = ", ".join(gateway.router.practice_ids)
+    print(f"otv gateway listening on {gateway.address} (practices: {practices})", flush=True)
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    log.info("stopping: draining calls for up to %.0f s", config.gateway.shutdown_grace_seconds)
+    await gateway.stop()
+    print("otv gateway stopped", flush=True)

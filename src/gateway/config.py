@@ -1,0 +1,123 @@
+"""Gateway configuration: one TOML file, validated with pydantic.
+
+A wrong file fails at start with `ConfigError` naming the field, e.g.
+`practices.demo.adapter.plugin: unknown adapter plugin 'refrence'`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from otv_sdk.resources import is_valid_practice_id
+
+__all__ = ["AdapterConfig", "ConfigError", "GatewayConfig", "GatewaySection", "RemoteAdapterConfig", "load_config"]
+
+
+class ConfigError(ValueError):
+    """The configuration is wrong; the message names the field."""
+
+
+def _address(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be 'host:port' with a port from 0 to 65535")
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewaySection(_Strict):
+    listen: Address = Field("127.0.0.1:50051", description="address the gateway listens on")
+    shutdown_grace_seconds: float = Field(10.0, ge=0, le=300)
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+class RemoteAdapterConfig(_Strict):
+    address: Address = Field(description="host:port of the vendor's adapter server")
+    practice: str | None = Field(None, description="practice id on the adapter server; default: the same id")
+    capability_cache_seconds: float = Field(60.0, ge=0)
+
+
+class AdapterConfig(_Strict):
+    """Either an in-process plugin (entry-point name or 'module:factory') or a remote address."""
+
+    plugin: str | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    remote: RemoteAdapterConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> AdapterConfig:
+        if (self.plugin is None) == (self.remote is None):
+            raise ValueError("set exactly one of 'plugin' (in-process) or 'remote'")
+        if self.remote is not None and self.settings:
+            raise ValueError("'settings' belong to plugins; a remote adapter is configured where it runs")
+        return self
+
+
+class PracticeConfig(_Strict):
+    adapter: AdapterConfig
+
+
+class GatewayConfig(_Strict):
+    gateway: GatewaySection = Field(default_factory=GatewaySection)  # type: ignore[arg-type]
+    practices: dict[str, PracticeConfig]
+    # Folder of the file, for relative paths in plugin settings; not part of the file.
+    base_dir: Path | None = Field(None, exclude=True)
+
+    @field_validator("practices")
+    @classmethod
+    def _practice_ids(cls, value: dict[str, PracticeConfig]) -> dict[str, PracticeConfig]:
+        if not value:
+            raise ValueError("configure at least one practice")
+        for practice_id in value:
+            if not is_valid_practice_id(practice_id):
+                raise ValueError(
+                    f"practice id {practice_id!r} must be 1-63 lower-case letters, digits or '-',"
+                    " not starting or ending with '-'"
+                )
+        return value
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "(file)"
+        lines.append(f"{location}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> GatewayConfig:
+    try:
+        return GatewayConfig.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def load_config(path: Path) -> GatewayConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    return parse_config(data, path.resolve().parent)
+
+
+def demo_config(state_dir: Path, listen: str | None = None) -> GatewayConfig:
+    """The embedded default: the demo practice on the reference adapter, stored under state_dir."""
+    data = tomllib.loads(resources.files(__package__).joinpath("demo.toml").read_text(encoding="utf-8"))
+    if listen is not None:
+        data.setdefault("gateway", {})["listen"] = listen
+    return parse_config(data, state_dir)

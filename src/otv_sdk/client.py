@@ -1,0 +1,408 @@
+"""The partner client: typed calls to an otv gateway, returning domain models.
+
+Errors come back as the `otv_sdk.errors` types, with field violations, so partner code can
+`except InvalidArgument as e: e.violations`. Mutating calls take a `request_id`; leave it out and
+a fresh one is made, pass your own to retry safely.
+
+The gateway's own remote-adapter transport is built on this client too, so the wire mapping is
+written once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+
+from otv.v1 import (
+    consent_service_pb2,
+    consent_service_pb2_grpc,
+    patient_lookup_service_pb2,
+    patient_lookup_service_pb2_grpc,
+    patient_pb2,
+    reader_service_pb2,
+    reader_service_pb2_grpc,
+    writer_service_pb2,
+    writer_service_pb2_grpc,
+)
+from otv_sdk import conversion as cv
+from otv_sdk.errors import InternalError, OtvError
+from otv_sdk.models import (
+    Absence,
+    Appointment,
+    Calendar,
+    ColumnIntervals,
+    Consent,
+    ConsentEvidence,
+    ConsentState,
+    Hold,
+    Interval,
+    Patient,
+    Practice,
+)
+from otv_sdk.ports import AppointmentQuery, MatchOutcome, Page, PageRequest, PatientQuery, SlotRequest
+from otv_sdk.resources import format_name
+from otv_sdk.status import error_from_rpc_error
+
+__all__ = ["Metadata", "PartnerClient"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+Metadata = Sequence[tuple[str, str]]
+
+
+class PartnerClient:
+    """Async client for the four otv services on one channel."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._channel = channel
+        self._reader = reader_service_pb2_grpc.ReaderServiceStub(channel)
+        self._writer = writer_service_pb2_grpc.WriterServiceStub(channel)
+        self._patients = patient_lookup_service_pb2_grpc.PatientLookupServiceStub(channel)
+        self._consent = consent_service_pb2_grpc.ConsentServiceStub(channel)
+
+    @classmethod
+    def connect(
+        cls,
+        target: str,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    ) -> PartnerClient:
+        """Open a channel to target ("host:port"); plaintext unless credentials are given."""
+        if credentials is None:
+            channel = grpc.aio.insecure_channel(target, interceptors=list(interceptors))
+        else:
+            channel = grpc.aio.secure_channel(target, credentials, interceptors=list(interceptors))
+        return cls(channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> PartnerClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _call(
+        self,
+        method: Callable[..., Awaitable[R]],
+        request: Any,
+        parse: Callable[[R], T],
+        timeout: float | None,
+        metadata: Metadata | None,
+    ) -> T:
+        try:
+            response = await method(request, timeout=timeout, metadata=metadata)
+        except grpc.aio.AioRpcError as error:
+            raise error_from_rpc_error(error) from None
+        try:
+            return parse(response)
+        except (OtvError, ValueError) as error:
+            raise InternalError(f"the server sent a malformed response: {error}") from error
+
+    # --- reader ---------------------------------------------------------------------------------
+
+    async def get_practice(
+        self, practice_id: str, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> Practice:
+        request = reader_service_pb2.GetPracticeRequest(name=format_name(practice_id))
+        return await self._call(
+            self._reader.GetPractice, request, lambda r: cv.practice_from_proto(r.practice), timeout, metadata
+        )
+
+    async def list_calendars(
+        self, practice_id: str, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> Calendar:
+        request = reader_service_pb2.ListCalendarsRequest(parent=format_name(practice_id))
+        return await self._call(
+            self._reader.ListCalendars, request, lambda r: cv.calendar_from_proto(practice_id, r), timeout, metadata
+        )
+
+    def _window_request(self, factory: Any, practice_id: str, window: Interval, column_ids: Sequence[str]) -> Any:
+        return factory(
+            parent=format_name(practice_id),
+            window=cv.interval_to_proto(window),
+            columns=[format_name(practice_id, "columns", c) for c in column_ids],
+        )
+
+    async def list_working_hours(
+        self,
+        practice_id: str,
+        window: Interval,
+        column_ids: Sequence[str] = (),
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> list[ColumnIntervals]:
+        request = self._window_request(reader_service_pb2.ListWorkingHoursRequest, practice_id, window, column_ids)
+        return await self._call(
+            self._reader.ListWorkingHours,
+            request,
+            lambda r: [cv.unpack_intervals(p, practice_id, f"working_hours[{i}]") for i, p in enumerate(r.working_hours)],
+            timeout,
+            metadata,
+        )
+
+    async def list_absences(
+        self,
+        practice_id: str,
+        window: Interval,
+        column_ids: Sequence[str] = (),
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> list[Absence]:
+        request = self._window_request(reader_service_pb2.ListAbsencesRequest, practice_id, window, column_ids)
+        return await self._call(
+            self._reader.ListAbsences,
+            request,
+            lambda r: [cv.absence_from_proto(practice_id, a, f"absences[{i}]") for i, a in enumerate(r.absences)],
+            timeout,
+            metadata,
+        )
+
+    async def list_busy_times(
+        self,
+        practice_id: str,
+        window: Interval,
+        column_ids: Sequence[str] = (),
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> list[ColumnIntervals]:
+        request = self._window_request(reader_service_pb2.ListBusyTimesRequest, practice_id, window, column_ids)
+        return await self._call(
+            self._reader.ListBusyTimes,
+            request,
+            lambda r: [cv.unpack_intervals(p, practice_id, f"busy_times[{i}]") for i, p in enumerate(r.busy_times)],
+            timeout,
+            metadata,
+        )
+
+    # --- writer ---------------------------------------------------------------------------------
+
+    def _slot_fields(self, practice_id: str, slot: SlotRequest) -> dict[str, Any]:
+        return {
+            "parent": format_name(practice_id),
+            "appointment_type": format_name(practice_id, "appointmentTypes", slot.appointment_type_id),
+            "column": format_name(practice_id, "columns", slot.column_id),
+            "start_time": cv.datetime_to_timestamp(slot.start),
+            "patient": format_name(practice_id, "patients", slot.patient_id),
+        }
+
+    async def hold_slot(
+        self,
+        practice_id: str,
+        slot: SlotRequest,
+        *,
+        request_id: str | None = None,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> Hold:
+        request = writer_service_pb2.HoldSlotRequest(request_id=_rid(request_id), **self._slot_fields(practice_id, slot))
+        return await self._call(
+            self._writer.HoldSlot, request, lambda r: cv.hold_from_proto(practice_id, r.hold, "hold"), timeout, metadata
+        )
+
+    async def confirm_hold(
+        self,
+        practice_id: str,
+        hold_id: str,
+        *,
+        request_id: str | None = None,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> Appointment:
+        request = writer_service_pb2.ConfirmHoldRequest(
+            name=format_name(practice_id, "holds", hold_id), request_id=_rid(request_id)
+        )
+        return await self._call(self._writer.ConfirmHold, request, _appointment(practice_id), timeout, metadata)
+
+    async def release_hold(
+        self,
+        practice_id: str,
+        hold_id: str,
+        *,
+        request_id: str | None = None,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> None:
+        request = writer_service_pb2.ReleaseHoldRequest(
+            name=format_name(practice_id, "holds", hold_id), request_id=_rid(request_id)
+        )
+        await self._call(self._writer.ReleaseHold, request, lambda r: None, timeout, metadata)
+
+    async def book_appointment(
+        self,
+        practice_id: str,
+        slot: SlotRequest,
+        *,
+        request_id: str | None = None,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> Appointment:
+        request = writer_service_pb2.BookAppointmentRequest(
+            request_id=_rid(request_id), **self._slot_fields(practice_id, slot)
+        )
+        return await self._call(self._writer.BookAppointment, request, _appointment(practice_id), timeout, metadata)
+
+    async def cancel_appointment(
+        self,
+        practice_id: str,
+        appointment_id: str,
+        etag: str,
+        *,
+        request_id: str | None = None,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> Appointment:
+        request = writer_service_pb2.CancelAppointmentRequest(
+            name=format_name(practice_id, "appointments", appointment_id), etag=etag, request_id=_rid(request_id)
+        )
+        return await self._call(self._writer.CancelAppointment, request, _appointment(practice_id), timeout, metadata)
+
+    async def reschedule_appointment(
+        self,
+        practice_id: str,
+        appointment_id: str,
+        etag: str,
+        start: datetime,
+        column_id: str | None = None,
+        *,
+        request_id: str | None = None,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> Appointment:
+        request = writer_service_pb2.RescheduleAppointmentRequest(
+            name=format_name(practice_id, "appointments", appointment_id),
+            etag=etag,
+            start_time=cv.datetime_to_timestamp(start),
+            column=format_name(practice_id, "columns", column_id) if column_id else "",
+            request_id=_rid(request_id),
+        )
+        return await self._call(
+            self._writer.RescheduleAppointment, request, _appointment(practice_id), timeout, metadata
+        )
+
+    async def get_appointment(
+        self, practice_id: str, appointment_id: str, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> Appointment:
+        request = writer_service_pb2.GetAppointmentRequest(name=format_name(practice_id, "appointments", appointment_id))
+        return await self._call(self._writer.GetAppointment, request, _appointment(practice_id), timeout, metadata)
+
+    async def list_appointments(
+        self,
+        practice_id: str,
+        query: AppointmentQuery,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> Page[Appointment]:
+        request = writer_service_pb2.ListAppointmentsRequest(
+            parent=format_name(practice_id),
+            include_cancelled=query.include_cancelled,
+            page_size=query.page.page_size,
+            page_token=query.page.page_token,
+        )
+        if query.start is not None:
+            request.start_time.CopyFrom(cv.datetime_to_timestamp(query.start))
+        if query.end is not None:
+            request.end_time.CopyFrom(cv.datetime_to_timestamp(query.end))
+
+        def parse(r: writer_service_pb2.ListAppointmentsResponse) -> Page[Appointment]:
+            items = [cv.appointment_from_proto(practice_id, a, f"appointments[{i}]") for i, a in enumerate(r.appointments)]
+            return Page(items, r.next_page_token)
+
+        return await self._call(self._writer.ListAppointments, request, parse, timeout, metadata)
+
+    # --- patients and consent -------------------------------------------------------------------
+
+    async def find_or_create_patient(
+        self,
+        practice_id: str,
+        query: PatientQuery,
+        *,
+        request_id: str | None = None,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> tuple[Patient, MatchOutcome]:
+        request = patient_lookup_service_pb2.FindOrCreatePatientRequest(
+            parent=format_name(practice_id),
+            request_id=_rid(request_id),
+            given_name=query.given_name,
+            family_name=query.family_name,
+            birth_date=cv.date_to_proto(query.birth_date),
+            contacts=[patient_pb2.Contact(kind=cv.contact_kind_to_proto(c.kind), value=c.value) for c in query.contacts],
+        )
+
+        def parse(r: patient_lookup_service_pb2.FindOrCreatePatientResponse) -> tuple[Patient, MatchOutcome]:
+            return cv.patient_from_proto(practice_id, r.patient, "patient"), cv.match_outcome_from_proto(r.outcome, "outcome")
+
+        return await self._call(self._patients.FindOrCreatePatient, request, parse, timeout, metadata)
+
+    async def list_shared_patients(
+        self, practice_id: str, page: PageRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> Page[Patient]:
+        request = patient_lookup_service_pb2.ListSharedPatientsRequest(
+            parent=format_name(practice_id), page_size=page.page_size, page_token=page.page_token
+        )
+
+        def parse(r: patient_lookup_service_pb2.ListSharedPatientsResponse) -> Page[Patient]:
+            items = [cv.patient_from_proto(practice_id, p, f"patients[{i}]") for i, p in enumerate(r.patients)]
+            return Page(items, r.next_page_token)
+
+        return await self._call(self._patients.ListSharedPatients, request, parse, timeout, metadata)
+
+    async def get_consent(
+        self, practice_id: str, patient_id: str, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> Consent:
+        request = consent_service_pb2.GetConsentRequest(name=cv.consent_name(practice_id, patient_id))
+        return await self._call(
+            self._consent.GetConsent,
+            request,
+            lambda r: cv.consent_from_proto(practice_id, r.consent, "consent"),
+            timeout,
+            metadata,
+        )
+
+    async def record_consent(
+        self,
+        practice_id: str,
+        patient_id: str,
+        state: ConsentState,
+        evidence: ConsentEvidence | None,
+        *,
+        request_id: str | None = None,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> Consent:
+        request = consent_service_pb2.RecordConsentRequest(
+            name=cv.consent_name(practice_id, patient_id),
+            request_id=_rid(request_id),
+            state=cv.consent_state_to_proto(state),
+        )
+        if evidence is not None:
+            request.evidence.CopyFrom(cv.evidence_to_proto(evidence))
+        return await self._call(
+            self._consent.RecordConsent,
+            request,
+            lambda r: cv.consent_from_proto(practice_id, r.consent, "consent"),
+            timeout,
+            metadata,
+        )
+
+
+def _rid(request_id: str | None) -> str:
+    return request_id or str(uuid.uuid4())
+
+
+def _appointment(practice_id: str) -> Callable[[Any], Appointment]:
+    return lambda r: cv.appointment_from_proto(practice_id, r.appointment, "appointment")

@@ -1,0 +1,326 @@
+"""Typed domain models, free of protobuf and gRPC.
+
+Adapters and the gateway's policy code work with these; `conversion.py` is the one place that
+maps them to and from the wire. Instants are timezone-aware `datetime`s in UTC; wall-clock rules
+(weekly hours, booking areas) are `time`s interpreted in the practice's time zone.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+
+__all__ = [
+    "Absence",
+    "AdapterInfo",
+    "Appointment",
+    "AppointmentState",
+    "AppointmentType",
+    "AppointmentTypeGroup",
+    "BookingArea",
+    "Calendar",
+    "Capability",
+    "Column",
+    "ColumnIntervals",
+    "ColumnKind",
+    "Consent",
+    "ConsentActor",
+    "ConsentEvidence",
+    "ConsentMethod",
+    "ConsentState",
+    "Contact",
+    "ContactKind",
+    "Hold",
+    "Interval",
+    "Patient",
+    "Practice",
+    "PracticeProfile",
+    "Practitioner",
+    "Room",
+    "VisitKind",
+    "WeeklySpan",
+]
+
+
+def _require_utc(value: datetime, what: str) -> None:
+    if value.tzinfo is None or value.utcoffset() != timedelta(0):
+        raise ValueError(f"{what} must be a UTC-aware datetime, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Interval:
+    """Half-open span [start, end) of UTC instants."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        _require_utc(self.start, "Interval.start")
+        _require_utc(self.end, "Interval.end")
+        if self.end <= self.start:
+            raise ValueError(f"Interval end {self.end.isoformat()} is not after start {self.start.isoformat()}")
+
+    @property
+    def duration(self) -> timedelta:
+        return self.end - self.start
+
+    def overlaps(self, other: Interval) -> bool:
+        return self.start < other.end and other.start < self.end
+
+    def clip(self, window: Interval) -> Interval | None:
+        """The part of this interval inside window, or None if they do not overlap."""
+        if not self.overlaps(window):
+            return None
+        return Interval(max(self.start, window.start), min(self.end, window.end))
+
+
+UTC = timezone.utc
+
+
+class Capability(enum.Enum):
+    READER = "reader"
+    WRITER = "writer"
+    PATIENT_LOOKUP = "patient_lookup"
+    CONSENT = "consent"
+    CHANGE_FEED = "change_feed"
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterInfo:
+    vendor: str
+    product: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class PracticeProfile:
+    """What only the PVS knows about its practice."""
+
+    display_name: str
+    time_zone: str
+
+
+@dataclass(frozen=True, slots=True)
+class Practice:
+    """A practice as partners see it: the PVS's profile plus what its adapter can do."""
+
+    id: str
+    display_name: str
+    time_zone: str
+    capabilities: frozenset[Capability]
+    adapter: AdapterInfo
+
+
+class ColumnKind(enum.Enum):
+    PRACTITIONER = "practitioner"
+    ROOM = "room"
+
+
+@dataclass(frozen=True, slots=True)
+class WeeklySpan:
+    """A recurring span in wall-clock time; weekday is ISO (1 = Monday)."""
+
+    weekday: int
+    start: time
+    end: time
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.weekday <= 7:
+            raise ValueError(f"weekday must be 1..7, got {self.weekday}")
+        if self.end <= self.start:
+            raise ValueError(f"WeeklySpan end {self.end} is not after start {self.start}")
+
+
+@dataclass(frozen=True, slots=True)
+class Practitioner:
+    id: str
+    display_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    id: str
+    display_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A calendar column (Spalte): one practitioner's or room's calendar."""
+
+    id: str
+    display_name: str
+    kind: ColumnKind
+    practitioner_id: str | None = None
+    room_id: str | None = None
+    weekly_hours: tuple[WeeklySpan, ...] = ()
+
+
+class VisitKind(enum.Enum):
+    FIRST = "first"
+    FOLLOW_UP = "follow_up"
+    ANY = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class AppointmentTypeGroup:
+    id: str
+    display_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppointmentType:
+    """An appointment type (Terminart) that may be booked online."""
+
+    id: str
+    display_name: str
+    duration: timedelta
+    column_ids: tuple[str, ...]
+    visit_kind: VisitKind = VisitKind.ANY
+    group_id: str | None = None
+    buffer: timedelta = timedelta(0)
+    min_lead: timedelta = timedelta(0)
+    max_horizon: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if self.duration <= timedelta(0):
+            raise ValueError(f"appointment type {self.id!r} needs a positive duration")
+
+
+@dataclass(frozen=True, slots=True)
+class BookingArea:
+    """A booking area (Terminvorgabebereich): recurring time reserved for some appointment types.
+
+    column_id None means the area applies to every column.
+    """
+
+    id: str
+    display_name: str
+    column_id: str | None
+    appointment_type_ids: frozenset[str]
+    weekly_spans: tuple[WeeklySpan, ...]
+    valid_from: date | None = None
+    valid_until: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Calendar:
+    """A practice's calendar configuration: everything a booking flow shows before times."""
+
+    columns: tuple[Column, ...]
+    practitioners: tuple[Practitioner, ...] = ()
+    rooms: tuple[Room, ...] = ()
+    appointment_types: tuple[AppointmentType, ...] = ()
+    appointment_type_groups: tuple[AppointmentTypeGroup, ...] = ()
+    booking_areas: tuple[BookingArea, ...] = ()
+
+    def column_ids(self) -> tuple[str, ...]:
+        return tuple(c.id for c in self.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnIntervals:
+    """Sorted intervals of one column (busy, free or working time)."""
+
+    column_id: str
+    intervals: Sequence[Interval]
+
+
+@dataclass(frozen=True, slots=True)
+class Absence:
+    """An absence (Abwesenheit). The reason is deliberately not modelled: it is private."""
+
+    column_id: str
+    interval: Interval
+
+
+class AppointmentState(enum.Enum):
+    PENDING_PRACTICE = "pending_practice"
+    PENDING_TRANSFER = "pending_transfer"
+    BOOKED = "booked"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    RESCHEDULED = "rescheduled"
+
+
+@dataclass(frozen=True, slots=True)
+class Appointment:
+    id: str
+    column_id: str
+    appointment_type_id: str
+    interval: Interval
+    patient_id: str
+    state: AppointmentState
+    create_time: datetime
+    etag: str
+    extra: bool = False
+    cancel_time: datetime | None = None
+    rescheduled_from: str | None = None
+    rescheduled_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    id: str
+    column_id: str
+    appointment_type_id: str
+    interval: Interval
+    patient_id: str
+    expire_time: datetime
+
+
+class ContactKind(enum.Enum):
+    PHONE = "phone"
+    MOBILE = "mobile"
+    EMAIL = "email"
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    kind: ContactKind
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Patient:
+    id: str
+    given_name: str
+    family_name: str
+    birth_date: date | None
+    contacts: tuple[Contact, ...] = ()
+    created_online: bool = False
+    create_time: datetime | None = None
+
+
+class ConsentState(enum.Enum):
+    OPEN = "open"
+    GRANTED = "granted"
+    DENIED = "denied"
+
+
+class ConsentMethod(enum.Enum):
+    ONLINE_FORM = "online_form"
+    PAPER = "paper"
+    VERBAL = "verbal"
+
+
+class ConsentActor(enum.Enum):
+    PARTNER = "partner"
+    PRACTICE = "practice"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentEvidence:
+    decide_time: datetime
+    method: ConsentMethod
+    text_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    patient_id: str
+    state: ConsentState
+    evidence: ConsentEvidence | None = None
+    set_by: ConsentActor | None = None
+    update_time: datetime | None = None

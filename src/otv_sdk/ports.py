@@ -1,0 +1,241 @@
+"""The adapter interface a PVS vendor implements: one port per gRPC service.
+
+An `Adapter` bundles the ports one practice's PVS offers. A PVS without a writer simply has no
+`writer`; the gateway reads that as a capability and answers UNIMPLEMENTED instead of calling it.
+The gateway reaches an adapter either in-process (a plugin) or remotely (gRPC); both look the same
+from here, which is what lets one test suite certify both.
+
+Ports raise `otv_sdk.errors.OtvError` subclasses for anything a partner should see; messages must
+carry no personal data.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+from otv_sdk.models import (
+    Absence,
+    AdapterInfo,
+    Appointment,
+    Calendar,
+    Capability,
+    ColumnIntervals,
+    Consent,
+    ConsentEvidence,
+    ConsentState,
+    Contact,
+    Hold,
+    Interval,
+    Patient,
+    PracticeProfile,
+)
+
+__all__ = [
+    "Adapter",
+    "AdapterFactory",
+    "AppointmentQuery",
+    "CallContext",
+    "ConsentPort",
+    "MatchOutcome",
+    "Page",
+    "PageRequest",
+    "PatientLookupPort",
+    "PatientQuery",
+    "ReaderPort",
+    "SlotRequest",
+    "WriterPort",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """Who is calling and how long they will wait.
+
+    `partner_id` is the technical user the PVS records for every action (the seeds' dedicated
+    charly user per partner). `deadline` is a `time.monotonic()` value, or None for no deadline.
+    """
+
+    partner_id: str
+    deadline: float | None = None
+    request_id: str | None = None
+
+    def time_remaining(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    page_size: int
+    page_token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: Sequence[T]
+    next_page_token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRequest:
+    """A slot to hold or book for a patient."""
+
+    appointment_type_id: str
+    column_id: str
+    start: datetime
+    patient_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppointmentQuery:
+    page: PageRequest
+    start: datetime | None = None
+    end: datetime | None = None
+    include_cancelled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PatientQuery:
+    given_name: str
+    family_name: str
+    birth_date: date
+    contacts: tuple[Contact, ...] = ()
+
+
+class MatchOutcome(enum.Enum):
+    MATCHED = "matched"
+    CREATED = "created"
+
+
+class ReaderPort(ABC):
+    """Reads the calendar. Never returns patient data."""
+
+    @abstractmethod
+    async def get_practice(self, ctx: CallContext) -> PracticeProfile:
+        """Name and time zone; capabilities and identity come from the `Adapter`."""
+
+    @abstractmethod
+    async def list_calendars(self, ctx: CallContext) -> Calendar: ...
+
+    @abstractmethod
+    async def list_working_hours(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        """Effective working time (weekly hours, shifts and closed days applied), clipped to window."""
+
+    @abstractmethod
+    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
+        """Absences overlapping window, unclipped so multi-day absences keep their true extent."""
+
+    @abstractmethod
+    async def list_busy_times(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        """Busy time per column, clipped to window and sorted by start; may overlap."""
+
+
+class WriterPort(ABC):
+    """Writes appointments into the PVS calendar on behalf of `ctx.partner_id`."""
+
+    @abstractmethod
+    async def hold_slot(self, ctx: CallContext, slot: SlotRequest) -> Hold: ...
+
+    @abstractmethod
+    async def confirm_hold(self, ctx: CallContext, hold_id: str) -> Appointment: ...
+
+    @abstractmethod
+    async def release_hold(self, ctx: CallContext, hold_id: str) -> None: ...
+
+    @abstractmethod
+    async def book_appointment(self, ctx: CallContext, slot: SlotRequest) -> Appointment: ...
+
+    @abstractmethod
+    async def cancel_appointment(self, ctx: CallContext, appointment_id: str, etag: str) -> Appointment: ...
+
+    @abstractmethod
+    async def reschedule_appointment(
+        self, ctx: CallContext, appointment_id: str, etag: str, start: datetime, column_id: str | None
+    ) -> Appointment: ...
+
+    @abstractmethod
+    async def get_appointment(self, ctx: CallContext, appointment_id: str) -> Appointment: ...
+
+    @abstractmethod
+    async def list_appointments(self, ctx: CallContext, query: AppointmentQuery) -> Page[Appointment]: ...
+
+
+class PatientLookupPort(ABC):
+    """Finds or creates patients without duplicates; never returns one who denied consent."""
+
+    @abstractmethod
+    async def find_or_create_patient(
+        self, ctx: CallContext, query: PatientQuery
+    ) -> tuple[Patient, MatchOutcome]: ...
+
+    @abstractmethod
+    async def list_shared_patients(self, ctx: CallContext, page: PageRequest) -> Page[Patient]: ...
+
+
+class ConsentPort(ABC):
+    """Per-partner consent (Einwilligung) of patients."""
+
+    @abstractmethod
+    async def get_consent(self, ctx: CallContext, patient_id: str) -> Consent: ...
+
+    @abstractmethod
+    async def record_consent(
+        self, ctx: CallContext, patient_id: str, state: ConsentState, evidence: ConsentEvidence | None
+    ) -> Consent: ...
+
+
+@dataclass(slots=True)
+class Adapter:
+    """The ports one practice's PVS offers. A missing port is a missing capability."""
+
+    info: AdapterInfo
+    reader: ReaderPort
+    writer: WriterPort | None = None
+    patient_lookup: PatientLookupPort | None = None
+    consent: ConsentPort | None = None
+    extra_capabilities: frozenset[Capability] = field(default_factory=frozenset)
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        present = {Capability.READER}
+        if self.writer is not None:
+            present.add(Capability.WRITER)
+        if self.patient_lookup is not None:
+            present.add(Capability.PATIENT_LOOKUP)
+        if self.consent is not None:
+            present.add(Capability.CONSENT)
+        return frozenset(present) | self.extra_capabilities
+
+    async def aclose(self) -> None:
+        """Release connections; adapters with resources override by wrapping their ports."""
+        seen: set[int] = set()
+        for port in (self.reader, self.writer, self.patient_lookup, self.consent):
+            closer = getattr(port, "aclose", None)
+            if closer is not None and id(port) not in seen:
+                seen.add(id(port))
+                await closer()
+
+
+class AdapterFactory(Protocol):
+    """What an `otv.adapters` entry point names: builds the adapter of one practice.
+
+    `settings` is the practice's `[practices.<id>.adapter.settings]` table; raise ValueError or a
+    pydantic ValidationError for a bad one and the gateway reports it against that table.
+    `base_dir` is the configuration file's folder, for settings that are relative paths.
+    """
+
+    def __call__(self, practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter: ...

@@ -1,0 +1,56 @@
+"""The reference adapter: a demo practice whose PVS is a SQLite file.
+
+It is the gateway's embedded default, the example PVS vendors copy, and the system under test
+for the rest of the project. Registered as the `reference` entry point in `otv.adapters`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from otv_sdk.models import AdapterInfo
+from otv_sdk.ports import Adapter
+from otv_sdk.reference.database import Database
+from otv_sdk.reference.demo import DEMO_TIME_ZONE, seed_demo
+from otv_sdk.reference.reader import ReferenceReader
+from otv_sdk.wallclock import zone
+
+__all__ = ["ReferenceSettings", "create_adapter"]
+
+ADAPTER_INFO = AdapterInfo(vendor="otv", product="reference", version="0.1.0")
+
+
+class ReferenceSettings(BaseModel):
+    """Settings of one reference practice, from the gateway configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    database: str = Field(":memory:", description="SQLite file, or ':memory:'")
+    demo: bool = Field(True, description="fill an empty database with the demo practice")
+    demo_anchor: date | None = Field(None, description="first day of demo data; default today")
+    display_name: str = "Zahnarztpraxis Dr. Berg & Kollegen"
+    time_zone: str = DEMO_TIME_ZONE
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+
+def create_adapter(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter:
+    """Entry point: build the adapter for one practice. Raises pydantic.ValidationError on bad settings."""
+    config = ReferenceSettings.model_validate(dict(settings))
+    path: str | Path = config.database
+    if config.database != ":memory:" and base_dir is not None and not Path(config.database).is_absolute():
+        path = base_dir / config.database
+    database = Database(path)
+    if config.demo and database.is_empty():
+        anchor = config.demo_anchor or date.today()
+        database.run_sync(lambda conn: seed_demo(conn, anchor, config.display_name, config.time_zone))
+    return Adapter(info=ADAPTER_INFO, reader=ReferenceReader(database))

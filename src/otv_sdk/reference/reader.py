@@ -1,0 +1,215 @@
+"""The reference PVS's reader port: the calendar from SQLite, never with patient data."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import date, datetime, time, timedelta
+
+from otv_sdk.models import (
+    UTC,
+    Absence,
+    AppointmentType,
+    AppointmentTypeGroup,
+    BookingArea,
+    Calendar,
+    Column,
+    ColumnIntervals,
+    ColumnKind,
+    Interval,
+    PracticeProfile,
+    Practitioner,
+    Room,
+    VisitKind,
+    WeeklySpan,
+)
+from otv_sdk.ports import CallContext, ReaderPort
+from otv_sdk.reference.database import Database
+from otv_sdk.wallclock import expand_weekly, local_dates, to_utc, zone
+
+__all__ = ["ReferenceReader"]
+
+
+def _clock(text: str) -> time:
+    return time.fromisoformat(text)
+
+
+def _instant(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _seconds(value: datetime) -> int:
+    return int(value.timestamp())
+
+
+def _span(row: sqlite3.Row) -> WeeklySpan:
+    return WeeklySpan(row["weekday"], _clock(row["start_time"]), _clock(row["end_time"]))
+
+
+class ReferenceReader(ReaderPort):
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def aclose(self) -> None:
+        self._db.close()
+
+    async def get_practice(self, ctx: CallContext) -> PracticeProfile:
+        row = await self._db.run(lambda c: c.execute("SELECT display_name, time_zone FROM practice").fetchone())
+        return PracticeProfile(display_name=row["display_name"], time_zone=row["time_zone"])
+
+    async def list_calendars(self, ctx: CallContext) -> Calendar:
+        return await self._db.run(_read_calendar)
+
+    async def list_working_hours(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        return await self._db.run(lambda c: _working_hours(c, window, column_ids))
+
+    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
+        def read(conn: sqlite3.Connection) -> list[Absence]:
+            result: list[Absence] = []
+            for column_id in column_ids:
+                rows = conn.execute(
+                    "SELECT start_utc, end_utc FROM absences WHERE column_id = ? AND start_utc < ? AND end_utc > ?"
+                    " ORDER BY start_utc",
+                    (column_id, _seconds(window.end), _seconds(window.start)),
+                )
+                result.extend(
+                    Absence(column_id, Interval(_instant(r["start_utc"]), _instant(r["end_utc"]))) for r in rows
+                )
+            return result
+
+        return await self._db.run(read)
+
+    async def list_busy_times(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        def read(conn: sqlite3.Connection) -> list[ColumnIntervals]:
+            result: list[ColumnIntervals] = []
+            for column_id in column_ids:
+                rows = conn.execute(
+                    "SELECT start_utc, end_utc FROM calendar_entries"
+                    " WHERE column_id = ? AND start_utc < ? AND end_utc > ? ORDER BY start_utc, end_utc",
+                    (column_id, _seconds(window.end), _seconds(window.start)),
+                )
+                intervals = [
+                    Interval(max(_instant(r["start_utc"]), window.start), min(_instant(r["end_utc"]), window.end))
+                    for r in rows
+                ]
+                result.append(ColumnIntervals(column_id, intervals))
+            return result
+
+        return await self._db.run(read)
+
+
+def _read_calendar(conn: sqlite3.Connection) -> Calendar:
+    hours: dict[str, list[WeeklySpan]] = {}
+    for row in conn.execute("SELECT * FROM weekly_hours ORDER BY column_id, weekday, start_time"):
+        hours.setdefault(row["column_id"], []).append(_span(row))
+    columns = tuple(
+        Column(
+            id=r["id"],
+            display_name=r["display_name"],
+            kind=ColumnKind(r["kind"]),
+            practitioner_id=r["practitioner_id"],
+            room_id=r["room_id"],
+            weekly_hours=tuple(hours.get(r["id"], ())),
+        )
+        for r in conn.execute("SELECT * FROM columns ORDER BY position, id")
+    )
+    allowed: dict[str, list[str]] = {}
+    for row in conn.execute(
+        "SELECT atc.appointment_type_id, atc.column_id FROM appointment_type_columns atc"
+        " JOIN columns c ON c.id = atc.column_id ORDER BY c.position, c.id"
+    ):
+        allowed.setdefault(row["appointment_type_id"], []).append(row["column_id"])
+    types = tuple(
+        AppointmentType(
+            id=r["id"],
+            display_name=r["display_name"],
+            duration=timedelta(minutes=r["duration_minutes"]),
+            column_ids=tuple(allowed.get(r["id"], ())),
+            visit_kind=VisitKind(r["visit_kind"]),
+            group_id=r["group_id"],
+            buffer=timedelta(minutes=r["buffer_minutes"]),
+            min_lead=timedelta(minutes=r["min_lead_minutes"]),
+            max_horizon=timedelta(days=r["max_horizon_days"]) if r["max_horizon_days"] else None,
+        )
+        for r in conn.execute("SELECT * FROM appointment_types ORDER BY position, id")
+    )
+    spans: dict[str, list[WeeklySpan]] = {}
+    for row in conn.execute("SELECT * FROM booking_area_spans ORDER BY booking_area_id, weekday, start_time"):
+        spans.setdefault(row["booking_area_id"], []).append(_span(row))
+    area_types: dict[str, set[str]] = {}
+    for row in conn.execute("SELECT * FROM booking_area_types"):
+        area_types.setdefault(row["booking_area_id"], set()).add(row["appointment_type_id"])
+    areas = tuple(
+        BookingArea(
+            id=r["id"],
+            display_name=r["display_name"],
+            column_id=r["column_id"],
+            appointment_type_ids=frozenset(area_types.get(r["id"], ())),
+            weekly_spans=tuple(spans.get(r["id"], ())),
+            valid_from=date.fromisoformat(r["valid_from"]) if r["valid_from"] else None,
+            valid_until=date.fromisoformat(r["valid_until"]) if r["valid_until"] else None,
+        )
+        for r in conn.execute("SELECT * FROM booking_areas ORDER BY id")
+    )
+    return Calendar(
+        columns=columns,
+        practitioners=tuple(
+            Practitioner(r["id"], r["display_name"]) for r in conn.execute("SELECT * FROM practitioners ORDER BY id")
+        ),
+        rooms=tuple(Room(r["id"], r["display_name"]) for r in conn.execute("SELECT * FROM rooms ORDER BY id")),
+        appointment_types=types,
+        appointment_type_groups=tuple(
+            AppointmentTypeGroup(r["id"], r["display_name"])
+            for r in conn.execute("SELECT * FROM appointment_type_groups ORDER BY id")
+        ),
+        booking_areas=areas,
+    )
+
+
+def _working_hours(conn: sqlite3.Connection, window: Interval, column_ids: Sequence[str]) -> list[ColumnIntervals]:
+    tz = zone(conn.execute("SELECT time_zone FROM practice").fetchone()[0])
+    first = min(local_dates(window, tz)).isoformat()
+    last = max(local_dates(window, tz)).isoformat()
+    practice_closed = {
+        date.fromisoformat(r[0])
+        for r in conn.execute(
+            "SELECT day FROM closed_days WHERE column_id IS NULL AND day BETWEEN ? AND ?", (first, last)
+        )
+    }
+    result: list[ColumnIntervals] = []
+    for column_id in column_ids:
+        closed = practice_closed | {
+            date.fromisoformat(r[0])
+            for r in conn.execute(
+                "SELECT day FROM closed_days WHERE column_id = ? AND day BETWEEN ? AND ?", (column_id, first, last)
+            )
+        }
+        weekly = [_span(r) for r in conn.execute("SELECT * FROM weekly_hours WHERE column_id = ?", (column_id,))]
+        shifts = conn.execute(
+            "SELECT * FROM shifts WHERE column_id = ? AND valid_from <= ? AND valid_until >= ?",
+            (column_id, last, first),
+        ).fetchall()
+        shift_days: dict[date, list[WeeklySpan]] = {}
+        for row in shifts:
+            start, end = date.fromisoformat(row["valid_from"]), date.fromisoformat(row["valid_until"])
+            for day in local_dates(window, tz):
+                if start <= day <= end:
+                    shift_days.setdefault(day, [])
+                    if day.isoweekday() == row["weekday"]:
+                        shift_days[day].append(_span(row))
+        intervals = expand_weekly(weekly, window, tz, frozenset(closed) | frozenset(shift_days))
+        for day, day_spans in shift_days.items():
+            if day in closed:
+                continue
+            for span in day_spans:
+                start, end = to_utc(day, span.start, tz), to_utc(day, span.end, tz)
+                if end > start and Interval(start, end).overlaps(window):
+                    intervals.append(Interval(start, end))
+        intervals.sort()
+        clipped = [i.clip(window) for i in intervals]
+        result.append(ColumnIntervals(column_id, [i for i in clipped if i is not None]))
+    return result

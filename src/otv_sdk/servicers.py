@@ -1,0 +1,474 @@
+"""gRPC servicers for the four services, over any way of finding a practice's adapter.
+
+The gateway and a vendor's remote adapter server both expose the same contract; they differ only
+in how a call is attributed to a partner (`Identify`) and how a practice id becomes an `Adapter`
+(`AdapterResolver`). Everything between is here once: parse and validate the request, resolve the
+adapter, check it has the port, call it within the caller's deadline, convert the answer, and turn
+every failure into a clear status. An adapter that raises something unexpected produces INTERNAL
+with an error id, and its message is not logged (it may hold personal data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+import grpc
+
+from otv.v1 import (
+    consent_service_pb2,
+    consent_service_pb2_grpc,
+    patient_lookup_service_pb2,
+    patient_lookup_service_pb2_grpc,
+    reader_service_pb2,
+    reader_service_pb2_grpc,
+    time_pb2,
+    writer_service_pb2,
+    writer_service_pb2_grpc,
+)
+from otv_sdk import conversion as cv
+from otv_sdk.errors import InvalidArgument, OtvError, Unimplemented
+from otv_sdk.models import ColumnIntervals, Interval, Practice
+from otv_sdk.ports import (
+    Adapter,
+    AppointmentQuery,
+    CallContext,
+    ConsentPort,
+    PageRequest,
+    PatientLookupPort,
+    PatientQuery,
+    ReaderPort,
+    SlotRequest,
+    WriterPort,
+)
+from otv_sdk.status import error_to_status
+
+__all__ = ["AdapterResolver", "Identify", "add_servicers"]
+
+log = logging.getLogger("otv.servicers")
+
+T = TypeVar("T")
+_ServicerContext = grpc.aio.ServicerContext[Any, Any]
+
+# request_id is an idempotency key: a UUID or similar, never personal data.
+_MAX_REQUEST_ID = 128
+
+
+class AdapterResolver(Protocol):
+    """Finds the adapter for a practice; raises NotFound (or PermissionDenied) naming `field`."""
+
+    async def resolve(self, practice_id: str, ctx: CallContext, field: str) -> Adapter: ...
+
+
+class Identify(Protocol):
+    """Attributes a call to a partner; raises Unauthenticated if it cannot."""
+
+    def __call__(self, context: _ServicerContext, request_id: str | None) -> CallContext: ...
+
+
+def deadline_of(context: _ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def _request_id(value: str) -> str:
+    if not value:
+        raise InvalidArgument.field("request_id", "is required on every mutating request")
+    if len(value) > _MAX_REQUEST_ID or not value.isascii() or not value.isprintable():
+        raise InvalidArgument.field("request_id", f"must be 1-{_MAX_REQUEST_ID} printable ASCII characters")
+    return value
+
+
+class _Base:
+    def __init__(self, resolver: AdapterResolver, identify: Identify) -> None:
+        self._resolver = resolver
+        self._identify = identify
+
+    async def _run(
+        self,
+        context: _ServicerContext,
+        method: str,
+        handler: Callable[[CallContext], Awaitable[T]],
+        request_id: str | None = None,
+    ) -> T:
+        """Run handler with the caller's context; request_id is given (maybe empty) for mutations."""
+        try:
+            ctx = self._identify(context, None if request_id is None else _request_id(request_id))
+            async with asyncio.timeout(ctx.time_remaining()):
+                return await handler(ctx)
+        except OtvError as error:
+            await context.abort_with_status(error_to_status(error))
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the practice system did not answer in time")
+        except Exception as error:  # an adapter bug must not take the server down
+            error_id = secrets.token_hex(6)
+            frames = "".join(traceback.format_tb(error.__traceback__))
+            log.error("unexpected %s in %s (error id %s)\n%s", type(error).__name__, method, error_id, frames)
+            await context.abort(
+                grpc.StatusCode.INTERNAL, f"the practice system failed to answer (error id {error_id})"
+            )
+        raise AssertionError("abort always raises")  # pragma: no cover
+
+    async def _adapter(self, practice_id: str, ctx: CallContext, field: str) -> Adapter:
+        return await self._resolver.resolve(practice_id, ctx, field)
+
+
+def _need(port: T | None, what: str) -> T:
+    if port is None:
+        raise Unimplemented(f"this practice's PVS adapter does not support {what}")
+    return port
+
+
+async def _checked_columns(
+    reader: ReaderPort, ctx: CallContext, requested: Sequence[str], field: str = "columns"
+) -> tuple[str, ...]:
+    """The requested column ids, or all of them; an unknown one is INVALID_ARGUMENT naming its index."""
+    known = (await reader.list_calendars(ctx)).column_ids()
+    if not requested:
+        return known
+    for index, column_id in enumerate(requested):
+        if column_id not in known:
+            raise InvalidArgument.field(f"{field}[{index}]", "is not a column of this practice")
+    return tuple(requested)
+
+
+def _pack(practice_id: str, window: Interval, result: Sequence[ColumnIntervals]) -> list[time_pb2.PackedIntervals]:
+    """Clip to the window (adapters should, the edge makes sure) and pack relative to its start."""
+    packed = []
+    for column in result:
+        clipped = (i.clip(window) for i in column.intervals)
+        kept = sorted(i for i in clipped if i is not None)
+        packed.append(cv.pack_intervals(practice_id, window.start, ColumnIntervals(column.column_id, kept)))
+    return packed
+
+
+class ReaderServicer(_Base, reader_service_pb2_grpc.ReaderServiceServicer):
+    async def GetPractice(
+        self, request: reader_service_pb2.GetPracticeRequest, context: _ServicerContext
+    ) -> reader_service_pb2.GetPracticeResponse:
+        async def handle(ctx: CallContext) -> reader_service_pb2.GetPracticeResponse:
+            practice_id = cv.practice_from_parent(request.name, "name")
+            adapter = await self._adapter(practice_id, ctx, "name")
+            profile = await adapter.reader.get_practice(ctx)
+            practice = Practice(
+                id=practice_id,
+                display_name=profile.display_name,
+                time_zone=profile.time_zone,
+                capabilities=adapter.capabilities,
+                adapter=adapter.info,
+            )
+            return reader_service_pb2.GetPracticeResponse(practice=cv.practice_to_proto(practice))
+
+        return await self._run(context, "GetPractice", handle)
+
+    async def ListCalendars(
+        self, request: reader_service_pb2.ListCalendarsRequest, context: _ServicerContext
+    ) -> reader_service_pb2.ListCalendarsResponse:
+        async def handle(ctx: CallContext) -> reader_service_pb2.ListCalendarsResponse:
+            practice_id = cv.practice_from_parent(request.parent)
+            adapter = await self._adapter(practice_id, ctx, "parent")
+            calendar = await adapter.reader.list_calendars(ctx)
+            return reader_service_pb2.ListCalendarsResponse(**cv.calendar_to_proto(practice_id, calendar))  # type: ignore[arg-type]
+
+        return await self._run(context, "ListCalendars", handle)
+
+    async def ListWorkingHours(
+        self, request: reader_service_pb2.ListWorkingHoursRequest, context: _ServicerContext
+    ) -> reader_service_pb2.ListWorkingHoursResponse:
+        async def handle(ctx: CallContext) -> reader_service_pb2.ListWorkingHoursResponse:
+            practice_id, window, columns = _window_request(request)
+            reader = (await self._adapter(practice_id, ctx, "parent")).reader
+            column_ids = await _checked_columns(reader, ctx, columns)
+            result = await reader.list_working_hours(ctx, window, column_ids)
+            return reader_service_pb2.ListWorkingHoursResponse(working_hours=_pack(practice_id, window, result))
+
+        return await self._run(context, "ListWorkingHours", handle)
+
+    async def ListAbsences(
+        self, request: reader_service_pb2.ListAbsencesRequest, context: _ServicerContext
+    ) -> reader_service_pb2.ListAbsencesResponse:
+        async def handle(ctx: CallContext) -> reader_service_pb2.ListAbsencesResponse:
+            practice_id, window, columns = _window_request(request)
+            reader = (await self._adapter(practice_id, ctx, "parent")).reader
+            column_ids = await _checked_columns(reader, ctx, columns)
+            absences = await reader.list_absences(ctx, window, column_ids)
+            wanted = set(column_ids)
+            kept = sorted(
+                (a for a in absences if a.column_id in wanted and a.interval.overlaps(window)),
+                key=lambda a: (column_ids.index(a.column_id), a.interval.start),
+            )
+            return reader_service_pb2.ListAbsencesResponse(
+                absences=[cv.absence_to_proto(practice_id, a) for a in kept]  # type: ignore[misc]
+            )
+
+        return await self._run(context, "ListAbsences", handle)
+
+    async def ListBusyTimes(
+        self, request: reader_service_pb2.ListBusyTimesRequest, context: _ServicerContext
+    ) -> reader_service_pb2.ListBusyTimesResponse:
+        async def handle(ctx: CallContext) -> reader_service_pb2.ListBusyTimesResponse:
+            practice_id, window, columns = _window_request(request)
+            reader = (await self._adapter(practice_id, ctx, "parent")).reader
+            column_ids = await _checked_columns(reader, ctx, columns)
+            result = await reader.list_busy_times(ctx, window, column_ids)
+            return reader_service_pb2.ListBusyTimesResponse(busy_times=_pack(practice_id, window, result))
+
+        return await self._run(context, "ListBusyTimes", handle)
+
+    async def GetFreeTime(
+        self, request: reader_service_pb2.GetFreeTimeRequest, context: _ServicerContext
+    ) -> reader_service_pb2.GetFreeTimeResponse:
+        async def handle(ctx: CallContext) -> reader_service_pb2.GetFreeTimeResponse:
+            practice_id, _window, _columns = _window_request(request)
+            await self._adapter(practice_id, ctx, "parent")
+            raise Unimplemented("GetFreeTime is not available yet: the availability engine is not built")
+
+        return await self._run(context, "GetFreeTime", handle)
+
+    async def FindSlots(
+        self, request: reader_service_pb2.FindSlotsRequest, context: _ServicerContext
+    ) -> reader_service_pb2.FindSlotsResponse:
+        async def handle(ctx: CallContext) -> reader_service_pb2.FindSlotsResponse:
+            practice_id, _window, _columns = _window_request(request)
+            cv.child_id_from_proto(request.appointment_type, "appointment_type", "appointmentTypes")
+            cv.page_size_from_proto(request.page_size)
+            await self._adapter(practice_id, ctx, "parent")
+            raise Unimplemented("FindSlots is not available yet: the availability engine is not built")
+
+        return await self._run(context, "FindSlots", handle)
+
+    async def WatchChanges(
+        self, request: reader_service_pb2.WatchChangesRequest, context: _ServicerContext
+    ) -> None:
+        async def handle(ctx: CallContext) -> None:
+            practice_id = cv.practice_from_parent(request.parent)
+            cv.column_ids_from_proto(request.columns, practice_id)
+            await self._adapter(practice_id, ctx, "parent")
+            raise Unimplemented("WatchChanges is not available yet: the change feed is not built")
+
+        await self._run(context, "WatchChanges", handle)
+
+
+def _window_request(request: Any) -> tuple[str, Interval, tuple[str, ...]]:
+    practice_id = cv.practice_from_parent(request.parent)
+    window = cv.window_from_proto(request)
+    return practice_id, window, cv.column_ids_from_proto(request.columns, practice_id)
+
+
+def _slot(request: Any, practice_id: str) -> SlotRequest:
+    return SlotRequest(
+        appointment_type_id=cv.parse_practice_child(request.appointment_type, "appointment_type", "appointmentTypes", practice_id),
+        column_id=cv.parse_practice_child(request.column, "column", "columns", practice_id),
+        start=cv.required_timestamp(request, "start_time", "start_time"),
+        patient_id=cv.parse_practice_child(request.patient, "patient", "patients", practice_id),
+    )
+
+
+class WriterServicer(_Base, writer_service_pb2_grpc.WriterServiceServicer):
+    async def _writer(self, practice_id: str, ctx: CallContext, field: str) -> WriterPort:
+        return _need((await self._adapter(practice_id, ctx, field)).writer, "writing appointments")
+
+    async def HoldSlot(
+        self, request: writer_service_pb2.HoldSlotRequest, context: _ServicerContext
+    ) -> writer_service_pb2.HoldSlotResponse:
+        async def handle(ctx: CallContext) -> writer_service_pb2.HoldSlotResponse:
+            practice_id = cv.practice_from_parent(request.parent)
+            slot = _slot(request, practice_id)
+            hold = await (await self._writer(practice_id, ctx, "parent")).hold_slot(ctx, slot)
+            return writer_service_pb2.HoldSlotResponse(hold=cv.hold_to_proto(practice_id, hold))
+
+        return await self._run(context, "HoldSlot", handle, request.request_id)
+
+    async def ConfirmHold(
+        self, request: writer_service_pb2.ConfirmHoldRequest, context: _ServicerContext
+    ) -> writer_service_pb2.ConfirmHoldResponse:
+        async def handle(ctx: CallContext) -> writer_service_pb2.ConfirmHoldResponse:
+            practice_id, hold_id = cv.child_id_from_proto(request.name, "name", "holds")
+            appointment = await (await self._writer(practice_id, ctx, "name")).confirm_hold(ctx, hold_id)
+            return writer_service_pb2.ConfirmHoldResponse(appointment=cv.appointment_to_proto(practice_id, appointment))
+
+        return await self._run(context, "ConfirmHold", handle, request.request_id)
+
+    async def ReleaseHold(
+        self, request: writer_service_pb2.ReleaseHoldRequest, context: _ServicerContext
+    ) -> writer_service_pb2.ReleaseHoldResponse:
+        async def handle(ctx: CallContext) -> writer_service_pb2.ReleaseHoldResponse:
+            practice_id, hold_id = cv.child_id_from_proto(request.name, "name", "holds")
+            await (await self._writer(practice_id, ctx, "name")).release_hold(ctx, hold_id)
+            return writer_service_pb2.ReleaseHoldResponse()
+
+        return await self._run(context, "ReleaseHold", handle, request.request_id)
+
+    async def BookAppointment(
+        self, request: writer_service_pb2.BookAppointmentRequest, context: _ServicerContext
+    ) -> writer_service_pb2.BookAppointmentResponse:
+        async def handle(ctx: CallContext) -> writer_service_pb2.BookAppointmentResponse:
+            practice_id = cv.practice_from_parent(request.parent)
+            slot = _slot(request, practice_id)
+            appointment = await (await self._writer(practice_id, ctx, "parent")).book_appointment(ctx, slot)
+            return writer_service_pb2.BookAppointmentResponse(
+                appointment=cv.appointment_to_proto(practice_id, appointment)
+            )
+
+        return await self._run(context, "BookAppointment", handle, request.request_id)
+
+    async def CancelAppointment(
+        self, request: writer_service_pb2.CancelAppointmentRequest, context: _ServicerContext
+    ) -> writer_service_pb2.CancelAppointmentResponse:
+        async def handle(ctx: CallContext) -> writer_service_pb2.CancelAppointmentResponse:
+            practice_id, appointment_id = cv.child_id_from_proto(request.name, "name", "appointments")
+            writer = await self._writer(practice_id, ctx, "name")
+            appointment = await writer.cancel_appointment(ctx, appointment_id, request.etag)
+            return writer_service_pb2.CancelAppointmentResponse(
+                appointment=cv.appointment_to_proto(practice_id, appointment)
+            )
+
+        return await self._run(context, "CancelAppointment", handle, request.request_id)
+
+    async def RescheduleAppointment(
+        self, request: writer_service_pb2.RescheduleAppointmentRequest, context: _ServicerContext
+    ) -> writer_service_pb2.RescheduleAppointmentResponse:
+        async def handle(ctx: CallContext) -> writer_service_pb2.RescheduleAppointmentResponse:
+            practice_id, appointment_id = cv.child_id_from_proto(request.name, "name", "appointments")
+            start = cv.required_timestamp(request, "start_time", "start_time")
+            column_id = (
+                cv.parse_practice_child(request.column, "column", "columns", practice_id) if request.column else None
+            )
+            writer = await self._writer(practice_id, ctx, "name")
+            appointment = await writer.reschedule_appointment(ctx, appointment_id, request.etag, start, column_id)
+            return writer_service_pb2.RescheduleAppointmentResponse(
+                appointment=cv.appointment_to_proto(practice_id, appointment)
+            )
+
+        return await self._run(context, "RescheduleAppointment", handle, request.request_id)
+
+    async def GetAppointment(
+        self, request: writer_service_pb2.GetAppointmentRequest, context: _ServicerContext
+    ) -> writer_service_pb2.GetAppointmentResponse:
+        async def handle(ctx: CallContext) -> writer_service_pb2.GetAppointmentResponse:
+            practice_id, appointment_id = cv.child_id_from_proto(request.name, "name", "appointments")
+            appointment = await (await self._writer(practice_id, ctx, "name")).get_appointment(ctx, appointment_id)
+            return writer_service_pb2.GetAppointmentResponse(appointment=cv.appointment_to_proto(practice_id, appointment))
+
+        return await self._run(context, "GetAppointment", handle)
+
+    async def ListAppointments(
+        self, request: writer_service_pb2.ListAppointmentsRequest, context: _ServicerContext
+    ) -> writer_service_pb2.ListAppointmentsResponse:
+        async def handle(ctx: CallContext) -> writer_service_pb2.ListAppointmentsResponse:
+            practice_id = cv.practice_from_parent(request.parent)
+            start = cv.optional_timestamp(request, "start_time", "start_time")
+            end = cv.optional_timestamp(request, "end_time", "end_time")
+            if start is not None and end is not None and end <= start:
+                raise InvalidArgument.field("end_time", "must be after start_time")
+            query = AppointmentQuery(
+                page=PageRequest(cv.page_size_from_proto(request.page_size), request.page_token),
+                start=start,
+                end=end,
+                include_cancelled=request.include_cancelled,
+            )
+            page = await (await self._writer(practice_id, ctx, "parent")).list_appointments(ctx, query)
+            return writer_service_pb2.ListAppointmentsResponse(
+                appointments=[cv.appointment_to_proto(practice_id, a) for a in page.items],
+                next_page_token=page.next_page_token,
+            )
+
+        return await self._run(context, "ListAppointments", handle)
+
+
+_MAX_NAME_PART = 200
+
+
+def _name_part(value: str, field: str) -> str:
+    cleaned = value.strip()
+    if not cleaned:
+        raise InvalidArgument.field(field, "is required")
+    if len(cleaned) > _MAX_NAME_PART:
+        raise InvalidArgument.field(field, f"is longer than {_MAX_NAME_PART} characters")
+    return cleaned
+
+
+class PatientLookupServicer(_Base, patient_lookup_service_pb2_grpc.PatientLookupServiceServicer):
+    async def _lookup(self, practice_id: str, ctx: CallContext) -> PatientLookupPort:
+        return _need((await self._adapter(practice_id, ctx, "parent")).patient_lookup, "patient lookup")
+
+    async def FindOrCreatePatient(
+        self, request: patient_lookup_service_pb2.FindOrCreatePatientRequest, context: _ServicerContext
+    ) -> patient_lookup_service_pb2.FindOrCreatePatientResponse:
+        async def handle(ctx: CallContext) -> patient_lookup_service_pb2.FindOrCreatePatientResponse:
+            practice_id = cv.practice_from_parent(request.parent)
+            query = PatientQuery(
+                given_name=_name_part(request.given_name, "given_name"),
+                family_name=_name_part(request.family_name, "family_name"),
+                birth_date=cv.birth_date_from_proto(request, "birth_date"),
+                contacts=cv.contacts_from_proto(request.contacts),
+            )
+            patient, outcome = await (await self._lookup(practice_id, ctx)).find_or_create_patient(ctx, query)
+            return patient_lookup_service_pb2.FindOrCreatePatientResponse(
+                patient=cv.patient_to_proto(practice_id, patient), outcome=cv.match_outcome_to_proto(outcome)
+            )
+
+        return await self._run(context, "FindOrCreatePatient", handle, request.request_id)
+
+    async def ListSharedPatients(
+        self, request: patient_lookup_service_pb2.ListSharedPatientsRequest, context: _ServicerContext
+    ) -> patient_lookup_service_pb2.ListSharedPatientsResponse:
+        async def handle(ctx: CallContext) -> patient_lookup_service_pb2.ListSharedPatientsResponse:
+            practice_id = cv.practice_from_parent(request.parent)
+            page_request = PageRequest(cv.page_size_from_proto(request.page_size), request.page_token)
+            page = await (await self._lookup(practice_id, ctx)).list_shared_patients(ctx, page_request)
+            return patient_lookup_service_pb2.ListSharedPatientsResponse(
+                patients=[cv.patient_to_proto(practice_id, p) for p in page.items],
+                next_page_token=page.next_page_token,
+            )
+
+        return await self._run(context, "ListSharedPatients", handle)
+
+
+class ConsentServicer(_Base, consent_service_pb2_grpc.ConsentServiceServicer):
+    async def _consent(self, practice_id: str, ctx: CallContext) -> ConsentPort:
+        return _need((await self._adapter(practice_id, ctx, "name")).consent, "consent records")
+
+    async def GetConsent(
+        self, request: consent_service_pb2.GetConsentRequest, context: _ServicerContext
+    ) -> consent_service_pb2.GetConsentResponse:
+        async def handle(ctx: CallContext) -> consent_service_pb2.GetConsentResponse:
+            practice_id, patient_id = cv.consent_name_parts(request.name)
+            consent = await (await self._consent(practice_id, ctx)).get_consent(ctx, patient_id)
+            return consent_service_pb2.GetConsentResponse(consent=cv.consent_to_proto(practice_id, consent))
+
+        return await self._run(context, "GetConsent", handle)
+
+    async def RecordConsent(
+        self, request: consent_service_pb2.RecordConsentRequest, context: _ServicerContext
+    ) -> consent_service_pb2.RecordConsentResponse:
+        async def handle(ctx: CallContext) -> consent_service_pb2.RecordConsentResponse:
+            practice_id, patient_id = cv.consent_name_parts(request.name)
+            state = cv.consent_state_from_proto(request.state, "state")
+            evidence = cv.evidence_from_proto(request, "evidence", "evidence")
+            port = await self._consent(practice_id, ctx)
+            consent = await port.record_consent(ctx, patient_id, state, evidence)
+            return consent_service_pb2.RecordConsentResponse(consent=cv.consent_to_proto(practice_id, consent))
+
+        return await self._run(context, "RecordConsent", handle, request.request_id)
+
+
+def add_servicers(server: grpc.aio.Server, resolver: AdapterResolver, identify: Identify) -> list[str]:
+    """Register the four services on server; return their full names (for health and reflection)."""
+    reader_service_pb2_grpc.add_ReaderServiceServicer_to_server(ReaderServicer(resolver, identify), server)
+    writer_service_pb2_grpc.add_WriterServiceServicer_to_server(WriterServicer(resolver, identify), server)
+    patient_lookup_service_pb2_grpc.add_PatientLookupServiceServicer_to_server(
+        PatientLookupServicer(resolver, identify), server
+    )
+    consent_service_pb2_grpc.add_ConsentServiceServicer_to_server(ConsentServicer(resolver, identify), server)
+    return [
+        reader_service_pb2.DESCRIPTOR.services_by_name["ReaderService"].full_name,
+        writer_service_pb2.DESCRIPTOR.services_by_name["WriterService"].full_name,
+        patient_lookup_service_pb2.DESCRIPTOR.services_by_name["PatientLookupService"].full_name,
+        consent_service_pb2.DESCRIPTOR.services_by_name["ConsentService"].full_name,
+    ]
