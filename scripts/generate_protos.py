@@ -25,9 +25,9 @@ def _plugin(name: str) -> str:
     return f"--plugin={name}={found}"
 
 
-def generate(out_dir: Path = DEFAULT_OUT) -> list[Path]:
+def generate(out_dir: Path = DEFAULT_OUT, proto_root: Path = PROTO_ROOT) -> list[Path]:
     """Write *_pb2.py, *_pb2_grpc.py and their .pyi stubs under out_dir; return the files."""
-    protos = sorted(p.relative_to(PROTO_ROOT).as_posix() for p in (PROTO_ROOT / "otv").rglob("*.proto"))
+    protos = sorted(p.relative_to(proto_root).as_posix() for p in (proto_root / "otv").rglob("*.proto"))
     target = out_dir / "otv" / "v1"
     if target.exists():
         for old in target.glob("*_pb2*.py*"):
@@ -36,7 +36,7 @@ def generate(out_dir: Path = DEFAULT_OUT) -> list[Path]:
     well_known = Path(protoc.__file__).parent / "_proto"
     args = [
         "grpc_tools.protoc",
-        f"-I{PROTO_ROOT}",
+        f"-I{proto_root}",
         f"-I{well_known}",
         _plugin("protoc-gen-mypy"),
         _plugin("protoc-gen-mypy_grpc"),
@@ -46,7 +46,7 @@ def generate(out_dir: Path = DEFAULT_OUT) -> list[Path]:
         f"--mypy_grpc_out={out_dir}",
         *protos,
     ]
-    if protoc.main(args) != 0:
+    if protoc.main(args) != 0:  # type: ignore[no-untyped-call]
         raise RuntimeError("protoc failed; see its output above")
     for package in PACKAGE_DIRS:
         init = out_dir / package / "__init__.py"

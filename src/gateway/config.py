@@ -11,11 +11,26 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from otv_sdk.resources import is_valid_practice_id
 
-__all__ = ["AdapterConfig", "ConfigError", "GatewayConfig", "GatewaySection", "RemoteAdapterConfig", "load_config"]
+__all__ = [
+    "AdapterConfig",
+    "ConfigError",
+    "GatewayConfig",
+    "GatewaySection",
+    "RemoteAdapterConfig",
+    "load_config",
+]
 
 
 class ConfigError(ValueError):

@@ -71,7 +71,7 @@ async def build_router(config: GatewayConfig) -> PracticeRouter:
     """Create every practice's adapter source; raise ConfigError naming the field on failure."""
     sources: dict[str, AdapterSource] = {}
     try:
-        for practice_id, practice in config.practices.items():
+        for practice_id in config.practices:
             sources[practice_id] = _source(config, practice_id, f"practices.{practice_id}.adapter")
     except BaseException:
         await PracticeRouter(sources).aclose()  # release what was opened before the failure

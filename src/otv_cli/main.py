@@ -1,10 +1,10 @@
 """`otv`: run the gateway, serve an adapter remotely, or make a first call as a partner.
 
-    otv demo                                  gateway with the demo practice (embedded default)
-    otv gateway serve --config gateway.toml   gateway from a configuration file
-    otv adapter serve --plugin reference --practice demo --listen 127.0.0.1:50061
-    otv client calendars --practice demo      list the demo practice's calendars
-    otv client busy --practice demo --days 7  busy times of the next 7 days
+otv demo                                  gateway with the demo practice (embedded default)
+otv gateway serve --config gateway.toml   gateway from a configuration file
+otv adapter serve --plugin reference --practice demo --listen 127.0.0.1:50061
+otv client calendars --practice demo      list the demo practice's calendars
+otv client busy --practice demo --days 7  busy times of the next 7 days
 """
 
 from __future__ import annotations
@@ -31,14 +31,18 @@ EXIT_CALL_FAILED = 1
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="otv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="otv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="run the gateway on the embedded default with the demo practice")
     demo.add_argument("--listen", default=None, help="host:port (default 127.0.0.1:50051)")
     demo.add_argument("--state-dir", type=Path, default=Path("var"), help="where the demo SQLite file lives")
 
-    gateway = commands.add_parser("gateway", help="run the gateway").add_subparsers(dest="action", required=True)
+    gateway = commands.add_parser("gateway", help="run the gateway").add_subparsers(
+        dest="action", required=True
+    )
     serve = gateway.add_parser("serve", help="serve from a configuration file")
     serve.add_argument("--config", type=Path, required=True)
     serve.add_argument("--listen", default=None, help="override [gateway] listen")
@@ -52,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     adapter_serve.add_argument("--settings", default="{}", help="adapter settings as a JSON object")
     adapter_serve.add_argument("--listen", default="127.0.0.1:50061")
 
-    client = commands.add_parser("client", help="call a gateway as a partner").add_subparsers(dest="action", required=True)
+    client = commands.add_parser("client", help="call a gateway as a partner").add_subparsers(
+        dest="action", required=True
+    )
     for name, help_text in (("calendars", "list calendars"), ("busy", "list busy times")):
         sub = client.add_parser(name, help=help_text)
         sub.add_argument("--target", default="127.0.0.1:50051")
@@ -88,13 +94,14 @@ async def _client(action: str, target: str, practice: str, days: int) -> None:
                 print(f"column {column.id}: {column.display_name} ({column.kind.value})")
             for kind in calendar.appointment_types:
                 minutes = int(kind.duration.total_seconds() // 60)
-                print(f"type {kind.id}: {kind.display_name}, {minutes} min, columns {', '.join(kind.column_ids)}")
+                columns = ", ".join(kind.column_ids)
+                print(f"type {kind.id}: {kind.display_name}, {minutes} min, columns {columns}")
             return
         now = datetime.now(UTC).replace(microsecond=0)
         busy = await client.list_busy_times(practice, Interval(now, now + timedelta(days=days)), timeout=10)
-        for column in busy:
-            print(f"column {column.column_id}: {len(column.intervals)} busy intervals")
-            for interval in column.intervals[:3]:
+        for busy_column in busy:
+            print(f"column {busy_column.column_id}: {len(busy_column.intervals)} busy intervals")
+            for interval in busy_column.intervals[:3]:
                 print(f"  {interval.start.isoformat()} - {interval.end.isoformat()}")
 
 

@@ -123,10 +123,16 @@ class PartnerClient:
     ) -> Calendar:
         request = reader_service_pb2.ListCalendarsRequest(parent=format_name(practice_id))
         return await self._call(
-            self._reader.ListCalendars, request, lambda r: cv.calendar_from_proto(practice_id, r), timeout, metadata
+            self._reader.ListCalendars,
+            request,
+            lambda r: cv.calendar_from_proto(practice_id, r),
+            timeout,
+            metadata,
         )
 
-    def _window_request(self, factory: Any, practice_id: str, window: Interval, column_ids: Sequence[str]) -> Any:
+    def _window_request(
+        self, factory: Any, practice_id: str, window: Interval, column_ids: Sequence[str]
+    ) -> Any:
         return factory(
             parent=format_name(practice_id),
             window=cv.interval_to_proto(window),
@@ -142,11 +148,16 @@ class PartnerClient:
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> list[ColumnIntervals]:
-        request = self._window_request(reader_service_pb2.ListWorkingHoursRequest, practice_id, window, column_ids)
+        request = self._window_request(
+            reader_service_pb2.ListWorkingHoursRequest, practice_id, window, column_ids
+        )
         return await self._call(
             self._reader.ListWorkingHours,
             request,
-            lambda r: [cv.unpack_intervals(p, practice_id, f"working_hours[{i}]") for i, p in enumerate(r.working_hours)],
+            lambda r: [
+                cv.unpack_intervals(p, practice_id, f"working_hours[{i}]")
+                for i, p in enumerate(r.working_hours)
+            ],
             timeout,
             metadata,
         )
@@ -160,11 +171,15 @@ class PartnerClient:
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> list[Absence]:
-        request = self._window_request(reader_service_pb2.ListAbsencesRequest, practice_id, window, column_ids)
+        request = self._window_request(
+            reader_service_pb2.ListAbsencesRequest, practice_id, window, column_ids
+        )
         return await self._call(
             self._reader.ListAbsences,
             request,
-            lambda r: [cv.absence_from_proto(practice_id, a, f"absences[{i}]") for i, a in enumerate(r.absences)],
+            lambda r: [
+                cv.absence_from_proto(practice_id, a, f"absences[{i}]") for i, a in enumerate(r.absences)
+            ],
             timeout,
             metadata,
         )
@@ -178,11 +193,15 @@ class PartnerClient:
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> list[ColumnIntervals]:
-        request = self._window_request(reader_service_pb2.ListBusyTimesRequest, practice_id, window, column_ids)
+        request = self._window_request(
+            reader_service_pb2.ListBusyTimesRequest, practice_id, window, column_ids
+        )
         return await self._call(
             self._reader.ListBusyTimes,
             request,
-            lambda r: [cv.unpack_intervals(p, practice_id, f"busy_times[{i}]") for i, p in enumerate(r.busy_times)],
+            lambda r: [
+                cv.unpack_intervals(p, practice_id, f"busy_times[{i}]") for i, p in enumerate(r.busy_times)
+            ],
             timeout,
             metadata,
         )
@@ -207,9 +226,15 @@ class PartnerClient:
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> Hold:
-        request = writer_service_pb2.HoldSlotRequest(request_id=_rid(request_id), **self._slot_fields(practice_id, slot))
+        request = writer_service_pb2.HoldSlotRequest(
+            request_id=_rid(request_id), **self._slot_fields(practice_id, slot)
+        )
         return await self._call(
-            self._writer.HoldSlot, request, lambda r: cv.hold_from_proto(practice_id, r.hold, "hold"), timeout, metadata
+            self._writer.HoldSlot,
+            request,
+            lambda r: cv.hold_from_proto(practice_id, r.hold, "hold"),
+            timeout,
+            metadata,
         )
 
     async def confirm_hold(
@@ -224,7 +249,9 @@ class PartnerClient:
         request = writer_service_pb2.ConfirmHoldRequest(
             name=format_name(practice_id, "holds", hold_id), request_id=_rid(request_id)
         )
-        return await self._call(self._writer.ConfirmHold, request, _appointment(practice_id), timeout, metadata)
+        return await self._call(
+            self._writer.ConfirmHold, request, _appointment(practice_id), timeout, metadata
+        )
 
     async def release_hold(
         self,
@@ -252,7 +279,9 @@ class PartnerClient:
         request = writer_service_pb2.BookAppointmentRequest(
             request_id=_rid(request_id), **self._slot_fields(practice_id, slot)
         )
-        return await self._call(self._writer.BookAppointment, request, _appointment(practice_id), timeout, metadata)
+        return await self._call(
+            self._writer.BookAppointment, request, _appointment(practice_id), timeout, metadata
+        )
 
     async def cancel_appointment(
         self,
@@ -265,9 +294,13 @@ class PartnerClient:
         metadata: Metadata | None = None,
     ) -> Appointment:
         request = writer_service_pb2.CancelAppointmentRequest(
-            name=format_name(practice_id, "appointments", appointment_id), etag=etag, request_id=_rid(request_id)
+            name=format_name(practice_id, "appointments", appointment_id),
+            etag=etag,
+            request_id=_rid(request_id),
         )
-        return await self._call(self._writer.CancelAppointment, request, _appointment(practice_id), timeout, metadata)
+        return await self._call(
+            self._writer.CancelAppointment, request, _appointment(practice_id), timeout, metadata
+        )
 
     async def reschedule_appointment(
         self,
@@ -293,10 +326,19 @@ class PartnerClient:
         )
 
     async def get_appointment(
-        self, practice_id: str, appointment_id: str, *, timeout: float | None = None, metadata: Metadata | None = None
+        self,
+        practice_id: str,
+        appointment_id: str,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
     ) -> Appointment:
-        request = writer_service_pb2.GetAppointmentRequest(name=format_name(practice_id, "appointments", appointment_id))
-        return await self._call(self._writer.GetAppointment, request, _appointment(practice_id), timeout, metadata)
+        request = writer_service_pb2.GetAppointmentRequest(
+            name=format_name(practice_id, "appointments", appointment_id)
+        )
+        return await self._call(
+            self._writer.GetAppointment, request, _appointment(practice_id), timeout, metadata
+        )
 
     async def list_appointments(
         self,
@@ -318,7 +360,10 @@ class PartnerClient:
             request.end_time.CopyFrom(cv.datetime_to_timestamp(query.end))
 
         def parse(r: writer_service_pb2.ListAppointmentsResponse) -> Page[Appointment]:
-            items = [cv.appointment_from_proto(practice_id, a, f"appointments[{i}]") for i, a in enumerate(r.appointments)]
+            items = [
+                cv.appointment_from_proto(practice_id, a, f"appointments[{i}]")
+                for i, a in enumerate(r.appointments)
+            ]
             return Page(items, r.next_page_token)
 
         return await self._call(self._writer.ListAppointments, request, parse, timeout, metadata)
@@ -340,29 +385,46 @@ class PartnerClient:
             given_name=query.given_name,
             family_name=query.family_name,
             birth_date=cv.date_to_proto(query.birth_date),
-            contacts=[patient_pb2.Contact(kind=cv.contact_kind_to_proto(c.kind), value=c.value) for c in query.contacts],
+            contacts=[
+                patient_pb2.Contact(kind=cv.contact_kind_to_proto(c.kind), value=c.value)
+                for c in query.contacts
+            ],
         )
 
         def parse(r: patient_lookup_service_pb2.FindOrCreatePatientResponse) -> tuple[Patient, MatchOutcome]:
-            return cv.patient_from_proto(practice_id, r.patient, "patient"), cv.match_outcome_from_proto(r.outcome, "outcome")
+            return cv.patient_from_proto(practice_id, r.patient, "patient"), cv.match_outcome_from_proto(
+                r.outcome, "outcome"
+            )
 
         return await self._call(self._patients.FindOrCreatePatient, request, parse, timeout, metadata)
 
     async def list_shared_patients(
-        self, practice_id: str, page: PageRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+        self,
+        practice_id: str,
+        page: PageRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
     ) -> Page[Patient]:
         request = patient_lookup_service_pb2.ListSharedPatientsRequest(
             parent=format_name(practice_id), page_size=page.page_size, page_token=page.page_token
         )
 
         def parse(r: patient_lookup_service_pb2.ListSharedPatientsResponse) -> Page[Patient]:
-            items = [cv.patient_from_proto(practice_id, p, f"patients[{i}]") for i, p in enumerate(r.patients)]
+            items = [
+                cv.patient_from_proto(practice_id, p, f"patients[{i}]") for i, p in enumerate(r.patients)
+            ]
             return Page(items, r.next_page_token)
 
         return await self._call(self._patients.ListSharedPatients, request, parse, timeout, metadata)
 
     async def get_consent(
-        self, practice_id: str, patient_id: str, *, timeout: float | None = None, metadata: Metadata | None = None
+        self,
+        practice_id: str,
+        patient_id: str,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
     ) -> Consent:
         request = consent_service_pb2.GetConsentRequest(name=cv.consent_name(practice_id, patient_id))
         return await self._call(

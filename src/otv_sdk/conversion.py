@@ -193,7 +193,7 @@ def pack_intervals(practice_id: str, origin: datetime, column: ColumnIntervals) 
     starts: list[int] = []
     durations: list[int] = []
     previous = _seconds(origin)
-    for interval in sorted(column.intervals):
+    for interval in sorted(column.intervals, key=_start_end):
         start = _seconds(interval.start)
         duration = _seconds(interval.end) - start
         delta = start - previous
@@ -223,6 +223,10 @@ def unpack_intervals(msg: time_pb2.PackedIntervals, practice_id: str, field: str
         current = current + timedelta(seconds=delta)
         intervals.append(Interval(current, current + timedelta(seconds=duration)))
     return ColumnIntervals(column_id, intervals)
+
+
+def _start_end(interval: Interval) -> tuple[datetime, datetime]:
+    return interval.start, interval.end
 
 
 def _seconds(value: datetime) -> int:
@@ -308,7 +312,10 @@ def practice_from_proto(msg: practice_pb2.Practice) -> Practice:
     )
 
 
-_COLUMN_KINDS = {ColumnKind.PRACTITIONER: practice_pb2.COLUMN_KIND_PRACTITIONER, ColumnKind.ROOM: practice_pb2.COLUMN_KIND_ROOM}
+_COLUMN_KINDS = {
+    ColumnKind.PRACTITIONER: practice_pb2.COLUMN_KIND_PRACTITIONER,
+    ColumnKind.ROOM: practice_pb2.COLUMN_KIND_ROOM,
+}
 _COLUMN_KINDS_BACK = {v: k for k, v in _COLUMN_KINDS.items()}
 _VISIT_KINDS = {
     VisitKind.FIRST: practice_pb2.VISIT_KIND_FIRST,
@@ -345,7 +352,10 @@ def calendar_to_proto(practice_id: str, cal: Calendar) -> dict[str, list[object]
             practice_pb2.Practitioner(name=format_name(p, "practitioners", x.id), display_name=x.display_name)
             for x in cal.practitioners
         ],
-        "rooms": [practice_pb2.Room(name=format_name(p, "rooms", r.id), display_name=r.display_name) for r in cal.rooms],
+        "rooms": [
+            practice_pb2.Room(name=format_name(p, "rooms", r.id), display_name=r.display_name)
+            for r in cal.rooms
+        ],
         "appointment_types": [
             practice_pb2.AppointmentType(
                 name=format_name(p, "appointmentTypes", t.id),
@@ -396,7 +406,8 @@ def calendar_from_proto(practice_id: str, msg: object) -> Calendar:
             practitioner_id=_id_or_none(c.practitioner, f"columns[{i}].practitioner", "practitioners", p),
             room_id=_id_or_none(c.room, f"columns[{i}].room", "rooms", p),
             weekly_hours=tuple(
-                weekly_span_from_proto(s, f"columns[{i}].weekly_hours[{j}]") for j, s in enumerate(c.weekly_hours)
+                weekly_span_from_proto(s, f"columns[{i}].weekly_hours[{j}]")
+                for j, s in enumerate(c.weekly_hours)
             ),
         )
         for i, c in enumerate(msg.columns)  # type: ignore[attr-defined]
@@ -425,7 +436,8 @@ def calendar_from_proto(practice_id: str, msg: object) -> Calendar:
                 for j, t in enumerate(a.appointment_types)
             ),
             weekly_spans=tuple(
-                weekly_span_from_proto(s, f"booking_areas[{i}].weekly_spans[{j}]") for j, s in enumerate(a.weekly_spans)
+                weekly_span_from_proto(s, f"booking_areas[{i}].weekly_spans[{j}]")
+                for j, s in enumerate(a.weekly_spans)
             ),
             valid_from=_optional_date(a, "valid_from", f"booking_areas[{i}].valid_from"),
             valid_until=_optional_date(a, "valid_until", f"booking_areas[{i}].valid_until"),
@@ -435,7 +447,9 @@ def calendar_from_proto(practice_id: str, msg: object) -> Calendar:
     return Calendar(
         columns=columns,
         practitioners=tuple(
-            Practitioner(parse_practice_child(x.name, f"practitioners[{i}].name", "practitioners", p), x.display_name)
+            Practitioner(
+                parse_practice_child(x.name, f"practitioners[{i}].name", "practitioners", p), x.display_name
+            )
             for i, x in enumerate(msg.practitioners)  # type: ignore[attr-defined]
         ),
         rooms=tuple(
@@ -445,7 +459,9 @@ def calendar_from_proto(practice_id: str, msg: object) -> Calendar:
         appointment_types=types,
         appointment_type_groups=tuple(
             AppointmentTypeGroup(
-                parse_practice_child(g.name, f"appointment_type_groups[{i}].name", "appointmentTypeGroups", p),
+                parse_practice_child(
+                    g.name, f"appointment_type_groups[{i}].name", "appointmentTypeGroups", p
+                ),
                 g.display_name,
             )
             for i, g in enumerate(msg.appointment_type_groups)  # type: ignore[attr-defined]
@@ -465,7 +481,8 @@ def absence_to_proto(practice_id: str, absence: Absence) -> object:
     from otv.v1 import reader_service_pb2
 
     return reader_service_pb2.Absence(
-        column=format_name(practice_id, "columns", absence.column_id), interval=interval_to_proto(absence.interval)
+        column=format_name(practice_id, "columns", absence.column_id),
+        interval=interval_to_proto(absence.interval),
     )
 
 
@@ -517,7 +534,9 @@ def appointment_from_proto(practice_id: str, msg: appointment_pb2.Appointment, f
     return Appointment(
         id=parse_practice_child(msg.name, f"{field}.name", "appointments", p),
         column_id=parse_practice_child(msg.column, f"{field}.column", "columns", p),
-        appointment_type_id=parse_practice_child(msg.appointment_type, f"{field}.appointment_type", "appointmentTypes", p),
+        appointment_type_id=parse_practice_child(
+            msg.appointment_type, f"{field}.appointment_type", "appointmentTypes", p
+        ),
         interval=Interval(
             required_timestamp(msg, "start_time", f"{field}.start_time"),
             required_timestamp(msg, "end_time", f"{field}.end_time"),
@@ -551,7 +570,9 @@ def hold_from_proto(practice_id: str, msg: appointment_pb2.Hold, field: str) -> 
     return Hold(
         id=parse_practice_child(msg.name, f"{field}.name", "holds", p),
         column_id=parse_practice_child(msg.column, f"{field}.column", "columns", p),
-        appointment_type_id=parse_practice_child(msg.appointment_type, f"{field}.appointment_type", "appointmentTypes", p),
+        appointment_type_id=parse_practice_child(
+            msg.appointment_type, f"{field}.appointment_type", "appointmentTypes", p
+        ),
         interval=Interval(
             required_timestamp(msg, "start_time", f"{field}.start_time"),
             required_timestamp(msg, "end_time", f"{field}.end_time"),
@@ -575,7 +596,9 @@ def contact_kind_to_proto(kind: ContactKind) -> patient_pb2.ContactKind.ValueTyp
     return _CONTACT_KINDS[kind]
 
 
-def contacts_from_proto(contacts: Iterable[patient_pb2.Contact], field: str = "contacts") -> tuple[Contact, ...]:
+def contacts_from_proto(
+    contacts: Iterable[patient_pb2.Contact], field: str = "contacts"
+) -> tuple[Contact, ...]:
     result: list[Contact] = []
     for index, contact in enumerate(contacts):
         kind = _CONTACT_KINDS_BACK.get(contact.kind)
@@ -646,7 +669,10 @@ _CONSENT_METHODS = {
     ConsentMethod.VERBAL: consent_pb2.CONSENT_METHOD_VERBAL,
 }
 _CONSENT_METHODS_BACK = {v: k for k, v in _CONSENT_METHODS.items()}
-_CONSENT_ACTORS = {ConsentActor.PARTNER: consent_pb2.CONSENT_ACTOR_PARTNER, ConsentActor.PRACTICE: consent_pb2.CONSENT_ACTOR_PRACTICE}
+_CONSENT_ACTORS = {
+    ConsentActor.PARTNER: consent_pb2.CONSENT_ACTOR_PARTNER,
+    ConsentActor.PRACTICE: consent_pb2.CONSENT_ACTOR_PRACTICE,
+}
 _CONSENT_ACTORS_BACK = {v: k for k, v in _CONSENT_ACTORS.items()}
 
 

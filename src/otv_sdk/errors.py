@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 __all__ = [
     "Aborted",
-    "InternalError",
     "DeadlineExceeded",
     "ErrorCode",
     "FailedPrecondition",
     "FieldViolation",
+    "InternalError",
     "InvalidArgument",
     "NotFound",
     "OtvError",

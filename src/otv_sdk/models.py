@@ -10,9 +10,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 __all__ = [
+    "UTC",
     "Absence",
     "AdapterInfo",
     "Appointment",
@@ -60,7 +61,9 @@ class Interval:
         _require_utc(self.start, "Interval.start")
         _require_utc(self.end, "Interval.end")
         if self.end <= self.start:
-            raise ValueError(f"Interval end {self.end.isoformat()} is not after start {self.start.isoformat()}")
+            raise ValueError(
+                f"Interval end {self.end.isoformat()} is not after start {self.start.isoformat()}"
+            )
 
     @property
     def duration(self) -> timedelta:
@@ -73,10 +76,12 @@ class Interval:
         """The part of this interval inside window, or None if they do not overlap."""
         if not self.overlaps(window):
             return None
+        if window.start <= self.start and self.end <= window.end:
+            return self
         return Interval(max(self.start, window.start), min(self.end, window.end))
 
 
-UTC = timezone.utc
+UTC = UTC
 
 
 class Capability(enum.Enum):

@@ -134,7 +134,9 @@ class ReaderPort(ABC):
         """Effective working time (weekly hours, shifts and closed days applied), clipped to window."""
 
     @abstractmethod
-    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
+    async def list_absences(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[Absence]:
         """Absences overlapping window, unclipped so multi-day absences keep their true extent."""
 
     @abstractmethod
@@ -238,4 +240,6 @@ class AdapterFactory(Protocol):
     `base_dir` is the configuration file's folder, for settings that are relative paths.
     """
 
-    def __call__(self, practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter: ...
+    def __call__(
+        self, practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None
+    ) -> Adapter: ...

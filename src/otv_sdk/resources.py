@@ -67,7 +67,8 @@ def parse_practice(name: str, field: str) -> str:
         raise InvalidArgument.field(field, f"must look like 'practices/{{practice}}', got {_shown(name)}")
     if not _PRACTICE_ID.match(parts[1]):
         raise InvalidArgument.field(
-            field, "practice id must be 1-63 lower-case letters, digits or '-', not starting or ending with '-'"
+            field,
+            "practice id must be 1-63 lower-case letters, digits or '-', not starting or ending with '-'",
         )
     return parts[1]
 
@@ -89,7 +90,9 @@ def parse_practice_child(name: str, field: str, collection: str, practice_id: st
     """Parse a child name that must belong to practice_id; return the child id."""
     parsed = parse_child(name, field, collection)
     if parsed.practice_id != practice_id:
-        raise InvalidArgument.field(field, f"belongs to another practice than the request's 'practices/{practice_id}'")
+        raise InvalidArgument.field(
+            field, f"belongs to another practice than the request's 'practices/{practice_id}'"
+        )
     return parsed.id
 
 

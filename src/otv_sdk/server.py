@@ -24,13 +24,17 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 class OtvServer:
     """A built (not yet started) server and the handles that control its health."""
 
-    def __init__(self, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, services: Sequence[str]):
+    def __init__(
+        self, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, services: Sequence[str]
+    ) -> None:
         self.server = server
         self.health = health_servicer
         self.services = tuple(services)
 
     async def set_serving(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for name in ("", *self.services):
             await self.health.set(name, status)
 
@@ -54,6 +58,7 @@ def build_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+        [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
     )
     return OtvServer(server, health_servicer, services)

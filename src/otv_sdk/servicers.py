@@ -15,8 +15,8 @@ import logging
 import secrets
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 import grpc
 
@@ -46,6 +46,7 @@ from otv_sdk.ports import (
     SlotRequest,
     WriterPort,
 )
+from otv_sdk.resources import parse_practice_child
 from otv_sdk.status import error_to_status
 
 __all__ = ["AdapterResolver", "Identify", "add_servicers"]
@@ -53,7 +54,7 @@ __all__ = ["AdapterResolver", "Identify", "add_servicers"]
 log = logging.getLogger("otv.servicers")
 
 T = TypeVar("T")
-_ServicerContext = grpc.aio.ServicerContext[Any, Any]
+_ServicerContext: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 # request_id is an idempotency key: a UUID or similar, never personal data.
 _MAX_REQUEST_ID = 128
@@ -104,7 +105,9 @@ class _Base:
         except OtvError as error:
             await context.abort_with_status(error_to_status(error))
         except TimeoutError:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the practice system did not answer in time")
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED, "the practice system did not answer in time"
+            )
         except Exception as error:  # an adapter bug must not take the server down
             error_id = secrets.token_hex(6)
             frames = "".join(traceback.format_tb(error.__traceback__))
@@ -137,12 +140,14 @@ async def _checked_columns(
     return tuple(requested)
 
 
-def _pack(practice_id: str, window: Interval, result: Sequence[ColumnIntervals]) -> list[time_pb2.PackedIntervals]:
+def _pack(
+    practice_id: str, window: Interval, result: Sequence[ColumnIntervals]
+) -> list[time_pb2.PackedIntervals]:
     """Clip to the window (adapters should, the edge makes sure) and pack relative to its start."""
     packed = []
     for column in result:
         clipped = (i.clip(window) for i in column.intervals)
-        kept = sorted(i for i in clipped if i is not None)
+        kept = [i for i in clipped if i is not None]
         packed.append(cv.pack_intervals(practice_id, window.start, ColumnIntervals(column.column_id, kept)))
     return packed
 
@@ -185,7 +190,9 @@ class ReaderServicer(_Base, reader_service_pb2_grpc.ReaderServiceServicer):
             reader = (await self._adapter(practice_id, ctx, "parent")).reader
             column_ids = await _checked_columns(reader, ctx, columns)
             result = await reader.list_working_hours(ctx, window, column_ids)
-            return reader_service_pb2.ListWorkingHoursResponse(working_hours=_pack(practice_id, window, result))
+            return reader_service_pb2.ListWorkingHoursResponse(
+                working_hours=_pack(practice_id, window, result)
+            )
 
         return await self._run(context, "ListWorkingHours", handle)
 
@@ -244,14 +251,15 @@ class ReaderServicer(_Base, reader_service_pb2_grpc.ReaderServiceServicer):
 
     async def WatchChanges(
         self, request: reader_service_pb2.WatchChangesRequest, context: _ServicerContext
-    ) -> None:
-        async def handle(ctx: CallContext) -> None:
+    ) -> AsyncIterator[reader_service_pb2.WatchChangesResponse]:
+        async def handle(ctx: CallContext) -> list[reader_service_pb2.WatchChangesResponse]:
             practice_id = cv.practice_from_parent(request.parent)
             cv.column_ids_from_proto(request.columns, practice_id)
             await self._adapter(practice_id, ctx, "parent")
             raise Unimplemented("WatchChanges is not available yet: the change feed is not built")
 
-        await self._run(context, "WatchChanges", handle)
+        for event in await self._run(context, "WatchChanges", handle):
+            yield event
 
 
 def _window_request(request: Any) -> tuple[str, Interval, tuple[str, ...]]:
@@ -262,10 +270,12 @@ def _window_request(request: Any) -> tuple[str, Interval, tuple[str, ...]]:
 
 def _slot(request: Any, practice_id: str) -> SlotRequest:
     return SlotRequest(
-        appointment_type_id=cv.parse_practice_child(request.appointment_type, "appointment_type", "appointmentTypes", practice_id),
-        column_id=cv.parse_practice_child(request.column, "column", "columns", practice_id),
+        appointment_type_id=parse_practice_child(
+            request.appointment_type, "appointment_type", "appointmentTypes", practice_id
+        ),
+        column_id=parse_practice_child(request.column, "column", "columns", practice_id),
         start=cv.required_timestamp(request, "start_time", "start_time"),
-        patient_id=cv.parse_practice_child(request.patient, "patient", "patients", practice_id),
+        patient_id=parse_practice_child(request.patient, "patient", "patients", practice_id),
     )
 
 
@@ -290,7 +300,9 @@ class WriterServicer(_Base, writer_service_pb2_grpc.WriterServiceServicer):
         async def handle(ctx: CallContext) -> writer_service_pb2.ConfirmHoldResponse:
             practice_id, hold_id = cv.child_id_from_proto(request.name, "name", "holds")
             appointment = await (await self._writer(practice_id, ctx, "name")).confirm_hold(ctx, hold_id)
-            return writer_service_pb2.ConfirmHoldResponse(appointment=cv.appointment_to_proto(practice_id, appointment))
+            return writer_service_pb2.ConfirmHoldResponse(
+                appointment=cv.appointment_to_proto(practice_id, appointment)
+            )
 
         return await self._run(context, "ConfirmHold", handle, request.request_id)
 
@@ -337,10 +349,14 @@ class WriterServicer(_Base, writer_service_pb2_grpc.WriterServiceServicer):
             practice_id, appointment_id = cv.child_id_from_proto(request.name, "name", "appointments")
             start = cv.required_timestamp(request, "start_time", "start_time")
             column_id = (
-                cv.parse_practice_child(request.column, "column", "columns", practice_id) if request.column else None
+                parse_practice_child(request.column, "column", "columns", practice_id)
+                if request.column
+                else None
             )
             writer = await self._writer(practice_id, ctx, "name")
-            appointment = await writer.reschedule_appointment(ctx, appointment_id, request.etag, start, column_id)
+            appointment = await writer.reschedule_appointment(
+                ctx, appointment_id, request.etag, start, column_id
+            )
             return writer_service_pb2.RescheduleAppointmentResponse(
                 appointment=cv.appointment_to_proto(practice_id, appointment)
             )
@@ -352,8 +368,12 @@ class WriterServicer(_Base, writer_service_pb2_grpc.WriterServiceServicer):
     ) -> writer_service_pb2.GetAppointmentResponse:
         async def handle(ctx: CallContext) -> writer_service_pb2.GetAppointmentResponse:
             practice_id, appointment_id = cv.child_id_from_proto(request.name, "name", "appointments")
-            appointment = await (await self._writer(practice_id, ctx, "name")).get_appointment(ctx, appointment_id)
-            return writer_service_pb2.GetAppointmentResponse(appointment=cv.appointment_to_proto(practice_id, appointment))
+            appointment = await (await self._writer(practice_id, ctx, "name")).get_appointment(
+                ctx, appointment_id
+            )
+            return writer_service_pb2.GetAppointmentResponse(
+                appointment=cv.appointment_to_proto(practice_id, appointment)
+            )
 
         return await self._run(context, "GetAppointment", handle)
 
@@ -405,7 +425,7 @@ class PatientLookupServicer(_Base, patient_lookup_service_pb2_grpc.PatientLookup
             query = PatientQuery(
                 given_name=_name_part(request.given_name, "given_name"),
                 family_name=_name_part(request.family_name, "family_name"),
-                birth_date=cv.birth_date_from_proto(request, "birth_date"),
+                birth_date=cv.birth_date_from_proto(request, "birth_date", "birth_date"),
                 contacts=cv.contacts_from_proto(request.contacts),
             )
             patient, outcome = await (await self._lookup(practice_id, ctx)).find_or_create_patient(ctx, query)
@@ -453,7 +473,9 @@ class ConsentServicer(_Base, consent_service_pb2_grpc.ConsentServiceServicer):
             evidence = cv.evidence_from_proto(request, "evidence", "evidence")
             port = await self._consent(practice_id, ctx)
             consent = await port.record_consent(ctx, patient_id, state, evidence)
-            return consent_service_pb2.RecordConsentResponse(consent=cv.consent_to_proto(practice_id, consent))
+            return consent_service_pb2.RecordConsentResponse(
+                consent=cv.consent_to_proto(practice_id, consent)
+            )
 
         return await self._run(context, "RecordConsent", handle, request.request_id)
 

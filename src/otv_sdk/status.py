@@ -13,11 +13,11 @@ from grpc_status import rpc_status
 
 from otv_sdk.errors import (
     Aborted,
-    InternalError,
     DeadlineExceeded,
     ErrorCode,
     FailedPrecondition,
     FieldViolation,
+    InternalError,
     InvalidArgument,
     NotFound,
     OtvError,
@@ -60,10 +60,10 @@ def error_to_status(error: OtvError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-def error_from_rpc_error(error: grpc.RpcError) -> OtvError:
+def error_from_rpc_error(error: grpc.aio.AioRpcError) -> OtvError:
     """Rebuild the typed error from a failed call, keeping field violations."""
-    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
-    message: str = error.details() or code.name  # type: ignore[attr-defined]
+    code = error.code()
+    message = error.details() or code.name
     violations: list[FieldViolation] = []
     try:
         status = rpc_status.from_call(error)  # type: ignore[arg-type]
@@ -74,7 +74,8 @@ def error_from_rpc_error(error: grpc.RpcError) -> OtvError:
             if any_detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
                 bad_request = error_details_pb2.BadRequest()
                 any_detail.Unpack(bad_request)
-                violations.extend(FieldViolation(v.field, v.description) for v in bad_request.field_violations)
+                violations.extend(
+                    FieldViolation(v.field, v.description) for v in bad_request.field_violations
+                )
     error_type = _ERROR_TYPES.get(code, InternalError)
     return error_type(message, violations=violations)
-

@@ -34,7 +34,9 @@ class Database:
                 self._conn.execute("PRAGMA journal_mode = WAL")
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
-                raise ValueError(f"{target} has schema version {version}; this adapter knows {SCHEMA_VERSION}")
+                raise ValueError(
+                    f"{target} has schema version {version}; this adapter knows {SCHEMA_VERSION}"
+                )
             schema = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
             self._conn.executescript(schema)
 
@@ -54,7 +56,8 @@ class Database:
         return await asyncio.to_thread(self.run_sync, work)
 
     def is_empty(self) -> bool:
-        return self.run_sync(lambda c: c.execute("SELECT COUNT(*) FROM practice").fetchone()[0] == 0)
+        count: int = self.run_sync(lambda c: c.execute("SELECT COUNT(*) FROM practice").fetchone()[0])
+        return count == 0
 
     def close(self) -> None:
         with self._lock:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import sqlite3
 from datetime import date, time, timedelta
-
 from zoneinfo import ZoneInfo
 
 from otv_sdk.wallclock import to_utc, zone
@@ -21,7 +20,11 @@ DEMO_TIME_ZONE = "Europe/Berlin"
 DEMO_WEEKS = 12
 
 _PRACTITIONERS = [("berg", "Dr. Anna Berg"), ("weber", "Dr. Jonas Weber")]
-_ROOMS = [("zimmer-1", "Behandlungszimmer 1"), ("zimmer-2", "Behandlungszimmer 2"), ("prophylaxe", "Prophylaxe")]
+_ROOMS = [
+    ("zimmer-1", "Behandlungszimmer 1"),
+    ("zimmer-2", "Behandlungszimmer 2"),
+    ("prophylaxe", "Prophylaxe"),
+]
 _COLUMNS = [
     ("berg", "Dr. Anna Berg", "practitioner", "berg", "zimmer-1"),
     ("weber", "Dr. Jonas Weber", "practitioner", "weber", "zimmer-2"),
@@ -30,11 +33,21 @@ _COLUMNS = [
 _MORNING, _AFTERNOON = ("08:00", "12:00"), ("13:00", "18:00")
 _HOURS = {
     # Mon-Thu full days, short Friday.
-    "berg": {1: [_MORNING, _AFTERNOON], 2: [_MORNING, _AFTERNOON], 3: [_MORNING, _AFTERNOON],
-             4: [_MORNING, _AFTERNOON], 5: [("08:00", "13:00")]},
+    "berg": {
+        1: [_MORNING, _AFTERNOON],
+        2: [_MORNING, _AFTERNOON],
+        3: [_MORNING, _AFTERNOON],
+        4: [_MORNING, _AFTERNOON],
+        5: [("08:00", "13:00")],
+    },
     # Off on Wednesday afternoons.
-    "weber": {1: [_MORNING, ("13:00", "17:00")], 2: [_MORNING, ("13:00", "17:00")], 3: [_MORNING],
-              4: [_MORNING, ("13:00", "17:00")], 5: [_MORNING, ("13:00", "17:00")]},
+    "weber": {
+        1: [_MORNING, ("13:00", "17:00")],
+        2: [_MORNING, ("13:00", "17:00")],
+        3: [_MORNING],
+        4: [_MORNING, ("13:00", "17:00")],
+        5: [_MORNING, ("13:00", "17:00")],
+    },
     "prophylaxe": {d: [("08:00", "16:00")] for d in range(1, 6)},
 }
 _GROUPS = [("untersuchung", "Untersuchung"), ("akut", "Akut"), ("prophylaxe", "Prophylaxe")]
@@ -46,20 +59,30 @@ _TYPES = [
     ("pzr", "Professionelle Zahnreinigung", 60, "any", "prophylaxe", ["prophylaxe"]),
 ]
 # Fixed-date German public holidays (nationwide); movable feasts are left to real PVS data.
-_HOLIDAYS = [((1, 1), "Neujahr"), ((5, 1), "Tag der Arbeit"), ((10, 3), "Tag der Deutschen Einheit"),
-             ((12, 25), "1. Weihnachtstag"), ((12, 26), "2. Weihnachtstag")]
+_HOLIDAYS = [
+    ((1, 1), "Neujahr"),
+    ((5, 1), "Tag der Arbeit"),
+    ((10, 3), "Tag der Deutschen Einheit"),
+    ((12, 25), "1. Weihnachtstag"),
+    ((12, 26), "2. Weihnachtstag"),
+]
 # Fictional patients; consents per partner are set by tests and later issues.
 _PATIENTS = [
     ("p-1001", "Erika", "Mustermann", "1964-08-12"),
     ("p-1002", "Max", "Mustermann", "1962-03-01"),
     ("p-1003", "Jürgen", "Müller-Lüdenscheidt", "1975-11-30"),
     ("p-1004", "Sophie", "von Arnim", "1990-02-14"),
-    ("p-1005", "Ömer", "Yılmaz", "1988-07-07"),
+    ("p-1005", "Ömer", "Yılmaz", "1988-07-07"),  # noqa: RUF001 - Turkish dotless i, on purpose
 ]
 
 
-def seed_demo(conn: sqlite3.Connection, anchor: date, display_name: str = "Zahnarztpraxis Dr. Berg & Kollegen",
-              time_zone: str = DEMO_TIME_ZONE, seed: int = 42) -> None:
+def seed_demo(
+    conn: sqlite3.Connection,
+    anchor: date,
+    display_name: str = "Zahnarztpraxis Dr. Berg & Kollegen",
+    time_zone: str = DEMO_TIME_ZONE,
+    seed: int = 42,
+) -> None:
     """Fill an empty database with the demo practice."""
     tz = zone(time_zone)
     rng = random.Random(seed)
@@ -78,37 +101,47 @@ def seed_demo(conn: sqlite3.Connection, anchor: date, display_name: str = "Zahna
     conn.executemany("INSERT INTO appointment_type_groups VALUES (?, ?)", _GROUPS)
     for pos, (tid, name, minutes, visit, group, columns) in enumerate(_TYPES):
         conn.execute(
-            "INSERT INTO appointment_types (id, position, display_name, duration_minutes, visit_kind, group_id,"
-            " min_lead_minutes, max_horizon_days) VALUES (?, ?, ?, ?, ?, ?, 120, 365)",
+            "INSERT INTO appointment_types (id, position, display_name, duration_minutes, visit_kind,"
+            " group_id, min_lead_minutes, max_horizon_days) VALUES (?, ?, ?, ?, ?, ?, 120, 365)",
             (tid, pos, name, minutes, visit, group),
         )
         conn.executemany("INSERT INTO appointment_type_columns VALUES (?, ?)", [(tid, c) for c in columns])
     # Pain patients are seen first thing every weekday morning, in every column.
-    conn.execute("INSERT INTO booking_areas VALUES ('schmerz-morgens', 'Schmerzsprechstunde', NULL, NULL, NULL)")
+    conn.execute(
+        "INSERT INTO booking_areas VALUES ('schmerz-morgens', 'Schmerzsprechstunde', NULL, NULL, NULL)"
+    )
     conn.executemany(
-        "INSERT INTO booking_area_spans VALUES ('schmerz-morgens', ?, '08:00', '08:30')", [(d,) for d in range(1, 6)]
+        "INSERT INTO booking_area_spans VALUES ('schmerz-morgens', ?, '08:00', '08:30')",
+        [(d,) for d in range(1, 6)],
     )
     conn.execute("INSERT INTO booking_area_types VALUES ('schmerz-morgens', 'schmerz')")
     for year in (anchor.year, anchor.year + 1, anchor.year + 2):
         conn.executemany(
-            "INSERT INTO closed_days VALUES (?, NULL, ?)", [(date(year, m, d).isoformat(), label) for (m, d), label in _HOLIDAYS]
+            "INSERT INTO closed_days VALUES (?, NULL, ?)",
+            [(date(year, m, d).isoformat(), label) for (m, d), label in _HOLIDAYS],
         )
     # Dr. Weber's holiday and Dr. Berg's training day.
     _absence(conn, tz, "weber", anchor + timedelta(days=21), anchor + timedelta(days=30), "Urlaub")
     _absence(conn, tz, "berg", anchor + timedelta(days=9), anchor + timedelta(days=9), "Fortbildung")
     # Dr. Berg works a Saturday morning shift in the fifth week.
     saturday = anchor + timedelta(days=(5 - anchor.weekday()) % 7 + 28)
-    conn.execute("INSERT INTO shifts VALUES ('berg', ?, ?, 6, '09:00', '12:00')", (saturday.isoformat(), saturday.isoformat()))
+    conn.execute(
+        "INSERT INTO shifts VALUES ('berg', ?, ?, 6, '09:00', '12:00')",
+        (saturday.isoformat(), saturday.isoformat()),
+    )
     # A team meeting reserves both practitioners' columns across two days.
     meeting = anchor + timedelta(days=14)
     for column_id in ("berg", "weber"):
         conn.execute(
-            "INSERT INTO calendar_entries (column_id, start_utc, end_utc, kind) VALUES (?, ?, ?, 'reservation')",
+            "INSERT INTO calendar_entries (column_id, start_utc, end_utc, kind)"
+            " VALUES (?, ?, ?, 'reservation')",
             (column_id, _utc(tz, meeting, time(16, 0)), _utc(tz, meeting + timedelta(days=1), time(10, 0))),
         )
     for pid, given, family, birth in _PATIENTS:
-        conn.execute("INSERT INTO patients (id, given_name, family_name, birth_date) VALUES (?, ?, ?, ?)",
-                     (pid, given, family, birth))
+        conn.execute(
+            "INSERT INTO patients (id, given_name, family_name, birth_date) VALUES (?, ?, ?, ?)",
+            (pid, given, family, birth),
+        )
     _appointments(conn, tz, anchor, rng)
 
 
@@ -116,7 +149,9 @@ def _utc(tz: ZoneInfo, day: date, clock: time) -> int:
     return int(to_utc(day, clock, tz).timestamp())
 
 
-def _absence(conn: sqlite3.Connection, tz: ZoneInfo, column_id: str, first: date, last: date, reason: str) -> None:
+def _absence(
+    conn: sqlite3.Connection, tz: ZoneInfo, column_id: str, first: date, last: date, reason: str
+) -> None:
     conn.execute(
         "INSERT INTO absences (column_id, start_utc, end_utc, reason) VALUES (?, ?, ?, ?)",
         (column_id, _utc(tz, first, time(0, 0)), _utc(tz, last + timedelta(days=1), time(0, 0)), reason),

@@ -54,7 +54,9 @@ class ReferenceReader(ReaderPort):
         self._db.close()
 
     async def get_practice(self, ctx: CallContext) -> PracticeProfile:
-        row = await self._db.run(lambda c: c.execute("SELECT display_name, time_zone FROM practice").fetchone())
+        row = await self._db.run(
+            lambda c: c.execute("SELECT display_name, time_zone FROM practice").fetchone()
+        )
         return PracticeProfile(display_name=row["display_name"], time_zone=row["time_zone"])
 
     async def list_calendars(self, ctx: CallContext) -> Calendar:
@@ -65,17 +67,20 @@ class ReferenceReader(ReaderPort):
     ) -> list[ColumnIntervals]:
         return await self._db.run(lambda c: _working_hours(c, window, column_ids))
 
-    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
+    async def list_absences(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[Absence]:
         def read(conn: sqlite3.Connection) -> list[Absence]:
             result: list[Absence] = []
             for column_id in column_ids:
                 rows = conn.execute(
-                    "SELECT start_utc, end_utc FROM absences WHERE column_id = ? AND start_utc < ? AND end_utc > ?"
-                    " ORDER BY start_utc",
+                    "SELECT start_utc, end_utc FROM absences"
+                    " WHERE column_id = ? AND start_utc < ? AND end_utc > ? ORDER BY start_utc",
                     (column_id, _seconds(window.end), _seconds(window.start)),
                 )
                 result.extend(
-                    Absence(column_id, Interval(_instant(r["start_utc"]), _instant(r["end_utc"]))) for r in rows
+                    Absence(column_id, Interval(_instant(r["start_utc"]), _instant(r["end_utc"])))
+                    for r in rows
                 )
             return result
 
@@ -93,7 +98,9 @@ class ReferenceReader(ReaderPort):
                     (column_id, _seconds(window.end), _seconds(window.start)),
                 )
                 intervals = [
-                    Interval(max(_instant(r["start_utc"]), window.start), min(_instant(r["end_utc"]), window.end))
+                    Interval(
+                        max(_instant(r["start_utc"]), window.start), min(_instant(r["end_utc"]), window.end)
+                    )
                     for r in rows
                 ]
                 result.append(ColumnIntervals(column_id, intervals))
@@ -158,9 +165,12 @@ def _read_calendar(conn: sqlite3.Connection) -> Calendar:
     return Calendar(
         columns=columns,
         practitioners=tuple(
-            Practitioner(r["id"], r["display_name"]) for r in conn.execute("SELECT * FROM practitioners ORDER BY id")
+            Practitioner(r["id"], r["display_name"])
+            for r in conn.execute("SELECT * FROM practitioners ORDER BY id")
         ),
-        rooms=tuple(Room(r["id"], r["display_name"]) for r in conn.execute("SELECT * FROM rooms ORDER BY id")),
+        rooms=tuple(
+            Room(r["id"], r["display_name"]) for r in conn.execute("SELECT * FROM rooms ORDER BY id")
+        ),
         appointment_types=types,
         appointment_type_groups=tuple(
             AppointmentTypeGroup(r["id"], r["display_name"])
@@ -170,7 +180,9 @@ def _read_calendar(conn: sqlite3.Connection) -> Calendar:
     )
 
 
-def _working_hours(conn: sqlite3.Connection, window: Interval, column_ids: Sequence[str]) -> list[ColumnIntervals]:
+def _working_hours(
+    conn: sqlite3.Connection, window: Interval, column_ids: Sequence[str]
+) -> list[ColumnIntervals]:
     tz = zone(conn.execute("SELECT time_zone FROM practice").fetchone()[0])
     first = min(local_dates(window, tz)).isoformat()
     last = max(local_dates(window, tz)).isoformat()
@@ -185,10 +197,13 @@ def _working_hours(conn: sqlite3.Connection, window: Interval, column_ids: Seque
         closed = practice_closed | {
             date.fromisoformat(r[0])
             for r in conn.execute(
-                "SELECT day FROM closed_days WHERE column_id = ? AND day BETWEEN ? AND ?", (column_id, first, last)
+                "SELECT day FROM closed_days WHERE column_id = ? AND day BETWEEN ? AND ?",
+                (column_id, first, last),
             )
         }
-        weekly = [_span(r) for r in conn.execute("SELECT * FROM weekly_hours WHERE column_id = ?", (column_id,))]
+        weekly = [
+            _span(r) for r in conn.execute("SELECT * FROM weekly_hours WHERE column_id = ?", (column_id,))
+        ]
         shifts = conn.execute(
             "SELECT * FROM shifts WHERE column_id = ? AND valid_from <= ? AND valid_until >= ?",
             (column_id, last, first),
