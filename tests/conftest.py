@@ -1,0 +1,72 @@
+"""Shared fixtures: a reference practice, and a real gateway on loopback in front of it.
+
+`gateway_target` is parametrised over the two transports of the adapter port, so every test that
+uses it runs once with the reference adapter in-process and once behind a remote adapter server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date
+from typing import Any
+
+import grpc
+import pytest
+
+from gateway.app import Gateway
+from gateway.config import GatewayConfig, parse_config
+from otv_sdk.adapter_server import AdapterServer, serve_adapters
+from otv_sdk.client import PartnerClient
+from otv_sdk.reference import create_adapter
+
+# A Monday one week before the spring daylight-saving switch (Sunday 2027-03-28), so the demo
+# data spans it. Fixed, so every run sees the same calendar.
+ANCHOR = date(2027, 3, 22)
+PRACTICE = "demo"
+
+
+def reference_settings(**overrides: Any) -> dict[str, Any]:
+    return {"database": ":memory:", "demo": True, "demo_anchor": ANCHOR.isoformat(), **overrides}
+
+
+def gateway_config(practices: dict[str, Any]) -> GatewayConfig:
+    return parse_config(
+        {"gateway": {"listen": "127.0.0.1:0", "shutdown_grace_seconds": 0}, "practices": practices}
+    )
+
+
+@pytest.fixture
+async def adapter_server() -> AsyncIterator[AdapterServer]:
+    server = await serve_adapters({PRACTICE: create_adapter(PRACTICE, reference_settings())})
+    yield server
+    await server.stop(0)
+
+
+@pytest.fixture(params=["in_process", "remote"])
+async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[Gateway]:
+    """A gateway serving practice 'demo' through the reference adapter, in either transport."""
+    if request.param == "in_process":
+        practices = {PRACTICE: {"adapter": {"plugin": "reference", "settings": reference_settings()}}}
+        started = await Gateway.start(gateway_config(practices))
+        yield started
+        await started.stop(0)
+        return
+    remote = await serve_adapters({PRACTICE: create_adapter(PRACTICE, reference_settings())})
+    practices = {PRACTICE: {"adapter": {"remote": {"address": f"127.0.0.1:{remote.port}"}}}}
+    started = await Gateway.start(gateway_config(practices))
+    yield started
+    await started.stop(0)
+    await remote.stop(0)
+
+
+@pytest.fixture
+async def client(gateway: Gateway) -> AsyncIterator[PartnerClient]:
+    async with PartnerClient.connect(gateway.address) as partner:
+        yield partner
+
+
+@pytest.fixture
+async def channel(gateway: Gateway) -> AsyncIterator[grpc.aio.Channel]:
+    """A raw channel, for requests the typed client would never build."""
+    async with grpc.aio.insecure_channel(gateway.address) as raw:
+        yield raw

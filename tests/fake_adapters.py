@@ -1,0 +1,102 @@
+"""Adapters that misbehave on purpose, loadable as `fake_adapters:<factory>` plugins."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from otv_sdk.errors import FailedPrecondition
+from otv_sdk.models import Absence, Calendar, ColumnIntervals, Interval, PracticeProfile
+from otv_sdk.ports import Adapter, CallContext, ReaderPort
+from otv_sdk.reference import create_adapter as create_reference
+
+# Personal data an adapter might carelessly put into an exception message.
+LEAKED_NAME = "Erika Mustermann"
+# What SlowReader saw of each call's deadline, in seconds remaining.
+OBSERVED_REMAINING: list[float | None] = []
+# Readers closed so far, by class name.
+CLOSED: list[str] = []
+
+
+class _Delegating(ReaderPort):
+    def __init__(self, inner: ReaderPort) -> None:
+        self.inner = inner
+
+    async def aclose(self) -> None:
+        CLOSED.append(type(self).__name__)
+        closer = getattr(self.inner, "aclose", None)
+        if closer is not None:
+            await closer()
+
+    async def get_practice(self, ctx: CallContext) -> PracticeProfile:
+        return await self.inner.get_practice(ctx)
+
+    async def list_calendars(self, ctx: CallContext) -> Calendar:
+        return await self.inner.list_calendars(ctx)
+
+    async def list_working_hours(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        return await self.inner.list_working_hours(ctx, window, column_ids)
+
+    async def list_absences(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[Absence]:
+        return await self.inner.list_absences(ctx, window, column_ids)
+
+    async def list_busy_times(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        return await self.inner.list_busy_times(ctx, window, column_ids)
+
+
+class ExplodingReader(_Delegating):
+    async def list_busy_times(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        raise RuntimeError(f"lookup failed for patient {LEAKED_NAME}")
+
+
+class SlowReader(_Delegating):
+    async def list_busy_times(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        OBSERVED_REMAINING.append(ctx.time_remaining())
+        await asyncio.sleep(10)
+        return await self.inner.list_busy_times(ctx, window, column_ids)
+
+
+class RefusingReader(_Delegating):
+    async def list_absences(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[Absence]:
+        raise FailedPrecondition("the practice has not enabled online absences")
+
+
+def _wrap(reader_type: type[_Delegating], settings: Mapping[str, Any]) -> Adapter:
+    reference = create_reference("demo", settings)
+    return Adapter(info=reference.info, reader=reader_type(reference.reader))
+
+
+def create_exploding(
+    practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None
+) -> Adapter:
+    return _wrap(ExplodingReader, settings)
+
+
+def create_slow(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter:
+    return _wrap(SlowReader, settings)
+
+
+def create_refusing(
+    practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None
+) -> Adapter:
+    return _wrap(RefusingReader, settings)
+
+
+def create_not_an_adapter(
+    practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None
+) -> object:
+    return object()

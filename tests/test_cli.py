@@ -1,0 +1,73 @@
+"""The `otv` command as a newcomer runs it: start the demo, call it, stop it with SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sys
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from otv_sdk.client import PartnerClient
+
+OTV = [sys.executable, "-m", "otv_cli.main"]
+
+
+async def _run(*args: str, timeout: float = 60) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *OTV, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_demo_serves_health_and_calls_then_stops_on_sigterm(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *OTV, "demo", "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+        match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
+        assert match, line
+        address = match.group(1)
+        async with grpc.aio.insecure_channel(address) as channel:
+            health = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+        async with PartnerClient.connect(address) as client:
+            assert len((await client.list_calendars("demo", timeout=5)).columns) == 3
+        code, out, err = await _run("client", "busy", "--target", address, "--days", "3")
+        assert code == 0, err
+        assert "column berg:" in out
+        process.send_signal(signal.SIGTERM)
+        rest, _ = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0
+        assert "stopped" in rest.decode()
+        assert (tmp_path / "demo-practice.sqlite").exists()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_bad_config_exits_2_naming_the_field(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text('[practices.demo.adapter]\nplugin = "refrence"\n')
+    code, _out, err = await _run("gateway", "serve", "--config", str(config))
+    assert code == 2
+    assert "practices.demo.adapter.plugin" in err
+    assert "refrence" in err
+
+
+async def test_client_reports_a_failed_call(tmp_path: Path) -> None:
+    # Nothing listens on port 9 (discard) of loopback here; the call fails cleanly.
+    code, _out, err = await _run("client", "calendars", "--target", "127.0.0.1:9", timeout=60)
+    assert code == 1
+    assert "UNAVAILABLE" in err
