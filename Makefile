@@ -1,0 +1,45 @@
+# The two commands a newcomer needs are `make run` and `make test`; both install what they need.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+LINTED := src tests scripts benchmarks
+
+.PHONY: install run test test-fast lint protos bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "otv needs Python 3.11 or newer as '$(PYTHON)'"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the gateway on the embedded default (SQLite demo practice) at 127.0.0.1:50051.
+run: $(STAMP)
+	$(BIN)/otv demo
+
+## The whole test suite: lint, types, buf lint, then every test including the slow ones.
+test: $(STAMP) lint
+	$(BIN)/pytest -m "slow or not slow"
+
+## The fast tests only (what you run while working).
+test-fast: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
+	cd proto && ../$(BIN)/buf lint
+
+## Regenerate src/otv/v1 from proto/ (commit the result; a test fails when it is stale).
+protos: $(STAMP)
+	$(BIN)/python scripts/generate_protos.py
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_reader.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
