@@ -16,6 +16,8 @@ from otv_sdk.reference import create_adapter as create_reference
 LEAKED_NAME = "Erika Mustermann"
 # What SlowReader saw of each call's deadline, in seconds remaining.
 OBSERVED_REMAINING: list[float | None] = []
+# How long SlowReader takes to list busy times.
+SLOW_SECONDS = 10.0
 # Readers closed so far, by class name.
 CLOSED: list[str] = []
 
@@ -64,7 +66,7 @@ class SlowReader(_Delegating):
         self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
     ) -> list[ColumnIntervals]:
         OBSERVED_REMAINING.append(ctx.time_remaining())
-        await asyncio.sleep(10)
+        await asyncio.sleep(SLOW_SECONDS)
         return await self.inner.list_busy_times(ctx, window, column_ids)
 
 
