@@ -139,6 +139,23 @@ class PartnerClient:
             columns=[format_name(practice_id, "columns", c) for c in column_ids],
         )
 
+    async def _packed(
+        self,
+        method: Callable[..., Awaitable[Any]],
+        request: Any,
+        field: str,
+        practice_id: str,
+        timeout: float | None,
+        metadata: Metadata | None,
+    ) -> list[ColumnIntervals]:
+        def parse(response: Any) -> list[ColumnIntervals]:
+            return [
+                cv.unpack_intervals(packed, practice_id, f"{field}[{index}]")
+                for index, packed in enumerate(getattr(response, field))
+            ]
+
+        return await self._call(method, request, parse, timeout, metadata)
+
     async def list_working_hours(
         self,
         practice_id: str,
@@ -148,18 +165,29 @@ class PartnerClient:
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> list[ColumnIntervals]:
+        """Effective working time per column (all columns if none are named)."""
         request = self._window_request(
             reader_service_pb2.ListWorkingHoursRequest, practice_id, window, column_ids
         )
-        return await self._call(
-            self._reader.ListWorkingHours,
-            request,
-            lambda r: [
-                cv.unpack_intervals(p, practice_id, f"working_hours[{i}]")
-                for i, p in enumerate(r.working_hours)
-            ],
-            timeout,
-            metadata,
+        return await self._packed(
+            self._reader.ListWorkingHours, request, "working_hours", practice_id, timeout, metadata
+        )
+
+    async def list_busy_times(
+        self,
+        practice_id: str,
+        window: Interval,
+        column_ids: Sequence[str] = (),
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> list[ColumnIntervals]:
+        """Busy time per column, clipped to window; never patient data."""
+        request = self._window_request(
+            reader_service_pb2.ListBusyTimesRequest, practice_id, window, column_ids
+        )
+        return await self._packed(
+            self._reader.ListBusyTimes, request, "busy_times", practice_id, timeout, metadata
         )
 
     async def list_absences(
@@ -179,28 +207,6 @@ class PartnerClient:
             request,
             lambda r: [
                 cv.absence_from_proto(practice_id, a, f"absences[{i}]") for i, a in enumerate(r.absences)
-            ],
-            timeout,
-            metadata,
-        )
-
-    async def list_busy_times(
-        self,
-        practice_id: str,
-        window: Interval,
-        column_ids: Sequence[str] = (),
-        *,
-        timeout: float | None = None,
-        metadata: Metadata | None = None,
-    ) -> list[ColumnIntervals]:
-        request = self._window_request(
-            reader_service_pb2.ListBusyTimesRequest, practice_id, window, column_ids
-        )
-        return await self._call(
-            self._reader.ListBusyTimes,
-            request,
-            lambda r: [
-                cv.unpack_intervals(p, practice_id, f"busy_times[{i}]") for i, p in enumerate(r.busy_times)
             ],
             timeout,
             metadata,

@@ -56,6 +56,8 @@ log = logging.getLogger("otv.servicers")
 T = TypeVar("T")
 _ServicerContext: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
+_PackedRead = Callable[[CallContext, Interval, Sequence[str]], Awaitable[list[ColumnIntervals]]]
+
 # request_id is an idempotency key: a UUID or similar, never personal data.
 _MAX_REQUEST_ID = 128
 
@@ -182,19 +184,30 @@ class ReaderServicer(_Base, reader_service_pb2_grpc.ReaderServiceServicer):
 
         return await self._run(context, "ListCalendars", handle)
 
-    async def ListWorkingHours(
-        self, request: reader_service_pb2.ListWorkingHoursRequest, context: _ServicerContext
-    ) -> reader_service_pb2.ListWorkingHoursResponse:
-        async def handle(ctx: CallContext) -> reader_service_pb2.ListWorkingHoursResponse:
+    async def _packed_window(
+        self,
+        context: _ServicerContext,
+        method: str,
+        request: Any,
+        read: Callable[[ReaderPort], _PackedRead],
+    ) -> list[time_pb2.PackedIntervals]:
+        """The shared body of ListWorkingHours and ListBusyTimes: per-column intervals, packed."""
+
+        async def handle(ctx: CallContext) -> list[time_pb2.PackedIntervals]:
             practice_id, window, columns = _window_request(request)
             reader = (await self._adapter(practice_id, ctx, "parent")).reader
             column_ids = await _checked_columns(reader, ctx, columns)
-            result = await reader.list_working_hours(ctx, window, column_ids)
-            return reader_service_pb2.ListWorkingHoursResponse(
-                working_hours=_pack(practice_id, window, result)
-            )
+            return _pack(practice_id, window, await read(reader)(ctx, window, column_ids))
 
-        return await self._run(context, "ListWorkingHours", handle)
+        return await self._run(context, method, handle)
+
+    async def ListWorkingHours(
+        self, request: reader_service_pb2.ListWorkingHoursRequest, context: _ServicerContext
+    ) -> reader_service_pb2.ListWorkingHoursResponse:
+        packed = await self._packed_window(
+            context, "ListWorkingHours", request, lambda r: r.list_working_hours
+        )
+        return reader_service_pb2.ListWorkingHoursResponse(working_hours=packed)
 
     async def ListAbsences(
         self, request: reader_service_pb2.ListAbsencesRequest, context: _ServicerContext
@@ -218,14 +231,8 @@ class ReaderServicer(_Base, reader_service_pb2_grpc.ReaderServiceServicer):
     async def ListBusyTimes(
         self, request: reader_service_pb2.ListBusyTimesRequest, context: _ServicerContext
     ) -> reader_service_pb2.ListBusyTimesResponse:
-        async def handle(ctx: CallContext) -> reader_service_pb2.ListBusyTimesResponse:
-            practice_id, window, columns = _window_request(request)
-            reader = (await self._adapter(practice_id, ctx, "parent")).reader
-            column_ids = await _checked_columns(reader, ctx, columns)
-            result = await reader.list_busy_times(ctx, window, column_ids)
-            return reader_service_pb2.ListBusyTimesResponse(busy_times=_pack(practice_id, window, result))
-
-        return await self._run(context, "ListBusyTimes", handle)
+        packed = await self._packed_window(context, "ListBusyTimes", request, lambda r: r.list_busy_times)
+        return reader_service_pb2.ListBusyTimesResponse(busy_times=packed)
 
     async def GetFreeTime(
         self, request: reader_service_pb2.GetFreeTimeRequest, context: _ServicerContext
