@@ -71,9 +71,7 @@ async def bench_transport(transport: str, runs: int, window: time_pb2.TimeInterv
     async with running_gateway(transport) as gateway, grpc.aio.insecure_channel(gateway.address) as channel:
         stub = reader_service_pb2_grpc.ReaderServiceStub(channel)
         cases: dict[str, Callable[[], Awaitable[Any]]] = {
-            "grpc_list_calendars": partial(
-                stub.ListCalendars, reader_service_pb2.ListCalendarsRequest(parent=parent)
-            ),
+            "grpc_list_calendars": partial(stub.ListCalendars, reader_service_pb2.ListCalendarsRequest(parent=parent)),
             "grpc_busy_times_24m": partial(
                 stub.ListBusyTimes, reader_service_pb2.ListBusyTimesRequest(parent=parent, window=window)
             ),
@@ -101,17 +99,11 @@ async def bench_transport(transport: str, runs: int, window: time_pb2.TimeInterv
 async def bench(runs: int) -> list[dict[str, Any]]:
     start = to_utc(ANCHOR, clock(0), zone("Europe/Berlin"))
     window = cv.interval_to_proto(Interval(start, add_months(start, 24)))
-    return [
-        row
-        for transport in ("in_process", "remote")
-        for row in await bench_transport(transport, runs, window)
-    ]
+    return [row for transport in ("in_process", "remote") for row in await bench_transport(transport, runs, window)]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     args = parser.parse_args()

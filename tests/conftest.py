@@ -30,9 +30,7 @@ def reference_settings(**overrides: Any) -> dict[str, Any]:
 
 
 def gateway_config(practices: dict[str, Any]) -> GatewayConfig:
-    return parse_config(
-        {"gateway": {"listen": "127.0.0.1:0", "shutdown_grace_seconds": 0}, "practices": practices}
-    )
+    return parse_config({"gateway": {"listen": "127.0.0.1:0", "shutdown_grace_seconds": 0}, "practices": practices})
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ from otv_sdk.reference import create_adapter as create_reference
 LEAKED_NAME = "Erika Mustermann"
 # What SlowReader saw of each call's deadline, in seconds remaining.
 OBSERVED_REMAINING: list[float | None] = []
+# Set by SlowReader when a call has entered it (a test installs a fresh Event for its loop).
+ENTERED: asyncio.Event | None = None
 # How long SlowReader takes to list busy times.
 SLOW_SECONDS = 10.0
 # Readers closed so far, by class name.
@@ -43,9 +45,7 @@ class _Delegating(ReaderPort):
     ) -> list[ColumnIntervals]:
         return await self.inner.list_working_hours(ctx, window, column_ids)
 
-    async def list_absences(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[Absence]:
+    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
         return await self.inner.list_absences(ctx, window, column_ids)
 
     async def list_busy_times(
@@ -66,14 +66,14 @@ class SlowReader(_Delegating):
         self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
     ) -> list[ColumnIntervals]:
         OBSERVED_REMAINING.append(ctx.time_remaining())
+        if ENTERED is not None:
+            ENTERED.set()
         await asyncio.sleep(SLOW_SECONDS)
         return await self.inner.list_busy_times(ctx, window, column_ids)
 
 
 class RefusingReader(_Delegating):
-    async def list_absences(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[Absence]:
+    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
         raise FailedPrecondition("the practice has not enabled online absences")
 
 
@@ -82,9 +82,7 @@ def _wrap(reader_type: type[_Delegating], settings: Mapping[str, Any]) -> Adapte
     return Adapter(info=reference.info, reader=reader_type(reference.reader))
 
 
-def create_exploding(
-    practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None
-) -> Adapter:
+def create_exploding(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter:
     return _wrap(ExplodingReader, settings)
 
 
@@ -92,13 +90,9 @@ def create_slow(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path
     return _wrap(SlowReader, settings)
 
 
-def create_refusing(
-    practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None
-) -> Adapter:
+def create_refusing(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter:
     return _wrap(RefusingReader, settings)
 
 
-def create_not_an_adapter(
-    practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None
-) -> object:
+def create_not_an_adapter(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> object:
     return object()

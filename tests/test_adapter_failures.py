@@ -21,9 +21,7 @@ WINDOW = Interval(datetime(2027, 3, 22, tzinfo=UTC), datetime(2027, 3, 29, tzinf
 
 async def _start(transport: str, factory: str) -> AsyncIterator[Gateway]:
     if transport == "in_process":
-        practices = {
-            PRACTICE: {"adapter": {"plugin": f"fake_adapters:{factory}", "settings": reference_settings()}}
-        }
+        practices = {PRACTICE: {"adapter": {"plugin": f"fake_adapters:{factory}", "settings": reference_settings()}}}
         gateway = await Gateway.start(gateway_config(practices))
         yield gateway
         await gateway.stop(0)
@@ -108,12 +106,8 @@ async def test_remote_that_does_not_serve_the_practice_is_a_gateway_fault() -> N
 
 
 async def test_remote_practice_id_can_differ_from_the_gateway_id() -> None:
-    remote = await serve_adapters(
-        {"praxis-7": fake_adapters.create_refusing("praxis-7", reference_settings())}
-    )
-    practices = {
-        "nord": {"adapter": {"remote": {"address": f"127.0.0.1:{remote.port}", "practice": "praxis-7"}}}
-    }
+    remote = await serve_adapters({"praxis-7": fake_adapters.create_refusing("praxis-7", reference_settings())})
+    practices = {"nord": {"adapter": {"remote": {"address": f"127.0.0.1:{remote.port}", "practice": "praxis-7"}}}}
     gateway = await Gateway.start(gateway_config(practices))
     try:
         async with PartnerClient.connect(gateway.address) as client:

@@ -37,9 +37,7 @@ async def test_demo_serves_health_and_calls_then_stops_on_sigterm(tmp_path: Path
         assert match, line
         address = match.group(1)
         async with grpc.aio.insecure_channel(address) as channel:
-            health = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=5
-            )
+            health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
             assert health.status == health_pb2.HealthCheckResponse.SERVING
         async with PartnerClient.connect(address) as client:
             assert len((await client.list_calendars("demo", timeout=5)).columns) == 3

@@ -69,9 +69,7 @@ async def test_a_later_bad_practice_closes_the_adapters_already_opened() -> None
     fake_adapters.CLOSED.clear()
     data = {
         "practices": {
-            "good": {
-                "adapter": {"plugin": "fake_adapters:create_refusing", "settings": reference_settings()}
-            },
+            "good": {"adapter": {"plugin": "fake_adapters:create_refusing", "settings": reference_settings()}},
             "bad": {"adapter": {"plugin": "refrence"}},
         }
     }

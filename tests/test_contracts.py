@@ -45,9 +45,7 @@ def _differences(left: Path, right: Path) -> list[str]:
     """Files that differ or exist on one side only, recursively (ignoring caches)."""
     comparison = filecmp.dircmp(left, right, ignore=["__pycache__"])
     found = [*comparison.left_only, *comparison.right_only, *comparison.diff_files]
-    found += [
-        name for name in comparison.common_files if not filecmp.cmp(left / name, right / name, shallow=False)
-    ]
+    found += [name for name in comparison.common_files if not filecmp.cmp(left / name, right / name, shallow=False)]
     for sub in comparison.common_dirs:
         found += [f"{sub}/{name}" for name in _differences(left / sub, right / sub)]
     return sorted(set(found))
@@ -63,9 +61,7 @@ def test_freshness_check_detects_a_changed_contract(tmp_path: Path) -> None:
     protos = tmp_path / "proto"
     shutil.copytree(ROOT / "proto", protos)
     reader = protos / "otv" / "v1" / "reader_service.proto"
-    reader.write_text(
-        reader.read_text().replace("message Heartbeat {}", "message Heartbeat {\n  int32 n = 1;\n}")
-    )
+    reader.write_text(reader.read_text().replace("message Heartbeat {}", "message Heartbeat {\n  int32 n = 1;\n}"))
     generate_protos.generate(tmp_path / "out", protos)
     stale = _differences(ROOT / "src" / "otv", tmp_path / "out" / "otv")
     assert {"v1/reader_service_pb2.py", "v1/reader_service_pb2.pyi"} <= set(stale)
@@ -83,9 +79,7 @@ def _methods() -> list[tuple[str, Descriptor, Descriptor]]:
 MUTATING_PREFIXES = ("Hold", "Confirm", "Release", "Book", "Cancel", "Reschedule", "FindOrCreate", "Record")
 
 
-@pytest.mark.parametrize(
-    ("method", "request_type", "response_type"), _methods(), ids=lambda v: str(v).split(".")[-1]
-)
+@pytest.mark.parametrize(("method", "request_type", "response_type"), _methods(), ids=lambda v: str(v).split(".")[-1])
 def test_method_conventions(method: str, request_type: Descriptor, response_type: Descriptor) -> None:
     name = method.rsplit(".", 1)[-1]
     assert request_type.name == f"{name}Request"

@@ -16,9 +16,7 @@ from test_contracts import ROOT, buf
 from gateway.app import Gateway
 
 
-async def buf_curl(
-    gateway: Gateway, method: str, body: dict[str, Any], *, schema: bool
-) -> tuple[int, str, str]:
+async def buf_curl(gateway: Gateway, method: str, body: dict[str, Any], *, schema: bool) -> tuple[int, str, str]:
     args = [buf(), "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--data", json.dumps(body)]
     if schema:
         args += ["--schema", str(ROOT / "proto")]

@@ -21,10 +21,9 @@ WINDOW = Interval(datetime(2027, 3, 22, tzinfo=UTC), datetime(2027, 3, 29, tzinf
 
 async def test_stop_drains_calls_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fake_adapters, "SLOW_SECONDS", 0.5)
-    fake_adapters.OBSERVED_REMAINING.clear()
-    practices = {
-        PRACTICE: {"adapter": {"plugin": "fake_adapters:create_slow", "settings": reference_settings()}}
-    }
+    entered = asyncio.Event()
+    monkeypatch.setattr(fake_adapters, "ENTERED", entered)
+    practices = {PRACTICE: {"adapter": {"plugin": "fake_adapters:create_slow", "settings": reference_settings()}}}
     gateway = await Gateway.start(gateway_config(practices))
     async with (
         PartnerClient.connect(gateway.address) as client,
@@ -34,8 +33,7 @@ async def test_stop_drains_calls_in_flight(monkeypatch: pytest.MonkeyPatch) -> N
         first = await watch.read()
         assert first.status == health_pb2.HealthCheckResponse.SERVING
         in_flight = asyncio.create_task(client.list_busy_times(PRACTICE, WINDOW, timeout=10))
-        while not fake_adapters.OBSERVED_REMAINING:  # wait until the call is inside the adapter
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(entered.wait(), 5)  # the call is inside the adapter
         stopping = asyncio.create_task(gateway.stop(grace=5))
         update = await asyncio.wait_for(watch.read(), 2)
         assert update.status == health_pb2.HealthCheckResponse.NOT_SERVING

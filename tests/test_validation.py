@@ -108,9 +108,7 @@ async def test_window_over_24_months_is_invalid_and_24_months_is_not(reader: Any
     ok = reader_service_pb2.ListBusyTimesRequest(parent="practices/demo", window=window(end=at_limit.seconds))
     response = await reader.ListBusyTimes(ok)
     assert len(response.busy_times) == 3
-    too_long = reader_service_pb2.ListBusyTimesRequest(
-        parent="practices/demo", window=window(end=at_limit.seconds + 1)
-    )
+    too_long = reader_service_pb2.ListBusyTimesRequest(parent="practices/demo", window=window(end=at_limit.seconds + 1))
     assert await violation(reader.ListBusyTimes(too_long), INVALID) == ["window.end_time"]
 
 
@@ -123,9 +121,7 @@ async def test_window_over_24_months_is_invalid_and_24_months_is_not(reader: Any
     ],
 )
 async def test_impossible_timestamps_are_invalid(reader: Any, timestamp: Timestamp, field: str) -> None:
-    request = reader_service_pb2.ListWorkingHoursRequest(
-        parent="practices/demo", window=window(start_ts=timestamp)
-    )
+    request = reader_service_pb2.ListWorkingHoursRequest(parent="practices/demo", window=window(start_ts=timestamp))
     assert await violation(reader.ListWorkingHours(request), INVALID) == [field]
 
 
@@ -148,9 +144,7 @@ async def test_end_beyond_year_9999_is_invalid(reader: Any) -> None:
     ],
 )
 async def test_bad_columns_are_invalid_naming_the_index(reader: Any, columns: list[str], field: str) -> None:
-    request = reader_service_pb2.ListBusyTimesRequest(
-        parent="practices/demo", window=window(), columns=columns
-    )
+    request = reader_service_pb2.ListBusyTimesRequest(parent="practices/demo", window=window(), columns=columns)
     assert await violation(reader.ListBusyTimes(request), INVALID) == [field]
 
 

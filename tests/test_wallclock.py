@@ -37,13 +37,36 @@ def test_spans_across_the_switch_last_their_real_length() -> None:
         Interval(datetime(2026, 3, 28, tzinfo=UTC), datetime(2026, 3, 30, tzinfo=UTC)),
         BERLIN,
     )
-    assert [i.duration for i in spring] == [timedelta(hours=1)]
+    assert [i.duration for i in spring.intervals()] == [timedelta(hours=1)]
     autumn = expand_weekly(
         [WeeklySpan(7, time(1), time(4))],
         Interval(datetime(2026, 10, 24, tzinfo=UTC), datetime(2026, 10, 26, tzinfo=UTC)),
         BERLIN,
     )
-    assert [i.duration for i in autumn] == [timedelta(hours=4)]
+    assert [i.duration for i in autumn.intervals()] == [timedelta(hours=4)]
+
+
+def test_a_span_in_the_repeated_hour_covers_both_occurrences() -> None:
+    # 02:30-03:00 happens twice on 2026-10-25: 00:30-01:00 UTC (summer time) and 01:30-02:00 UTC.
+    spans = expand_weekly(
+        [WeeklySpan(7, time(2, 30), time(3, 0))],
+        Interval(datetime(2026, 10, 24, tzinfo=UTC), datetime(2026, 10, 26, tzinfo=UTC)),
+        BERLIN,
+    )
+    assert [(i.start.time(), i.end.time()) for i in spans.intervals()] == [
+        (time(0, 30), time(1, 0)),
+        (time(1, 30), time(2, 0)),
+    ]
+
+
+def test_a_span_ending_in_the_repeated_hour_includes_its_second_occurrence() -> None:
+    # 01:00-02:30 local: 23:00-00:30 UTC, and again 02:00-02:30 (winter time) = 01:00-01:30 UTC.
+    spans = expand_weekly(
+        [WeeklySpan(7, time(1, 0), time(2, 30))],
+        Interval(datetime(2026, 10, 24, tzinfo=UTC), datetime(2026, 10, 26, tzinfo=UTC)),
+        BERLIN,
+    )
+    assert [i.duration for i in spans.intervals()] == [timedelta(hours=1, minutes=30), timedelta(minutes=30)]
 
 
 def test_a_span_entirely_inside_the_gap_vanishes() -> None:
@@ -52,7 +75,7 @@ def test_a_span_entirely_inside_the_gap_vanishes() -> None:
         Interval(datetime(2026, 3, 28, tzinfo=UTC), datetime(2026, 3, 30, tzinfo=UTC)),
         BERLIN,
     )
-    assert spans == []
+    assert len(spans) == 0
 
 
 def test_other_zones_switch_on_their_own_dates() -> None:
@@ -68,7 +91,7 @@ def test_closed_days_are_skipped_and_week_is_complete() -> None:
     spans = [WeeklySpan(d, time(8), time(12)) for d in range(1, 6)]
     window = Interval(datetime(2026, 12, 21, tzinfo=UTC), datetime(2026, 12, 28, tzinfo=UTC))
     intervals = expand_weekly(spans, window, BERLIN, frozenset({date(2026, 12, 25)}))
-    assert [i.start.astimezone(BERLIN).date().day for i in intervals] == [21, 22, 23, 24]
+    assert [i.start.astimezone(BERLIN).date().day for i in intervals.intervals()] == [21, 22, 23, 24]
 
 
 def test_unknown_zone_is_a_value_error() -> None:

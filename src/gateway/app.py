@@ -24,9 +24,7 @@ log = logging.getLogger("otv.gateway")
 class Gateway:
     """A started gateway. `port` is the bound port, useful when listening on port 0."""
 
-    def __init__(
-        self, config: GatewayConfig, router: PracticeRouter, otv_server: OtvServer, port: int
-    ) -> None:
+    def __init__(self, config: GatewayConfig, router: PracticeRouter, otv_server: OtvServer, port: int) -> None:
         self.config = config
         self.router = router
         self._otv = otv_server

@@ -105,9 +105,7 @@ class _RemoteReader(ReaderPort):
             ),
         )
 
-    async def list_absences(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[Absence]:
+    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
         return await self._link.call(
             ctx,
             lambda t, m: self._link.client.list_absences(
@@ -190,17 +188,13 @@ class _RemoteWriter(WriterPort):
     async def get_appointment(self, ctx: CallContext, appointment_id: str) -> Appointment:
         return await self._link.call(
             ctx,
-            lambda t, m: self._link.client.get_appointment(
-                self._link.practice, appointment_id, timeout=t, metadata=m
-            ),
+            lambda t, m: self._link.client.get_appointment(self._link.practice, appointment_id, timeout=t, metadata=m),
         )
 
     async def list_appointments(self, ctx: CallContext, query: AppointmentQuery) -> Page[Appointment]:
         return await self._link.call(
             ctx,
-            lambda t, m: self._link.client.list_appointments(
-                self._link.practice, query, timeout=t, metadata=m
-            ),
+            lambda t, m: self._link.client.list_appointments(self._link.practice, query, timeout=t, metadata=m),
         )
 
 
@@ -208,9 +202,7 @@ class _RemotePatientLookup(PatientLookupPort):
     def __init__(self, link: _Link) -> None:
         self._link = link
 
-    async def find_or_create_patient(
-        self, ctx: CallContext, query: PatientQuery
-    ) -> tuple[Patient, MatchOutcome]:
+    async def find_or_create_patient(self, ctx: CallContext, query: PatientQuery) -> tuple[Patient, MatchOutcome]:
         return await self._link.call(
             ctx,
             lambda t, m: self._link.client.find_or_create_patient(
@@ -221,9 +213,7 @@ class _RemotePatientLookup(PatientLookupPort):
     async def list_shared_patients(self, ctx: CallContext, page: PageRequest) -> Page[Patient]:
         return await self._link.call(
             ctx,
-            lambda t, m: self._link.client.list_shared_patients(
-                self._link.practice, page, timeout=t, metadata=m
-            ),
+            lambda t, m: self._link.client.list_shared_patients(self._link.practice, page, timeout=t, metadata=m),
         )
 
 
@@ -234,9 +224,7 @@ class _RemoteConsent(ConsentPort):
     async def get_consent(self, ctx: CallContext, patient_id: str) -> Consent:
         return await self._link.call(
             ctx,
-            lambda t, m: self._link.client.get_consent(
-                self._link.practice, patient_id, timeout=t, metadata=m
-            ),
+            lambda t, m: self._link.client.get_consent(self._link.practice, patient_id, timeout=t, metadata=m),
         )
 
     async def record_consent(
@@ -290,9 +278,7 @@ class RemoteAdapterSource:
             raise
         except OtvError:
             # NOT_FOUND and the like mean the gateway's configuration does not match the remote.
-            raise InternalError(
-                "the practice's adapter server does not serve the configured practice"
-            ) from None
+            raise InternalError("the practice's adapter server does not serve the configured practice") from None
         link, caps = self._link, practice.capabilities
         return Adapter(
             info=practice.adapter,

@@ -61,9 +61,7 @@ class PracticeRouter:
 
 def _describe_settings_error(prefix: str, error: Exception) -> str:
     if isinstance(error, ValidationError):
-        return "; ".join(
-            f"{prefix}.{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()
-        )
+        return "; ".join(f"{prefix}.{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors())
     return f"{prefix}: {error}"
 
 

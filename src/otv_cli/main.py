@@ -40,9 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--listen", default=None, help="host:port (default 127.0.0.1:50051)")
     demo.add_argument("--state-dir", type=Path, default=Path("var"), help="where the demo SQLite file lives")
 
-    gateway = commands.add_parser("gateway", help="run the gateway").add_subparsers(
-        dest="action", required=True
-    )
+    gateway = commands.add_parser("gateway", help="run the gateway").add_subparsers(dest="action", required=True)
     serve = gateway.add_parser("serve", help="serve from a configuration file")
     serve.add_argument("--config", type=Path, required=True)
     serve.add_argument("--listen", default=None, help="override [gateway] listen")
@@ -101,7 +99,7 @@ async def _client(action: str, target: str, practice: str, days: int) -> None:
         busy = await client.list_busy_times(practice, Interval(now, now + timedelta(days=days)), timeout=10)
         for busy_column in busy:
             print(f"column {busy_column.column_id}: {len(busy_column.intervals)} busy intervals")
-            for interval in busy_column.intervals[:3]:
+            for interval in list(busy_column.intervals.intervals())[:3]:
                 print(f"  {interval.start.isoformat()} - {interval.end.isoformat()}")
 
 

@@ -33,9 +33,7 @@ class _StaticResolver:
         return adapter
 
 
-def _forwarded_identity(
-    context: grpc.aio.ServicerContext[object, object], request_id: str | None
-) -> CallContext:
+def _forwarded_identity(context: grpc.aio.ServicerContext[object, object], request_id: str | None) -> CallContext:
     partner = dict(context.invocation_metadata() or ()).get(PARTNER_METADATA_KEY)
     if not isinstance(partner, str) or not partner:
         raise Unauthenticated(f"calls must carry the {PARTNER_METADATA_KEY} metadata set by the gateway")

@@ -130,9 +130,7 @@ class PartnerClient:
             metadata,
         )
 
-    def _window_request(
-        self, factory: Any, practice_id: str, window: Interval, column_ids: Sequence[str]
-    ) -> Any:
+    def _window_request(self, factory: Any, practice_id: str, window: Interval, column_ids: Sequence[str]) -> Any:
         return factory(
             parent=format_name(practice_id),
             window=cv.interval_to_proto(window),
@@ -166,9 +164,7 @@ class PartnerClient:
         metadata: Metadata | None = None,
     ) -> list[ColumnIntervals]:
         """Effective working time per column (all columns if none are named)."""
-        request = self._window_request(
-            reader_service_pb2.ListWorkingHoursRequest, practice_id, window, column_ids
-        )
+        request = self._window_request(reader_service_pb2.ListWorkingHoursRequest, practice_id, window, column_ids)
         return await self._packed(
             self._reader.ListWorkingHours, request, "working_hours", practice_id, timeout, metadata
         )
@@ -183,12 +179,8 @@ class PartnerClient:
         metadata: Metadata | None = None,
     ) -> list[ColumnIntervals]:
         """Busy time per column, clipped to window; never patient data."""
-        request = self._window_request(
-            reader_service_pb2.ListBusyTimesRequest, practice_id, window, column_ids
-        )
-        return await self._packed(
-            self._reader.ListBusyTimes, request, "busy_times", practice_id, timeout, metadata
-        )
+        request = self._window_request(reader_service_pb2.ListBusyTimesRequest, practice_id, window, column_ids)
+        return await self._packed(self._reader.ListBusyTimes, request, "busy_times", practice_id, timeout, metadata)
 
     async def list_absences(
         self,
@@ -199,15 +191,11 @@ class PartnerClient:
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> list[Absence]:
-        request = self._window_request(
-            reader_service_pb2.ListAbsencesRequest, practice_id, window, column_ids
-        )
+        request = self._window_request(reader_service_pb2.ListAbsencesRequest, practice_id, window, column_ids)
         return await self._call(
             self._reader.ListAbsences,
             request,
-            lambda r: [
-                cv.absence_from_proto(practice_id, a, f"absences[{i}]") for i, a in enumerate(r.absences)
-            ],
+            lambda r: [cv.absence_from_proto(practice_id, a, f"absences[{i}]") for i, a in enumerate(r.absences)],
             timeout,
             metadata,
         )
@@ -255,9 +243,7 @@ class PartnerClient:
         request = writer_service_pb2.ConfirmHoldRequest(
             name=format_name(practice_id, "holds", hold_id), request_id=_rid(request_id)
         )
-        return await self._call(
-            self._writer.ConfirmHold, request, _appointment(practice_id), timeout, metadata
-        )
+        return await self._call(self._writer.ConfirmHold, request, _appointment(practice_id), timeout, metadata)
 
     async def release_hold(
         self,
@@ -285,9 +271,7 @@ class PartnerClient:
         request = writer_service_pb2.BookAppointmentRequest(
             request_id=_rid(request_id), **self._slot_fields(practice_id, slot)
         )
-        return await self._call(
-            self._writer.BookAppointment, request, _appointment(practice_id), timeout, metadata
-        )
+        return await self._call(self._writer.BookAppointment, request, _appointment(practice_id), timeout, metadata)
 
     async def cancel_appointment(
         self,
@@ -304,9 +288,7 @@ class PartnerClient:
             etag=etag,
             request_id=_rid(request_id),
         )
-        return await self._call(
-            self._writer.CancelAppointment, request, _appointment(practice_id), timeout, metadata
-        )
+        return await self._call(self._writer.CancelAppointment, request, _appointment(practice_id), timeout, metadata)
 
     async def reschedule_appointment(
         self,
@@ -342,9 +324,7 @@ class PartnerClient:
         request = writer_service_pb2.GetAppointmentRequest(
             name=format_name(practice_id, "appointments", appointment_id)
         )
-        return await self._call(
-            self._writer.GetAppointment, request, _appointment(practice_id), timeout, metadata
-        )
+        return await self._call(self._writer.GetAppointment, request, _appointment(practice_id), timeout, metadata)
 
     async def list_appointments(
         self,
@@ -367,8 +347,7 @@ class PartnerClient:
 
         def parse(r: writer_service_pb2.ListAppointmentsResponse) -> Page[Appointment]:
             items = [
-                cv.appointment_from_proto(practice_id, a, f"appointments[{i}]")
-                for i, a in enumerate(r.appointments)
+                cv.appointment_from_proto(practice_id, a, f"appointments[{i}]") for i, a in enumerate(r.appointments)
             ]
             return Page(items, r.next_page_token)
 
@@ -392,8 +371,7 @@ class PartnerClient:
             family_name=query.family_name,
             birth_date=cv.date_to_proto(query.birth_date),
             contacts=[
-                patient_pb2.Contact(kind=cv.contact_kind_to_proto(c.kind), value=c.value)
-                for c in query.contacts
+                patient_pb2.Contact(kind=cv.contact_kind_to_proto(c.kind), value=c.value) for c in query.contacts
             ],
         )
 
@@ -417,9 +395,7 @@ class PartnerClient:
         )
 
         def parse(r: patient_lookup_service_pb2.ListSharedPatientsResponse) -> Page[Patient]:
-            items = [
-                cv.patient_from_proto(practice_id, p, f"patients[{i}]") for i, p in enumerate(r.patients)
-            ]
+            items = [cv.patient_from_proto(practice_id, p, f"patients[{i}]") for i, p in enumerate(r.patients)]
             return Page(items, r.next_page_token)
 
         return await self._call(self._patients.ListSharedPatients, request, parse, timeout, metadata)

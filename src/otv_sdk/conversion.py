@@ -12,6 +12,7 @@ import calendar as _calendar
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 
+import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from otv.v1 import (
@@ -55,6 +56,7 @@ from otv_sdk.models import (
 )
 from otv_sdk.ports import MatchOutcome
 from otv_sdk.resources import format_name, parse_child, parse_practice, parse_practice_child
+from otv_sdk.timeline import IntervalArray, from_datetime
 from otv_sdk.timewindow import MAX_WINDOW_MONTHS, window_too_long
 
 # Timestamp's documented range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
@@ -189,49 +191,37 @@ def weekly_span_from_proto(msg: time_pb2.WeeklySpan, field: str) -> WeeklySpan:
 
 
 def pack_intervals(practice_id: str, origin: datetime, column: ColumnIntervals) -> time_pb2.PackedIntervals:
-    """Encode sorted intervals as delta-coded seconds (see PackedIntervals in time.proto)."""
-    starts: list[int] = []
-    durations: list[int] = []
-    previous = _seconds(origin)
-    for interval in sorted(column.intervals, key=_start_end):
-        start = _seconds(interval.start)
-        duration = _seconds(interval.end) - start
-        delta = start - previous
-        if delta < 0 or delta > _UINT32_MAX or not 0 < duration <= _UINT32_MAX:
-            raise ValueError(f"interval {interval} cannot be packed relative to {origin.isoformat()}")
-        starts.append(delta)
-        durations.append(duration)
-        previous = start
-    return time_pb2.PackedIntervals(
-        column=format_name(practice_id, "columns", column.column_id),
-        origin=datetime_to_timestamp(origin),
-        start_deltas=starts,
-        durations=durations,
+    """Encode intervals as delta-coded seconds (see PackedIntervals in time.proto)."""
+    items = column.intervals.sorted()
+    origin_seconds = from_datetime(origin)
+    durations = items.ends - items.starts
+    deltas = np.diff(items.starts, prepend=np.int64(origin_seconds))
+    if len(items) and (
+        int(deltas.min()) < 0
+        or int(deltas.max()) > _UINT32_MAX
+        or int(durations.min()) <= 0
+        or int(durations.max()) > _UINT32_MAX
+    ):
+        raise ValueError(f"column {column.column_id!r} has intervals that cannot be packed from {origin.isoformat()}")
+    message = time_pb2.PackedIntervals(
+        column=format_name(practice_id, "columns", column.column_id), origin=datetime_to_timestamp(origin)
     )
+    message.start_deltas.extend(deltas.tolist())
+    message.durations.extend(durations.tolist())
+    return message
 
 
 def unpack_intervals(msg: time_pb2.PackedIntervals, practice_id: str, field: str) -> ColumnIntervals:
     column_id = parse_practice_child(msg.column, f"{field}.column", "columns", practice_id)
     if len(msg.start_deltas) != len(msg.durations):
         raise InvalidArgument.field(field, "start_deltas and durations differ in length")
-    origin = timestamp_to_datetime(msg.origin, f"{field}.origin")
-    intervals: list[Interval] = []
-    current = origin
-    for index, (delta, duration) in enumerate(zip(msg.start_deltas, msg.durations, strict=True)):
-        if duration == 0:
-            raise InvalidArgument.field(f"{field}.durations[{index}]", "must be positive")
-        current = current + timedelta(seconds=delta)
-        intervals.append(Interval(current, current + timedelta(seconds=duration)))
-    return ColumnIntervals(column_id, intervals)
-
-
-def _start_end(interval: Interval) -> tuple[datetime, datetime]:
-    return interval.start, interval.end
-
-
-def _seconds(value: datetime) -> int:
-    delta = value - _EPOCH
-    return delta.days * 86400 + delta.seconds
+    origin = from_datetime(timestamp_to_datetime(msg.origin, f"{field}.origin"))
+    deltas = np.array(msg.start_deltas, dtype=np.int64)
+    durations = np.array(msg.durations, dtype=np.int64)
+    if durations.shape[0] and int(durations.min()) == 0:
+        raise InvalidArgument.field(f"{field}.durations[{int(np.argmin(durations))}]", "must be positive")
+    starts = origin + np.cumsum(deltas)
+    return ColumnIntervals(column_id, IntervalArray(starts, starts + durations))
 
 
 # --- requests: names and lists of names ------------------------------------------------------
@@ -353,8 +343,7 @@ def calendar_to_proto(practice_id: str, cal: Calendar) -> dict[str, list[object]
             for x in cal.practitioners
         ],
         "rooms": [
-            practice_pb2.Room(name=format_name(p, "rooms", r.id), display_name=r.display_name)
-            for r in cal.rooms
+            practice_pb2.Room(name=format_name(p, "rooms", r.id), display_name=r.display_name) for r in cal.rooms
         ],
         "appointment_types": [
             practice_pb2.AppointmentType(
@@ -406,8 +395,7 @@ def calendar_from_proto(practice_id: str, msg: object) -> Calendar:
             practitioner_id=_id_or_none(c.practitioner, f"columns[{i}].practitioner", "practitioners", p),
             room_id=_id_or_none(c.room, f"columns[{i}].room", "rooms", p),
             weekly_hours=tuple(
-                weekly_span_from_proto(s, f"columns[{i}].weekly_hours[{j}]")
-                for j, s in enumerate(c.weekly_hours)
+                weekly_span_from_proto(s, f"columns[{i}].weekly_hours[{j}]") for j, s in enumerate(c.weekly_hours)
             ),
         )
         for i, c in enumerate(msg.columns)  # type: ignore[attr-defined]
@@ -436,8 +424,7 @@ def calendar_from_proto(practice_id: str, msg: object) -> Calendar:
                 for j, t in enumerate(a.appointment_types)
             ),
             weekly_spans=tuple(
-                weekly_span_from_proto(s, f"booking_areas[{i}].weekly_spans[{j}]")
-                for j, s in enumerate(a.weekly_spans)
+                weekly_span_from_proto(s, f"booking_areas[{i}].weekly_spans[{j}]") for j, s in enumerate(a.weekly_spans)
             ),
             valid_from=_optional_date(a, "valid_from", f"booking_areas[{i}].valid_from"),
             valid_until=_optional_date(a, "valid_until", f"booking_areas[{i}].valid_until"),
@@ -447,9 +434,7 @@ def calendar_from_proto(practice_id: str, msg: object) -> Calendar:
     return Calendar(
         columns=columns,
         practitioners=tuple(
-            Practitioner(
-                parse_practice_child(x.name, f"practitioners[{i}].name", "practitioners", p), x.display_name
-            )
+            Practitioner(parse_practice_child(x.name, f"practitioners[{i}].name", "practitioners", p), x.display_name)
             for i, x in enumerate(msg.practitioners)  # type: ignore[attr-defined]
         ),
         rooms=tuple(
@@ -459,9 +444,7 @@ def calendar_from_proto(practice_id: str, msg: object) -> Calendar:
         appointment_types=types,
         appointment_type_groups=tuple(
             AppointmentTypeGroup(
-                parse_practice_child(
-                    g.name, f"appointment_type_groups[{i}].name", "appointmentTypeGroups", p
-                ),
+                parse_practice_child(g.name, f"appointment_type_groups[{i}].name", "appointmentTypeGroups", p),
                 g.display_name,
             )
             for i, g in enumerate(msg.appointment_type_groups)  # type: ignore[attr-defined]
@@ -596,9 +579,7 @@ def contact_kind_to_proto(kind: ContactKind) -> patient_pb2.ContactKind.ValueTyp
     return _CONTACT_KINDS[kind]
 
 
-def contacts_from_proto(
-    contacts: Iterable[patient_pb2.Contact], field: str = "contacts"
-) -> tuple[Contact, ...]:
+def contacts_from_proto(contacts: Iterable[patient_pb2.Contact], field: str = "contacts") -> tuple[Contact, ...]:
     result: list[Contact] = []
     for index, contact in enumerate(contacts):
         kind = _CONTACT_KINDS_BACK.get(contact.kind)
@@ -709,9 +690,7 @@ def evidence_to_proto(evidence: ConsentEvidence) -> consent_pb2.ConsentEvidence:
 
 
 def consent_to_proto(practice_id: str, consent: Consent) -> consent_pb2.Consent:
-    msg = consent_pb2.Consent(
-        name=consent_name(practice_id, consent.patient_id), state=_CONSENT_STATES[consent.state]
-    )
+    msg = consent_pb2.Consent(name=consent_name(practice_id, consent.patient_id), state=_CONSENT_STATES[consent.state])
     if consent.evidence is not None:
         msg.evidence.CopyFrom(evidence_to_proto(consent.evidence))
     if consent.set_by is not None:

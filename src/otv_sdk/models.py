@@ -8,9 +8,10 @@ maps them to and from the wire. Instants are timezone-aware `datetime`s in UTC; 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+
+from otv_sdk.timeline import IntervalArray
 
 __all__ = [
     "UTC",
@@ -61,9 +62,7 @@ class Interval:
         _require_utc(self.start, "Interval.start")
         _require_utc(self.end, "Interval.end")
         if self.end <= self.start:
-            raise ValueError(
-                f"Interval end {self.end.isoformat()} is not after start {self.start.isoformat()}"
-            )
+            raise ValueError(f"Interval end {self.end.isoformat()} is not after start {self.start.isoformat()}")
 
     @property
     def duration(self) -> timedelta:
@@ -79,9 +78,6 @@ class Interval:
         if window.start <= self.start and self.end <= window.end:
             return self
         return Interval(max(self.start, window.start), min(self.end, window.end))
-
-
-UTC = UTC
 
 
 class Capability(enum.Enum):
@@ -226,10 +222,10 @@ class Calendar:
 
 @dataclass(frozen=True, slots=True)
 class ColumnIntervals:
-    """Sorted intervals of one column (busy, free or working time)."""
+    """Intervals of one column (busy, free or working time), sorted by start, in epoch seconds."""
 
     column_id: str
-    intervals: Sequence[Interval]
+    intervals: IntervalArray
 
 
 @dataclass(frozen=True, slots=True)

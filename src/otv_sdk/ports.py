@@ -134,9 +134,7 @@ class ReaderPort(ABC):
         """Effective working time (weekly hours, shifts and closed days applied), clipped to window."""
 
     @abstractmethod
-    async def list_absences(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[Absence]:
+    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
         """Absences overlapping window, unclipped so multi-day absences keep their true extent."""
 
     @abstractmethod
@@ -180,9 +178,7 @@ class PatientLookupPort(ABC):
     """Finds or creates patients without duplicates; never returns one who denied consent."""
 
     @abstractmethod
-    async def find_or_create_patient(
-        self, ctx: CallContext, query: PatientQuery
-    ) -> tuple[Patient, MatchOutcome]: ...
+    async def find_or_create_patient(self, ctx: CallContext, query: PatientQuery) -> tuple[Patient, MatchOutcome]: ...
 
     @abstractmethod
     async def list_shared_patients(self, ctx: CallContext, page: PageRequest) -> Page[Patient]: ...
@@ -240,6 +236,4 @@ class AdapterFactory(Protocol):
     `base_dir` is the configuration file's folder, for settings that are relative paths.
     """
 
-    def __call__(
-        self, practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None
-    ) -> Adapter: ...
+    def __call__(self, practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter: ...

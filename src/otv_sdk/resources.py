@@ -90,9 +90,7 @@ def parse_practice_child(name: str, field: str, collection: str, practice_id: st
     """Parse a child name that must belong to practice_id; return the child id."""
     parsed = parse_child(name, field, collection)
     if parsed.practice_id != practice_id:
-        raise InvalidArgument.field(
-            field, f"belongs to another practice than the request's 'practices/{practice_id}'"
-        )
+        raise InvalidArgument.field(field, f"belongs to another practice than the request's 'practices/{practice_id}'")
     return parsed.id
 
 

@@ -48,6 +48,7 @@ from otv_sdk.ports import (
 )
 from otv_sdk.resources import parse_practice_child
 from otv_sdk.status import error_to_status
+from otv_sdk.timeline import from_datetime
 
 __all__ = ["AdapterResolver", "Identify", "add_servicers"]
 
@@ -107,16 +108,12 @@ class _Base:
         except OtvError as error:
             await context.abort_with_status(error_to_status(error))
         except TimeoutError:
-            await context.abort(
-                grpc.StatusCode.DEADLINE_EXCEEDED, "the practice system did not answer in time"
-            )
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the practice system did not answer in time")
         except Exception as error:  # an adapter bug must not take the server down
             error_id = secrets.token_hex(6)
             frames = "".join(traceback.format_tb(error.__traceback__))
             log.error("unexpected %s in %s (error id %s)\n%s", type(error).__name__, method, error_id, frames)
-            await context.abort(
-                grpc.StatusCode.INTERNAL, f"the practice system failed to answer (error id {error_id})"
-            )
+            await context.abort(grpc.StatusCode.INTERNAL, f"the practice system failed to answer (error id {error_id})")
         raise AssertionError("abort always raises")  # pragma: no cover
 
     async def _adapter(self, practice_id: str, ctx: CallContext, field: str) -> Adapter:
@@ -142,16 +139,13 @@ async def _checked_columns(
     return tuple(requested)
 
 
-def _pack(
-    practice_id: str, window: Interval, result: Sequence[ColumnIntervals]
-) -> list[time_pb2.PackedIntervals]:
+def _pack(practice_id: str, window: Interval, result: Sequence[ColumnIntervals]) -> list[time_pb2.PackedIntervals]:
     """Clip to the window (adapters should, the edge makes sure) and pack relative to its start."""
-    packed = []
-    for column in result:
-        clipped = (i.clip(window) for i in column.intervals)
-        kept = [i for i in clipped if i is not None]
-        packed.append(cv.pack_intervals(practice_id, window.start, ColumnIntervals(column.column_id, kept)))
-    return packed
+    lo, hi = from_datetime(window.start), from_datetime(window.end)
+    return [
+        cv.pack_intervals(practice_id, window.start, ColumnIntervals(c.column_id, c.intervals.clipped(lo, hi)))
+        for c in result
+    ]
 
 
 class ReaderServicer(_Base, reader_service_pb2_grpc.ReaderServiceServicer):
@@ -204,9 +198,7 @@ class ReaderServicer(_Base, reader_service_pb2_grpc.ReaderServiceServicer):
     async def ListWorkingHours(
         self, request: reader_service_pb2.ListWorkingHoursRequest, context: _ServicerContext
     ) -> reader_service_pb2.ListWorkingHoursResponse:
-        packed = await self._packed_window(
-            context, "ListWorkingHours", request, lambda r: r.list_working_hours
-        )
+        packed = await self._packed_window(context, "ListWorkingHours", request, lambda r: r.list_working_hours)
         return reader_service_pb2.ListWorkingHoursResponse(working_hours=packed)
 
     async def ListAbsences(
@@ -307,9 +299,7 @@ class WriterServicer(_Base, writer_service_pb2_grpc.WriterServiceServicer):
         async def handle(ctx: CallContext) -> writer_service_pb2.ConfirmHoldResponse:
             practice_id, hold_id = cv.child_id_from_proto(request.name, "name", "holds")
             appointment = await (await self._writer(practice_id, ctx, "name")).confirm_hold(ctx, hold_id)
-            return writer_service_pb2.ConfirmHoldResponse(
-                appointment=cv.appointment_to_proto(practice_id, appointment)
-            )
+            return writer_service_pb2.ConfirmHoldResponse(appointment=cv.appointment_to_proto(practice_id, appointment))
 
         return await self._run(context, "ConfirmHold", handle, request.request_id)
 
@@ -356,14 +346,10 @@ class WriterServicer(_Base, writer_service_pb2_grpc.WriterServiceServicer):
             practice_id, appointment_id = cv.child_id_from_proto(request.name, "name", "appointments")
             start = cv.required_timestamp(request, "start_time", "start_time")
             column_id = (
-                parse_practice_child(request.column, "column", "columns", practice_id)
-                if request.column
-                else None
+                parse_practice_child(request.column, "column", "columns", practice_id) if request.column else None
             )
             writer = await self._writer(practice_id, ctx, "name")
-            appointment = await writer.reschedule_appointment(
-                ctx, appointment_id, request.etag, start, column_id
-            )
+            appointment = await writer.reschedule_appointment(ctx, appointment_id, request.etag, start, column_id)
             return writer_service_pb2.RescheduleAppointmentResponse(
                 appointment=cv.appointment_to_proto(practice_id, appointment)
             )
@@ -375,9 +361,7 @@ class WriterServicer(_Base, writer_service_pb2_grpc.WriterServiceServicer):
     ) -> writer_service_pb2.GetAppointmentResponse:
         async def handle(ctx: CallContext) -> writer_service_pb2.GetAppointmentResponse:
             practice_id, appointment_id = cv.child_id_from_proto(request.name, "name", "appointments")
-            appointment = await (await self._writer(practice_id, ctx, "name")).get_appointment(
-                ctx, appointment_id
-            )
+            appointment = await (await self._writer(practice_id, ctx, "name")).get_appointment(ctx, appointment_id)
             return writer_service_pb2.GetAppointmentResponse(
                 appointment=cv.appointment_to_proto(practice_id, appointment)
             )
@@ -480,9 +464,7 @@ class ConsentServicer(_Base, consent_service_pb2_grpc.ConsentServiceServicer):
             evidence = cv.evidence_from_proto(request, "evidence", "evidence")
             port = await self._consent(practice_id, ctx)
             consent = await port.record_consent(ctx, patient_id, state, evidence)
-            return consent_service_pb2.RecordConsentResponse(
-                consent=cv.consent_to_proto(practice_id, consent)
-            )
+            return consent_service_pb2.RecordConsentResponse(consent=cv.consent_to_proto(practice_id, consent))
 
         return await self._run(context, "RecordConsent", handle, request.request_id)
 

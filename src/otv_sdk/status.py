@@ -74,8 +74,6 @@ def error_from_rpc_error(error: grpc.aio.AioRpcError) -> OtvError:
             if any_detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
                 bad_request = error_details_pb2.BadRequest()
                 any_detail.Unpack(bad_request)
-                violations.extend(
-                    FieldViolation(v.field, v.description) for v in bad_request.field_violations
-                )
+                violations.extend(FieldViolation(v.field, v.description) for v in bad_request.field_violations)
     error_type = _ERROR_TYPES.get(code, InternalError)
     return error_type(message, violations=violations)

@@ -34,9 +34,7 @@ class Database:
                 self._conn.execute("PRAGMA journal_mode = WAL")
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
-                raise ValueError(
-                    f"{target} has schema version {version}; this adapter knows {SCHEMA_VERSION}"
-                )
+                raise ValueError(f"{target} has schema version {version}; this adapter knows {SCHEMA_VERSION}")
             schema = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
             self._conn.executescript(schema)
 

@@ -107,9 +107,7 @@ def seed_demo(
         )
         conn.executemany("INSERT INTO appointment_type_columns VALUES (?, ?)", [(tid, c) for c in columns])
     # Pain patients are seen first thing every weekday morning, in every column.
-    conn.execute(
-        "INSERT INTO booking_areas VALUES ('schmerz-morgens', 'Schmerzsprechstunde', NULL, NULL, NULL)"
-    )
+    conn.execute("INSERT INTO booking_areas VALUES ('schmerz-morgens', 'Schmerzsprechstunde', NULL, NULL, NULL)")
     conn.executemany(
         "INSERT INTO booking_area_spans VALUES ('schmerz-morgens', ?, '08:00', '08:30')",
         [(d,) for d in range(1, 6)],
@@ -133,8 +131,7 @@ def seed_demo(
     meeting = anchor + timedelta(days=14)
     for column_id in ("berg", "weber"):
         conn.execute(
-            "INSERT INTO calendar_entries (column_id, start_utc, end_utc, kind)"
-            " VALUES (?, ?, ?, 'reservation')",
+            "INSERT INTO calendar_entries (column_id, start_utc, end_utc, kind) VALUES (?, ?, ?, 'reservation')",
             (column_id, _utc(tz, meeting, time(16, 0)), _utc(tz, meeting + timedelta(days=1), time(10, 0))),
         )
     for pid, given, family, birth in _PATIENTS:
@@ -149,9 +146,7 @@ def _utc(tz: ZoneInfo, day: date, clock: time) -> int:
     return int(to_utc(day, clock, tz).timestamp())
 
 
-def _absence(
-    conn: sqlite3.Connection, tz: ZoneInfo, column_id: str, first: date, last: date, reason: str
-) -> None:
+def _absence(conn: sqlite3.Connection, tz: ZoneInfo, column_id: str, first: date, last: date, reason: str) -> None:
     conn.execute(
         "INSERT INTO absences (column_id, start_utc, end_utc, reason) VALUES (?, ?, ?, ?)",
         (column_id, _utc(tz, first, time(0, 0)), _utc(tz, last + timedelta(days=1), time(0, 0)), reason),

@@ -6,6 +6,8 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 
+import numpy as np
+
 from otv_sdk.models import (
     UTC,
     Absence,
@@ -25,7 +27,8 @@ from otv_sdk.models import (
 )
 from otv_sdk.ports import CallContext, ReaderPort
 from otv_sdk.reference.database import Database
-from otv_sdk.wallclock import expand_weekly, local_dates, to_utc, zone
+from otv_sdk.timeline import EMPTY, IntervalArray, from_datetime
+from otv_sdk.wallclock import expand_weekly, local_dates, zone
 
 __all__ = ["ReferenceReader"]
 
@@ -54,9 +57,7 @@ class ReferenceReader(ReaderPort):
         self._db.close()
 
     async def get_practice(self, ctx: CallContext) -> PracticeProfile:
-        row = await self._db.run(
-            lambda c: c.execute("SELECT display_name, time_zone FROM practice").fetchone()
-        )
+        row = await self._db.run(lambda c: c.execute("SELECT display_name, time_zone FROM practice").fetchone())
         return PracticeProfile(display_name=row["display_name"], time_zone=row["time_zone"])
 
     async def list_calendars(self, ctx: CallContext) -> Calendar:
@@ -67,9 +68,7 @@ class ReferenceReader(ReaderPort):
     ) -> list[ColumnIntervals]:
         return await self._db.run(lambda c: _working_hours(c, window, column_ids))
 
-    async def list_absences(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[Absence]:
+    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
         def read(conn: sqlite3.Connection) -> list[Absence]:
             result: list[Absence] = []
             for column_id in column_ids:
@@ -79,8 +78,7 @@ class ReferenceReader(ReaderPort):
                     (column_id, _seconds(window.end), _seconds(window.start)),
                 )
                 result.extend(
-                    Absence(column_id, Interval(_instant(r["start_utc"]), _instant(r["end_utc"])))
-                    for r in rows
+                    Absence(column_id, Interval(_instant(r["start_utc"]), _instant(r["end_utc"]))) for r in rows
                 )
             return result
 
@@ -89,24 +87,25 @@ class ReferenceReader(ReaderPort):
     async def list_busy_times(
         self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
     ) -> list[ColumnIntervals]:
+        lo, hi = from_datetime(window.start), from_datetime(window.end)
+
         def read(conn: sqlite3.Connection) -> list[ColumnIntervals]:
-            result: list[ColumnIntervals] = []
-            for column_id in column_ids:
-                rows = conn.execute(
-                    "SELECT start_utc, end_utc FROM calendar_entries"
-                    " WHERE column_id = ? AND start_utc < ? AND end_utc > ? ORDER BY start_utc, end_utc",
-                    (column_id, _seconds(window.end), _seconds(window.start)),
-                )
-                intervals = [
-                    Interval(
-                        max(_instant(r["start_utc"]), window.start), min(_instant(r["end_utc"]), window.end)
-                    )
-                    for r in rows
-                ]
-                result.append(ColumnIntervals(column_id, intervals))
-            return result
+            return [ColumnIntervals(c, _entries(conn, c, lo, hi).clipped(lo, hi)) for c in column_ids]
 
         return await self._db.run(read)
+
+
+def _entries(conn: sqlite3.Connection, column_id: str, lo: int, hi: int) -> IntervalArray:
+    """Calendar entries of a column overlapping [lo, hi), sorted, unclipped."""
+    rows = conn.execute(
+        "SELECT start_utc, end_utc FROM calendar_entries"
+        " WHERE column_id = ? AND start_utc < ? AND end_utc > ? ORDER BY start_utc, end_utc",
+        (column_id, hi, lo),
+    ).fetchall()
+    if not rows:
+        return EMPTY
+    data = np.array(rows, dtype=np.int64)
+    return IntervalArray(np.ascontiguousarray(data[:, 0]), np.ascontiguousarray(data[:, 1]))
 
 
 def _read_calendar(conn: sqlite3.Connection) -> Calendar:
@@ -165,12 +164,9 @@ def _read_calendar(conn: sqlite3.Connection) -> Calendar:
     return Calendar(
         columns=columns,
         practitioners=tuple(
-            Practitioner(r["id"], r["display_name"])
-            for r in conn.execute("SELECT * FROM practitioners ORDER BY id")
+            Practitioner(r["id"], r["display_name"]) for r in conn.execute("SELECT * FROM practitioners ORDER BY id")
         ),
-        rooms=tuple(
-            Room(r["id"], r["display_name"]) for r in conn.execute("SELECT * FROM rooms ORDER BY id")
-        ),
+        rooms=tuple(Room(r["id"], r["display_name"]) for r in conn.execute("SELECT * FROM rooms ORDER BY id")),
         appointment_types=types,
         appointment_type_groups=tuple(
             AppointmentTypeGroup(r["id"], r["display_name"])
@@ -180,51 +176,33 @@ def _read_calendar(conn: sqlite3.Connection) -> Calendar:
     )
 
 
-def _working_hours(
-    conn: sqlite3.Connection, window: Interval, column_ids: Sequence[str]
-) -> list[ColumnIntervals]:
+def _working_hours(conn: sqlite3.Connection, window: Interval, column_ids: Sequence[str]) -> list[ColumnIntervals]:
+    """Weekly hours, replaced by shifts on their days, minus closed days: the PVS's working time."""
     tz = zone(conn.execute("SELECT time_zone FROM practice").fetchone()[0])
-    first = min(local_dates(window, tz)).isoformat()
-    last = max(local_dates(window, tz)).isoformat()
-    practice_closed = {
-        date.fromisoformat(r[0])
-        for r in conn.execute(
-            "SELECT day FROM closed_days WHERE column_id IS NULL AND day BETWEEN ? AND ?", (first, last)
-        )
-    }
+    lo, hi = from_datetime(window.start), from_datetime(window.end)
+    days = list(local_dates(window, tz))
+    first, last = days[0].isoformat(), days[-1].isoformat()
     result: list[ColumnIntervals] = []
     for column_id in column_ids:
-        closed = practice_closed | {
+        closed = {
             date.fromisoformat(r[0])
             for r in conn.execute(
-                "SELECT day FROM closed_days WHERE column_id = ? AND day BETWEEN ? AND ?",
+                "SELECT day FROM closed_days WHERE (column_id IS NULL OR column_id = ?) AND day BETWEEN ? AND ?",
                 (column_id, first, last),
             )
         }
-        weekly = [
-            _span(r) for r in conn.execute("SELECT * FROM weekly_hours WHERE column_id = ?", (column_id,))
-        ]
-        shifts = conn.execute(
+        weekly = [_span(r) for r in conn.execute("SELECT * FROM weekly_hours WHERE column_id = ?", (column_id,))]
+        overrides: dict[date, list[WeeklySpan]] = {}
+        for row in conn.execute(
             "SELECT * FROM shifts WHERE column_id = ? AND valid_from <= ? AND valid_until >= ?",
             (column_id, last, first),
-        ).fetchall()
-        shift_days: dict[date, list[WeeklySpan]] = {}
-        for row in shifts:
+        ):
             start, end = date.fromisoformat(row["valid_from"]), date.fromisoformat(row["valid_until"])
-            for day in local_dates(window, tz):
+            for day in days:
                 if start <= day <= end:
-                    shift_days.setdefault(day, [])
+                    spans = overrides.setdefault(day, [])
                     if day.isoweekday() == row["weekday"]:
-                        shift_days[day].append(_span(row))
-        intervals = expand_weekly(weekly, window, tz, frozenset(closed) | frozenset(shift_days))
-        for day, day_spans in shift_days.items():
-            if day in closed:
-                continue
-            for span in day_spans:
-                start, end = to_utc(day, span.start, tz), to_utc(day, span.end, tz)
-                if end > start and Interval(start, end).overlaps(window):
-                    intervals.append(Interval(start, end))
-        intervals.sort()
-        clipped = [i.clip(window) for i in intervals]
-        result.append(ColumnIntervals(column_id, [i for i in clipped if i is not None]))
+                        spans.append(_span(row))
+        working = expand_weekly(weekly, window, tz, frozenset(closed), overrides)
+        result.append(ColumnIntervals(column_id, working.clipped(lo, hi)))
     return result
