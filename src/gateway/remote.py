@@ -43,6 +43,7 @@ from otv_sdk.models import (
     Interval,
     Patient,
     PracticeProfile,
+    Slot,
 )
 from otv_sdk.ports import (
     Adapter,
@@ -55,6 +56,7 @@ from otv_sdk.ports import (
     PatientLookupPort,
     PatientQuery,
     ReaderPort,
+    SlotQuery,
     SlotRequest,
     WriterPort,
 )
@@ -121,6 +123,21 @@ class _RemoteReader(ReaderPort):
             lambda t, m: self._link.client.list_busy_times(
                 self._link.practice, window, column_ids, timeout=t, metadata=m
             ),
+        )
+
+    async def get_free_time(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        return await self._link.call(
+            ctx,
+            lambda t, m: self._link.client.get_free_time(
+                self._link.practice, window, column_ids, timeout=t, metadata=m
+            ),
+        )
+
+    async def find_slots(self, ctx: CallContext, query: SlotQuery) -> Page[Slot]:
+        return await self._link.call(
+            ctx, lambda t, m: self._link.client.find_slots(self._link.practice, query, timeout=t, metadata=m)
         )
 
 

@@ -43,8 +43,9 @@ from otv_sdk.models import (
     Interval,
     Patient,
     Practice,
+    Slot,
 )
-from otv_sdk.ports import AppointmentQuery, MatchOutcome, Page, PageRequest, PatientQuery, SlotRequest
+from otv_sdk.ports import AppointmentQuery, MatchOutcome, Page, PageRequest, PatientQuery, SlotQuery, SlotRequest
 from otv_sdk.resources import format_name
 from otv_sdk.status import error_from_rpc_error
 
@@ -181,6 +182,40 @@ class PartnerClient:
         """Busy time per column, clipped to window; never patient data."""
         request = self._window_request(reader_service_pb2.ListBusyTimesRequest, practice_id, window, column_ids)
         return await self._packed(self._reader.ListBusyTimes, request, "busy_times", practice_id, timeout, metadata)
+
+    async def get_free_time(
+        self,
+        practice_id: str,
+        window: Interval,
+        column_ids: Sequence[str] = (),
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> list[ColumnIntervals]:
+        """Free time per column: working time minus absences, busy time and valid holds."""
+        request = self._window_request(reader_service_pb2.GetFreeTimeRequest, practice_id, window, column_ids)
+        return await self._packed(self._reader.GetFreeTime, request, "free_times", practice_id, timeout, metadata)
+
+    async def find_slots(
+        self,
+        practice_id: str,
+        query: SlotQuery,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> Page[Slot]:
+        """One page of bookable slots; pass `next_page_token` back in `query.page` for the next."""
+        request = self._window_request(reader_service_pb2.FindSlotsRequest, practice_id, query.window, query.column_ids)
+        request.appointment_type = format_name(practice_id, "appointmentTypes", query.appointment_type_id)
+        request.page_size = query.page.page_size
+        request.page_token = query.page.page_token
+
+        def parse(r: reader_service_pb2.FindSlotsResponse) -> Page[Slot]:
+            return Page(
+                [cv.slot_from_proto(practice_id, s, f"slots[{i}]") for i, s in enumerate(r.slots)], r.next_page_token
+            )
+
+        return await self._call(self._reader.FindSlots, request, parse, timeout, metadata)
 
     async def list_absences(
         self,

@@ -21,6 +21,7 @@ from otv.v1 import (
     patient_lookup_service_pb2,
     patient_pb2,
     practice_pb2,
+    reader_service_pb2,
     time_pb2,
 )
 from otv_sdk.errors import InvalidArgument
@@ -51,6 +52,7 @@ from otv_sdk.models import (
     Practice,
     Practitioner,
     Room,
+    Slot,
     VisitKind,
     WeeklySpan,
 )
@@ -457,12 +459,29 @@ def _minutes(value: timedelta) -> int:
     return int(value.total_seconds() // 60)
 
 
+# --- slots --------------------------------------------------------------------------------------
+
+
+def slot_to_proto(practice_id: str, slot: Slot) -> reader_service_pb2.Slot:
+    return reader_service_pb2.Slot(
+        column=format_name(practice_id, "columns", slot.column_id),
+        start_time=datetime_to_timestamp(slot.start),
+        end_time=datetime_to_timestamp(slot.end),
+    )
+
+
+def slot_from_proto(practice_id: str, msg: reader_service_pb2.Slot, field: str) -> Slot:
+    return Slot(
+        column_id=parse_practice_child(msg.column, f"{field}.column", "columns", practice_id),
+        start=required_timestamp(msg, "start_time", f"{field}.start_time"),
+        end=required_timestamp(msg, "end_time", f"{field}.end_time"),
+    )
+
+
 # --- absences --------------------------------------------------------------------------------
 
 
-def absence_to_proto(practice_id: str, absence: Absence) -> object:
-    from otv.v1 import reader_service_pb2
-
+def absence_to_proto(practice_id: str, absence: Absence) -> reader_service_pb2.Absence:
     return reader_service_pb2.Absence(
         column=format_name(practice_id, "columns", absence.column_id),
         interval=interval_to_proto(absence.interval),

@@ -41,6 +41,7 @@ __all__ = [
     "PracticeProfile",
     "Practitioner",
     "Room",
+    "Slot",
     "VisitKind",
     "WeeklySpan",
 ]
@@ -226,6 +227,15 @@ class ColumnIntervals:
 
     column_id: str
     intervals: IntervalArray
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A bookable start time in one column."""
+
+    column_id: str
+    start: datetime
+    end: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+from otv_sdk.availability import SlotPolicy
 from otv_sdk.models import (
     Absence,
     AdapterInfo,
@@ -35,6 +36,7 @@ from otv_sdk.models import (
     Interval,
     Patient,
     PracticeProfile,
+    Slot,
 )
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "PatientLookupPort",
     "PatientQuery",
     "ReaderPort",
+    "SlotQuery",
     "SlotRequest",
     "WriterPort",
 ]
@@ -97,6 +100,16 @@ class SlotRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class SlotQuery:
+    """Slots of one appointment type; no columns means every column the type allows."""
+
+    appointment_type_id: str
+    window: Interval
+    column_ids: tuple[str, ...]
+    page: PageRequest
+
+
+@dataclass(frozen=True, slots=True)
 class AppointmentQuery:
     page: PageRequest
     start: datetime | None = None
@@ -142,6 +155,33 @@ class ReaderPort(ABC):
         self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
     ) -> list[ColumnIntervals]:
         """Busy time per column, clipped to window and sorted by start; may overlap."""
+
+    async def list_predefined_slots(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals] | None:
+        """For a PVS whose calendar is a list of slots (DURIA): its free slots. None for any other PVS."""
+        return None
+
+    def slot_policy(self) -> SlotPolicy:
+        """How this practice offers slots (its start grid); override to configure."""
+        return SlotPolicy()
+
+    async def get_free_time(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        """Free time per column. By default computed by the SDK's engine from this port's own reads;
+        adapters that keep an engine current (the reference adapter does) override it for speed."""
+        from otv_sdk.availability_service import engine_for_window, free_time_from
+
+        engine = await engine_for_window(self, ctx, window)
+        return free_time_from(engine, window, column_ids)
+
+    async def find_slots(self, ctx: CallContext, query: SlotQuery) -> Page[Slot]:
+        """Bookable slots, paged; computed like `get_free_time`."""
+        from otv_sdk.availability_service import engine_for_window, find_slots_from
+
+        engine = await engine_for_window(self, ctx, query.window)
+        return find_slots_from(engine, query)
 
 
 class WriterPort(ABC):

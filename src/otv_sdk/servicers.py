@@ -43,6 +43,7 @@ from otv_sdk.ports import (
     PatientLookupPort,
     PatientQuery,
     ReaderPort,
+    SlotQuery,
     SlotRequest,
     WriterPort,
 )
@@ -214,9 +215,7 @@ class ReaderServicer(_Base, reader_service_pb2_grpc.ReaderServiceServicer):
                 (a for a in absences if a.column_id in wanted and a.interval.overlaps(window)),
                 key=lambda a: (column_ids.index(a.column_id), a.interval.start),
             )
-            return reader_service_pb2.ListAbsencesResponse(
-                absences=[cv.absence_to_proto(practice_id, a) for a in kept]  # type: ignore[misc]
-            )
+            return reader_service_pb2.ListAbsencesResponse(absences=[cv.absence_to_proto(practice_id, a) for a in kept])
 
         return await self._run(context, "ListAbsences", handle)
 
@@ -229,22 +228,33 @@ class ReaderServicer(_Base, reader_service_pb2_grpc.ReaderServiceServicer):
     async def GetFreeTime(
         self, request: reader_service_pb2.GetFreeTimeRequest, context: _ServicerContext
     ) -> reader_service_pb2.GetFreeTimeResponse:
-        async def handle(ctx: CallContext) -> reader_service_pb2.GetFreeTimeResponse:
-            practice_id, _window, _columns = _window_request(request)
-            await self._adapter(practice_id, ctx, "parent")
-            raise Unimplemented("GetFreeTime is not available yet: the availability engine is not built")
-
-        return await self._run(context, "GetFreeTime", handle)
+        packed = await self._packed_window(context, "GetFreeTime", request, lambda r: r.get_free_time)
+        return reader_service_pb2.GetFreeTimeResponse(free_times=packed)
 
     async def FindSlots(
         self, request: reader_service_pb2.FindSlotsRequest, context: _ServicerContext
     ) -> reader_service_pb2.FindSlotsResponse:
         async def handle(ctx: CallContext) -> reader_service_pb2.FindSlotsResponse:
-            practice_id, _window, _columns = _window_request(request)
-            cv.child_id_from_proto(request.appointment_type, "appointment_type", "appointmentTypes")
-            cv.page_size_from_proto(request.page_size)
-            await self._adapter(practice_id, ctx, "parent")
-            raise Unimplemented("FindSlots is not available yet: the availability engine is not built")
+            practice_id, window, columns = _window_request(request)
+            type_id = parse_practice_child(
+                request.appointment_type, "appointment_type", "appointmentTypes", practice_id
+            )
+            page = PageRequest(cv.page_size_from_proto(request.page_size), request.page_token)
+            reader = (await self._adapter(practice_id, ctx, "parent")).reader
+            calendar = await reader.list_calendars(ctx)
+            kind = next((t for t in calendar.appointment_types if t.id == type_id), None)
+            if kind is None:
+                raise InvalidArgument.field("appointment_type", "is not an appointment type of this practice")
+            for index, column_id in enumerate(columns):
+                if column_id not in calendar.column_ids():
+                    raise InvalidArgument.field(f"columns[{index}]", "is not a column of this practice")
+                if column_id not in kind.column_ids:
+                    raise InvalidArgument.field(f"columns[{index}]", "does not offer this appointment type")
+            found = await reader.find_slots(ctx, SlotQuery(type_id, window, columns, page))
+            return reader_service_pb2.FindSlotsResponse(
+                slots=[cv.slot_to_proto(practice_id, slot) for slot in found.items],
+                next_page_token=found.next_page_token,
+            )
 
         return await self._run(context, "FindSlots", handle)
 

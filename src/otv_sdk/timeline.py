@@ -26,6 +26,7 @@ __all__ = [
     "EMPTY",
     "IntervalArray",
     "Seconds",
+    "concatenate",
     "from_datetime",
     "intersect",
     "normalize",
@@ -155,6 +156,13 @@ def normalize(items: IntervalArray) -> IntervalArray:
     group_starts = starts[begins]
     last_of_group = np.append(np.flatnonzero(begins)[1:] - 1, starts.shape[0] - 1)
     return IntervalArray(group_starts, reach[last_of_group])
+
+
+def concatenate(*parts: IntervalArray) -> IntervalArray:
+    """All intervals of the parts, sorted, overlaps kept (for busy time)."""
+    if not parts:
+        return EMPTY
+    return IntervalArray(np.concatenate([p.starts for p in parts]), np.concatenate([p.ends for p in parts])).sorted()
 
 
 def union(*parts: IntervalArray) -> IntervalArray:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from otv_sdk.availability import SlotPolicy
 from otv_sdk.models import AdapterInfo
 from otv_sdk.ports import Adapter
 from otv_sdk.reference.database import Database
@@ -35,6 +36,13 @@ class ReferenceSettings(BaseModel):
     demo_anchor: date | None = Field(None, description="first day of demo data; default today")
     display_name: str = "Zahnarztpraxis Dr. Berg & Kollegen"
     time_zone: str = DEMO_TIME_ZONE
+    slot_grid_minutes: int = Field(5, description="slot starts every N minutes of local time")
+
+    @field_validator("slot_grid_minutes")
+    @classmethod
+    def _grid(cls, value: int) -> int:
+        SlotPolicy(grid_minutes=value)
+        return value
 
     @field_validator("time_zone")
     @classmethod
@@ -53,4 +61,5 @@ def create_adapter(practice_id: str, settings: Mapping[str, Any], *, base_dir: P
     if config.demo and database.is_empty():
         anchor = config.demo_anchor or date.today()
         database.run_sync(lambda conn: seed_demo(conn, anchor, config.display_name, config.time_zone))
-    return Adapter(info=ADAPTER_INFO, reader=ReferenceReader(database))
+    reader = ReferenceReader(database, SlotPolicy(grid_minutes=config.slot_grid_minutes))
+    return Adapter(info=ADAPTER_INFO, reader=reader)

@@ -8,6 +8,8 @@ from datetime import date, datetime, time, timedelta
 
 import numpy as np
 
+from otv_sdk.availability import SlotPolicy
+from otv_sdk.availability_service import EngineKeeper, find_slots_from, free_time_from
 from otv_sdk.models import (
     UTC,
     Absence,
@@ -22,10 +24,11 @@ from otv_sdk.models import (
     PracticeProfile,
     Practitioner,
     Room,
+    Slot,
     VisitKind,
     WeeklySpan,
 )
-from otv_sdk.ports import CallContext, ReaderPort
+from otv_sdk.ports import CallContext, Page, ReaderPort, SlotQuery
 from otv_sdk.reference.database import Database
 from otv_sdk.timeline import EMPTY, IntervalArray, from_datetime
 from otv_sdk.wallclock import expand_weekly, local_dates, zone
@@ -50,8 +53,22 @@ def _span(row: sqlite3.Row) -> WeeklySpan:
 
 
 class ReferenceReader(ReaderPort):
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, policy: SlotPolicy | None = None) -> None:
         self._db = database
+        self._policy = policy or SlotPolicy()
+        # The reference PVS changes only through this adapter, so one engine kept here is current.
+        self.availability = EngineKeeper(self)
+
+    def slot_policy(self) -> SlotPolicy:
+        return self._policy
+
+    async def get_free_time(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        return free_time_from(await self.availability.engine_for(ctx, window), window, column_ids)
+
+    async def find_slots(self, ctx: CallContext, query: SlotQuery) -> Page[Slot]:
+        return find_slots_from(await self.availability.engine_for(ctx, query.window), query)
 
     async def aclose(self) -> None:
         self._db.close()

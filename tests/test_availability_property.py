@@ -1,0 +1,235 @@
+"""The engine agrees exactly with the per-minute reference on random calendars, DST days included."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from availability_reference import AreaSpec, ColumnSpec, Scenario, TypeSpec, free_minutes, slots
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from otv_sdk.availability import AvailabilityEngine, SlotPolicy
+from otv_sdk.models import (
+    UTC,
+    AppointmentType,
+    BookingArea,
+    Calendar,
+    Column,
+    ColumnKind,
+    Interval,
+    WeeklySpan,
+)
+from otv_sdk.timeline import IntervalArray
+from otv_sdk.wallclock import expand_weekly, zone
+
+# Zones with a one-hour switch (two hemispheres), a 30-minute switch, and none.
+ZONES = {
+    "Europe/Berlin": [date(2026, 3, 29), date(2026, 10, 25), date(2027, 3, 28)],
+    "America/New_York": [date(2026, 3, 8), date(2026, 11, 1)],
+    "Australia/Lord_Howe": [date(2026, 4, 5), date(2026, 10, 4)],
+    "Asia/Kolkata": [date(2026, 6, 1)],
+}
+DAY = 86400
+
+
+@st.composite
+def spans(draw: st.DrawFn, step: int = 15) -> list[tuple[int, int]]:
+    """0-2 wall-clock spans in a day, night hours included so the DST gap and overlap matter."""
+    result = []
+    for _ in range(draw(st.integers(0, 2))):
+        a = draw(st.integers(0, 24 * 60 // step - 1)) * step
+        b = draw(st.integers(a // step + 1, 24 * 60 // step)) * step
+        result.append((a, min(b, 24 * 60 - 1)))
+    return [(a, b) for a, b in result if b > a]
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> Scenario:
+    tz_name = draw(st.sampled_from(sorted(ZONES)))
+    tz = ZoneInfo(tz_name)
+    base = draw(st.sampled_from(ZONES[tz_name]))
+    start_day = base - timedelta(days=draw(st.integers(0, 1)))
+    lo = int(datetime.combine(start_day, time(0), tz).astimezone(UTC).timestamp())
+    hi = lo + draw(st.integers(1, 3)) * DAY
+    days = [start_day + timedelta(days=i) for i in range(-1, 5)]
+
+    def instants(max_len_minutes: int) -> list[tuple[int, int]]:
+        items = []
+        for _ in range(draw(st.integers(0, 5))):
+            s = lo + draw(st.integers(-120, (hi - lo) // 60)) * 60
+            items.append((s, s + draw(st.integers(5, max_len_minutes)) * 60))
+        return items
+
+    column_ids = ["a", "b", "c"][: draw(st.integers(1, 3))]
+    slot_mode = draw(st.booleans())
+    columns = []
+    for column_id in column_ids:
+        predefined = None
+        if slot_mode:
+            predefined = []
+            for _ in range(draw(st.integers(0, 12))):
+                s = lo + draw(st.integers(0, (hi - lo) // 900)) * 900
+                predefined.append((s, s + draw(st.sampled_from([15, 30, 45])) * 60))
+        columns.append(
+            ColumnSpec(
+                id=column_id,
+                weekly={weekday: draw(spans()) for weekday in range(1, 8)},
+                closed={d for d in days if draw(st.integers(0, 6)) == 0},
+                overrides={d: draw(spans()) for d in days if draw(st.integers(0, 5)) == 0},
+                blocked=instants(600) + instants(3000),
+                predefined=predefined,
+            )
+        )
+    types = [
+        TypeSpec(
+            id=f"t{i}",
+            duration=draw(st.sampled_from([5, 10, 15, 20, 30, 45, 60, 90])),
+            buffer=draw(st.sampled_from([0, 0, 5, 10])),
+            lead=draw(st.sampled_from([0, 0, 30, 240])),
+            horizon_days=draw(st.sampled_from([None, None, 1, 2])),
+            columns=draw(st.lists(st.sampled_from(column_ids), min_size=1, unique=True)),
+        )
+        for i in range(draw(st.integers(1, 3)))
+    ]
+    areas = [
+        AreaSpec(
+            id=f"area{i}",
+            column=draw(st.sampled_from([None, *column_ids])),
+            types=set(draw(st.lists(st.sampled_from([t.id for t in types]), unique=True))),
+            weekly={weekday: draw(spans(step=30)) for weekday in range(1, 8)},
+            valid_from=draw(st.sampled_from([None, days[1], days[2]])),
+            valid_until=draw(st.sampled_from([None, days[2], days[3]])),
+        )
+        for i in range(draw(st.integers(0, 2)))
+    ]
+    now = lo + draw(st.integers(-DAY // 60, (hi - lo) // 60)) * 60
+    holds = []
+    for i in range(draw(st.integers(0, 3))):
+        s = lo + draw(st.integers(0, (hi - lo) // 60)) * 60
+        expire = now + draw(st.sampled_from([-600, 600]))
+        holds.append((draw(st.sampled_from(column_ids)), s, s + draw(st.integers(5, 120)) * 60, expire + i))
+    return Scenario(
+        tz=tz_name,
+        lo=lo,
+        hi=hi,
+        now=now,
+        grid=draw(st.sampled_from([5, 10, 15, 20, 30, 60])),
+        columns=columns,
+        areas=areas,
+        types=types,
+        holds=holds,
+    )
+
+
+def _weekly(weekly: dict[int, list[tuple[int, int]]]) -> list[WeeklySpan]:
+    return [
+        WeeklySpan(weekday, time(a // 60, a % 60), time(b // 60, b % 60))
+        for weekday, items in weekly.items()
+        for a, b in items
+    ]
+
+
+def build_engine(scenario: Scenario) -> AvailabilityEngine:
+    tz = zone(scenario.tz)
+    horizon = (scenario.lo - 2 * DAY, scenario.hi + 2 * DAY)
+    span = Interval(datetime.fromtimestamp(horizon[0], UTC), datetime.fromtimestamp(horizon[1], UTC))
+    calendar = Calendar(
+        columns=tuple(Column(c.id, c.id, ColumnKind.PRACTITIONER) for c in scenario.columns),
+        appointment_types=tuple(
+            AppointmentType(
+                id=t.id,
+                display_name=t.id,
+                duration=timedelta(minutes=t.duration),
+                column_ids=tuple(t.columns),
+                buffer=timedelta(minutes=t.buffer),
+                min_lead=timedelta(minutes=t.lead),
+                max_horizon=None if t.horizon_days is None else timedelta(days=t.horizon_days),
+            )
+            for t in scenario.types
+        ),
+        booking_areas=tuple(
+            BookingArea(
+                id=a.id,
+                display_name=a.id,
+                column_id=a.column,
+                appointment_type_ids=frozenset(a.types),
+                weekly_spans=tuple(_weekly(a.weekly)),
+                valid_from=a.valid_from,
+                valid_until=a.valid_until,
+            )
+            for a in scenario.areas
+        ),
+    )
+    working = {
+        c.id: expand_weekly(
+            _weekly(c.weekly),
+            span,
+            tz,
+            frozenset(c.closed),
+            {d: _weekly({d.isoweekday(): s}) for d, s in c.overrides.items()},
+        )
+        for c in scenario.columns
+    }
+    blocked = {c.id: IntervalArray.of(c.blocked) for c in scenario.columns}
+    predefined = None
+    if any(c.predefined is not None for c in scenario.columns):
+        predefined = {c.id: IntervalArray.of(c.predefined or []) for c in scenario.columns}
+    engine = AvailabilityEngine(
+        time_zone=scenario.tz,
+        calendar=calendar,
+        horizon=horizon,
+        working=working,
+        blocked=blocked,
+        predefined_slots=predefined,
+        policy=SlotPolicy(grid_minutes=scenario.grid),
+        clock=lambda: float(scenario.now),
+    )
+    for index, (column, start, end, expire) in enumerate(scenario.holds):
+        engine.add_hold(f"h{index}", column, start, end, expire)
+    return engine
+
+
+def engine_minutes(engine: AvailabilityEngine, scenario: Scenario) -> dict[str, set[int]]:
+    return {
+        c.column_id: {m for s, e in c.intervals.pairs() for m in range(s, e, 60)}
+        for c in engine.free_time(scenario.lo, scenario.hi)
+    }
+
+
+def engine_slots(engine: AvailabilityEngine, scenario: Scenario, type_id: str) -> set[tuple[str, int]]:
+    return {(c, s) for c, s, _ in engine.slots(type_id, scenario.lo, scenario.hi).triples()}
+
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(scenarios())
+def test_free_time_and_slots_match_the_reference(scenario: Scenario) -> None:
+    engine = build_engine(scenario)
+    expected = {c.id: free_minutes(scenario, c, scenario.lo, scenario.hi) for c in scenario.columns}
+    assert engine_minutes(engine, scenario) == expected
+    for kind in scenario.types:
+        assert engine_slots(engine, scenario, kind.id) == slots(scenario, kind.id), kind
+
+
+@SETTINGS
+@given(scenarios(), st.data())
+def test_incremental_changes_match_a_fresh_computation(scenario: Scenario, data: st.DataObject) -> None:
+    engine = build_engine(scenario)
+    for _ in range(data.draw(st.integers(1, 6))):
+        column = data.draw(st.sampled_from(scenario.columns))
+        if column.blocked and data.draw(st.booleans()):
+            start, end = data.draw(st.sampled_from(column.blocked))
+            column.blocked.remove((start, end))
+            engine.remove_busy(column.id, start, end)
+        else:
+            start = scenario.lo + data.draw(st.integers(0, (scenario.hi - scenario.lo) // 60)) * 60
+            end = start + data.draw(st.integers(5, 240)) * 60
+            column.blocked.append((start, end))
+            engine.add_busy(column.id, start, end)
+    expected = {c.id: free_minutes(scenario, c, scenario.lo, scenario.hi) for c in scenario.columns}
+    assert engine_minutes(engine, scenario) == expected
+    for kind in scenario.types:
+        assert engine_slots(engine, scenario, kind.id) == slots(scenario, kind.id), kind
