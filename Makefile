@@ -39,7 +39,9 @@ protos: $(STAMP)
 	$(BIN)/python scripts/generate_protos.py
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_reader.py
+	@mkdir -p var
+	$(BIN)/python benchmarks/bench_availability.py --json var/bench-availability.json
+	$(BIN)/python benchmarks/bench_reader.py --json var/bench-reader.json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import ANCHOR, PRACTICE
+from conftest import ANCHOR, PRACTICE, reference_settings
 from test_validation import violation
 
 from otv.v1 import reader_service_pb2, reader_service_pb2_grpc
@@ -16,7 +16,9 @@ from otv_sdk import conversion as cv
 from otv_sdk.client import PartnerClient
 from otv_sdk.errors import InvalidArgument
 from otv_sdk.models import Interval
-from otv_sdk.ports import PageRequest, SlotQuery
+from otv_sdk.ports import CallContext, PageRequest, SlotQuery
+from otv_sdk.reference import create_adapter
+from otv_sdk.reference.reader import ReferenceReader
 from otv_sdk.timeline import IntervalArray, concatenate, from_datetime, normalize, subtract
 from otv_sdk.timewindow import add_months
 from otv_sdk.wallclock import to_utc, zone
@@ -150,3 +152,19 @@ async def test_free_time_over_24_months_is_served(client: PartnerClient) -> None
     start = datetime.fromtimestamp(int(_time.time()), UTC)
     free = await client.get_free_time(PRACTICE, Interval(start, add_months(start, 24)))
     assert sum(len(c.intervals) for c in free) > 2000
+
+
+async def test_reference_adapter_keeps_one_engine_for_todays_windows() -> None:
+    adapter = create_adapter(PRACTICE, reference_settings())
+    reader = adapter.reader
+    assert isinstance(reader, ReferenceReader)
+    ctx = CallContext("test")
+    midnight = datetime.combine(datetime.now(BERLIN).date(), time(0), BERLIN).astimezone(UTC)
+    await reader.get_free_time(ctx, Interval(midnight, add_months(midnight, 24)), ["berg"])
+    kept = reader.availability.current
+    assert kept is not None
+    await reader.find_slots(
+        ctx, SlotQuery("kontrolle", Interval(midnight, midnight + timedelta(days=3)), (), PageRequest(10))
+    )
+    assert reader.availability.current is kept
+    await adapter.aclose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from availability_reference import AreaSpec, ColumnSpec, Scenario, TypeSpec, free_minutes, slots
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -202,16 +203,28 @@ def engine_slots(engine: AvailabilityEngine, scenario: Scenario, type_id: str) -
 
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+THOROUGH = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@SETTINGS
-@given(scenarios())
-def test_free_time_and_slots_match_the_reference(scenario: Scenario) -> None:
+def check_against_reference(scenario: Scenario) -> None:
     engine = build_engine(scenario)
     expected = {c.id: free_minutes(scenario, c, scenario.lo, scenario.hi) for c in scenario.columns}
     assert engine_minutes(engine, scenario) == expected
     for kind in scenario.types:
         assert engine_slots(engine, scenario, kind.id) == slots(scenario, kind.id), kind
+
+
+@SETTINGS
+@given(scenarios())
+def test_free_time_and_slots_match_the_reference(scenario: Scenario) -> None:
+    check_against_reference(scenario)
+
+
+@pytest.mark.slow
+@THOROUGH
+@given(scenarios())
+def test_free_time_and_slots_match_the_reference_thoroughly(scenario: Scenario) -> None:
+    check_against_reference(scenario)
 
 
 @SETTINGS

@@ -129,9 +129,17 @@ def _grid_starts(range_lo: Seconds, range_hi: Seconds, grid: int, days: LocalDay
     if range_lo.shape[0] == 0:
         return range_lo
     # Offsets are constant between transitions: split ranges there so each piece has one offset.
-    for transition in days.transitions.tolist():
+    # Only transitions inside the ranges matter (usually none); splitting unsorts the ranges.
+    split = False
+    inside = days.transitions[
+        np.searchsorted(days.transitions, range_lo[0], side="right") : np.searchsorted(
+            days.transitions, range_hi[-1], side="right"
+        )
+    ]
+    for transition in inside.tolist():
         crossing = (range_lo < transition) & (range_hi >= transition)
         if crossing.any():
+            split = True
             range_lo = np.concatenate((range_lo, np.full(int(crossing.sum()), transition, dtype=np.int64)))
             range_hi = np.concatenate((np.where(crossing, transition - 1, range_hi), range_hi[crossing]))
     offset = days.offset_at(range_lo)
@@ -142,7 +150,8 @@ def _grid_starts(range_lo: Seconds, range_hi: Seconds, grid: int, days: LocalDay
         return np.empty(0, dtype=np.int64)
     steps = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
     starts: Seconds = np.repeat(first, counts) + steps * grid
-    starts.sort()
+    if split:
+        starts.sort(kind="stable")
     return starts
 
 
@@ -324,7 +333,9 @@ class AvailabilityEngine:
             return SlotArray(tuple(self._order), np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64), duration)
         all_starts = np.concatenate(starts)
         all_positions = np.concatenate(positions)
-        order = np.lexsort((all_positions, all_starts))
+        # Columns were appended in column order, each sorted: a stable sort by start merges the
+        # runs (timsort) and keeps column order for equal starts.
+        order = np.argsort(all_starts, kind="stable")
         if limit is not None:
             order = order[:limit]
         return SlotArray(tuple(self._order), all_positions[order], all_starts[order], duration)

@@ -127,7 +127,7 @@ def find_slots_from(engine: AvailabilityEngine, query: SlotQuery) -> Page[Slot]:
 
 
 class EngineKeeper:
-    """Keeps one engine for [today - 1 day, today + 24 months + 2 days] and hands it out.
+    """Keeps one engine for [now - 7 days, now + 25 months] and hands it out.
 
     Built on first use; rebuilt when a query reaches outside it (as days pass, or for a window in
     the past). The owner keeps it current by calling the engine's `add_busy`/`remove_busy`/...
@@ -156,9 +156,11 @@ class EngineKeeper:
             engine = self._engine
             if engine is not None and engine.covers(lo, hi):
                 return engine
+            # A week back (windows often start at midnight or earlier today) and a month beyond
+            # the longest window, so as days pass the engine is rebuilt rarely.
             now = to_datetime(int(self._clock()))
-            standard_lo = from_datetime(now - timedelta(days=1))
-            standard_hi = from_datetime(add_months(now, MAX_WINDOW_MONTHS)) + 2 * _DAY
+            standard_lo = from_datetime(now - timedelta(days=7))
+            standard_hi = from_datetime(add_months(now, MAX_WINDOW_MONTHS + 1)) + 2 * _DAY
             if lo < standard_lo or hi > standard_hi:
                 # Outside the kept horizon: answer this query alone, keep the standard engine.
                 return await load_engine(self._reader, ctx, lo, hi, self._clock)
