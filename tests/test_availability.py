@@ -267,3 +267,16 @@ def test_booking_and_cancelling_update_free_time_in_place() -> None:
     assert starts(e) == ["a@08:00", "a@09:00", "a@10:00", "a@11:00"]
     with pytest.raises(KeyError):
         e.remove_busy("a", at(MONDAY, "09:30"), at(MONDAY, "10:30"))
+
+
+def test_next_available_considers_a_column_whose_first_slot_is_just_before_the_cutoff() -> None:
+    # a: 08:00, then 09:30, 09:35, ...; b: first free at 09:30. The third slot is b@09:30 (a tie
+    # with a@09:30, which comes first), not a@09:35: b must not be skipped.
+    busy = {"a": [(at(MONDAY, "09:00"), at(MONDAY, "09:30"))], "b": [(at(MONDAY, "08:00"), at(MONDAY, "09:30"))]}
+    e = engine(columns=("a", "b"), types=[kind(minutes=60, columns=("a", "b"))], grid=5, blocked=busy)
+    lo, hi = day_window()
+    top = [
+        (c, datetime.fromtimestamp(s, zone(BERLIN)).strftime("%H:%M"))
+        for c, s, _ in e.slots("t", lo, hi, limit=3).triples()
+    ]
+    assert top == [("a", "08:00"), ("a", "09:30"), ("b", "09:30")]

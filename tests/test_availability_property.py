@@ -246,3 +246,20 @@ def test_incremental_changes_match_a_fresh_computation(scenario: Scenario, data:
     assert engine_minutes(engine, scenario) == expected
     for kind in scenario.types:
         assert engine_slots(engine, scenario, kind.id) == slots(scenario, kind.id), kind
+
+
+@SETTINGS
+@given(scenarios(), st.integers(1, 12))
+def test_pages_of_any_size_concatenate_to_the_whole_answer(scenario: Scenario, size: int) -> None:
+    engine = build_engine(scenario)
+    for kind in scenario.types:
+        whole = engine.slots(kind.id, scenario.lo, scenario.hi).triples()
+        collected: list[tuple[str, int, int]] = []
+        after = None
+        while True:
+            page = engine.slots(kind.id, scenario.lo, scenario.hi, limit=size, after=after).triples()
+            collected += page
+            if len(page) < size:
+                break
+            after = (page[-1][1], engine.calendar.column_ids().index(page[-1][0]))
+        assert collected == whole

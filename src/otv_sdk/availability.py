@@ -319,8 +319,14 @@ class AvailabilityEngine:
             first_start = max(first_start, after[0])
         positions: list[npt.NDArray[np.int32]] = []
         starts: list[Seconds] = []
+        # With a limit, the limit-th earliest start found so far: a later column whose first possible
+        # start is not earlier cannot contribute (equal starts go to the earlier column).
+        cutoff: int | None = None
+        found = 0
         if first_start < end_start:
             for column_id in chosen:
+                if cutoff is not None and self._earliest_possible(column_id, type_id, first_start, need) >= cutoff:
+                    continue
                 per_column = None if limit is None else limit + 1  # `after` drops at most one per column
                 column_starts = self._column_slots(column_id, type_id, first_start, end_start, need, now, per_column)
                 if after is not None and column_starts.shape[0]:
@@ -329,6 +335,9 @@ class AvailabilityEngine:
                     column_starts = column_starts[keep]
                 starts.append(column_starts)
                 positions.append(np.full(column_starts.shape[0], self._position[column_id], dtype=np.int32))
+                found += int(column_starts.shape[0])
+                if limit is not None and found >= limit:
+                    cutoff = int(np.partition(np.concatenate(starts), limit - 1)[limit - 1])
         if not starts:
             return SlotArray(tuple(self._order), np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64), duration)
         all_starts = np.concatenate(starts)
@@ -339,6 +348,14 @@ class AvailabilityEngine:
         if limit is not None:
             order = order[:limit]
         return SlotArray(tuple(self._order), all_positions[order], all_starts[order], duration)
+
+    def _earliest_possible(self, column_id: str, type_id: str, first: int, need: int) -> int:
+        """A lower bound for the column's first slot start at or after `first`."""
+        bookable = self._bookable(column_id, type_id)
+        begin = int(np.searchsorted(bookable.ends, first + need, side="left"))
+        if begin >= len(bookable):
+            return np.iinfo(np.int64).max
+        return max(int(bookable.starts[begin]), first)
 
     def _column_slots(
         self, column_id: str, type_id: str, first: int, end: int, need: int, now: int, limit: int | None
