@@ -340,14 +340,15 @@ class AvailabilityEngine:
                     cutoff = int(np.partition(np.concatenate(starts), limit - 1)[limit - 1])
         if not starts:
             return SlotArray(tuple(self._order), np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64), duration)
-        all_starts = np.concatenate(starts)
-        all_positions = np.concatenate(positions)
-        # Columns were appended in column order, each sorted: a stable sort by start merges the
-        # runs (timsort) and keeps column order for equal starts.
-        order = np.argsort(all_starts, kind="stable")
+        # One int64 key per slot, (start - lo) shifted left with the column position in the low bits,
+        # sorts into (start, column) order in one pass; each column's run is already sorted, which
+        # the stable sort (timsort) exploits.
+        bits = max(1, (len(self._order) - 1).bit_length())
+        keys = np.concatenate([((s - lo) << bits) | p.astype(np.int64) for s, p in zip(starts, positions, strict=True)])
+        keys.sort(kind="stable")
         if limit is not None:
-            order = order[:limit]
-        return SlotArray(tuple(self._order), all_positions[order], all_starts[order], duration)
+            keys = keys[:limit]
+        return SlotArray(tuple(self._order), (keys & ((1 << bits) - 1)).astype(np.int32), (keys >> bits) + lo, duration)
 
     def _earliest_possible(self, column_id: str, type_id: str, first: int, need: int) -> int:
         """A lower bound for the column's first slot start at or after `first`."""
