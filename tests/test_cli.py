@@ -44,6 +44,9 @@ async def test_demo_serves_health_and_calls_then_stops_on_sigterm(tmp_path: Path
         code, out, err = await _run("client", "busy", "--target", address, "--days", "3")
         assert code == 0, err
         assert "column berg:" in out
+        code, out, err = await _run("client", "slots", "--target", address, "--type", "kontrolle", "--limit", "3")
+        assert code == 0, err
+        assert len([line for line in out.splitlines() if line.startswith(("berg: ", "weber: "))]) == 3
         process.send_signal(signal.SIGTERM)
         rest, _ = await asyncio.wait_for(process.communicate(), 30)
         assert process.returncode == 0

@@ -5,6 +5,7 @@ otv gateway serve --config gateway.toml   gateway from a configuration file
 otv adapter serve --plugin reference --practice demo --listen 127.0.0.1:50061
 otv client calendars --practice demo      list the demo practice's calendars
 otv client busy --practice demo --days 7  busy times of the next 7 days
+otv client slots --practice demo --type kontrolle   the next bookable slots
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from otv_sdk.adapter_server import serve_adapters
 from otv_sdk.client import PartnerClient
 from otv_sdk.errors import OtvError
 from otv_sdk.models import UTC, Interval
+from otv_sdk.ports import PageRequest, SlotQuery
 
 EXIT_CONFIG = 2
 EXIT_CALL_FAILED = 1
@@ -57,12 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     client = commands.add_parser("client", help="call a gateway as a partner").add_subparsers(
         dest="action", required=True
     )
-    for name, help_text in (("calendars", "list calendars"), ("busy", "list busy times")):
+    for name, help_text in (("calendars", "list calendars"), ("busy", "list busy times"), ("slots", "next slots")):
         sub = client.add_parser(name, help=help_text)
         sub.add_argument("--target", default="127.0.0.1:50051")
         sub.add_argument("--practice", default="demo")
-        if name == "busy":
-            sub.add_argument("--days", type=int, default=7)
+        sub.add_argument("--days", type=int, default=7)
+        if name == "slots":
+            sub.add_argument("--type", required=True, help="appointment type id, e.g. kontrolle")
+            sub.add_argument("--limit", type=int, default=10)
     return parser
 
 
@@ -84,8 +88,9 @@ async def _adapter_serve(plugin: str, practice: str, settings: str, listen: str)
         await server.stop()
 
 
-async def _client(action: str, target: str, practice: str, days: int) -> None:
-    async with PartnerClient.connect(target) as client:
+async def _client(args: argparse.Namespace) -> None:
+    action, practice = args.action, args.practice
+    async with PartnerClient.connect(args.target) as client:
         if action == "calendars":
             calendar = await client.list_calendars(practice, timeout=10)
             for column in calendar.columns:
@@ -96,7 +101,13 @@ async def _client(action: str, target: str, practice: str, days: int) -> None:
                 print(f"type {kind.id}: {kind.display_name}, {minutes} min, columns {columns}")
             return
         now = datetime.now(UTC).replace(microsecond=0)
-        busy = await client.list_busy_times(practice, Interval(now, now + timedelta(days=days)), timeout=10)
+        window = Interval(now, now + timedelta(days=args.days))
+        if action == "slots":
+            query = SlotQuery(args.type, window, (), PageRequest(args.limit))
+            for slot in (await client.find_slots(practice, query, timeout=10)).items:
+                print(f"{slot.column_id}: {slot.start.isoformat()} - {slot.end.isoformat()}")
+            return
+        busy = await client.list_busy_times(practice, window, timeout=10)
         for busy_column in busy:
             print(f"column {busy_column.column_id}: {len(busy_column.intervals)} busy intervals")
             for interval in list(busy_column.intervals.intervals())[:3]:
@@ -115,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "adapter":
             asyncio.run(_adapter_serve(args.plugin, args.practice, args.settings, args.listen))
         else:
-            asyncio.run(_client(args.action, args.target, args.practice, getattr(args, "days", 7)))
+            asyncio.run(_client(args))
     except ConfigError as error:
         print(f"otv: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG

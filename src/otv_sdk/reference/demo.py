@@ -154,7 +154,7 @@ def _absence(conn: sqlite3.Connection, tz: ZoneInfo, column_id: str, first: date
 
 
 def _appointments(conn: sqlite3.Connection, tz: ZoneInfo, anchor: date, rng: random.Random) -> None:
-    """Fill roughly half of each working span with appointments on a 10-minute grid."""
+    """Fill about half of each working span: runs of appointments with free gaps of 30-60 minutes."""
     patients = [p[0] for p in _PATIENTS]
     types_by_column: dict[str, list[tuple[str, int]]] = {}
     for tid, _name, minutes, _visit, _group, columns in _TYPES:
@@ -169,12 +169,12 @@ def _appointments(conn: sqlite3.Connection, tz: ZoneInfo, anchor: date, rng: ran
                 end = _minutes(end_text)
                 while cursor < end:
                     type_id, length = rng.choice(types_by_column[column_id])
-                    if cursor + length <= end and rng.random() < 0.5:
+                    if cursor + length <= end and rng.random() < 0.55:
                         start = _utc(tz, day, time(cursor // 60, cursor % 60))
                         rows.append((column_id, start, start + length * 60, type_id, rng.choice(patients)))
                         cursor += length
                     else:
-                        cursor += 10
+                        cursor += rng.choice((30, 60))
     conn.executemany(
         "INSERT INTO calendar_entries (column_id, start_utc, end_utc, kind, appointment_type_id, patient_id)"
         " VALUES (?, ?, ?, 'appointment', ?, ?)",
