@@ -30,7 +30,7 @@ async def test_get_practice_reports_profile_and_capabilities(client: PartnerClie
     assert practice.id == PRACTICE
     assert practice.time_zone == "Europe/Berlin"
     assert practice.display_name
-    assert practice.capabilities == frozenset({Capability.READER})
+    assert practice.capabilities == frozenset({Capability.READER, Capability.PATIENT_LOOKUP, Capability.CONSENT})
     assert practice.adapter == ADAPTER_INFO
 
 
@@ -134,8 +134,8 @@ async def test_ports_the_adapter_lacks_answer_unimplemented(client: PartnerClien
     slot = SlotRequest("kontrolle", "berg", berlin(1, 9), "p-1001")
     with pytest.raises(Unimplemented, match="writing"):
         await client.book_appointment(PRACTICE, slot)
-    with pytest.raises(Unimplemented, match="consent"):
-        await client.get_consent(PRACTICE, "p-1001")
+    with pytest.raises(Unimplemented, match="writing"):
+        await client.get_appointment(PRACTICE, "a-1")
 
 
 async def test_health_check_answers_serving(channel: grpc.aio.Channel) -> None:

@@ -18,6 +18,7 @@ from otv_sdk.models import AdapterInfo
 from otv_sdk.ports import Adapter
 from otv_sdk.reference.database import Database
 from otv_sdk.reference.demo import DEMO_TIME_ZONE, seed_demo
+from otv_sdk.reference.patients import ReferencePatients
 from otv_sdk.reference.reader import ReferenceReader
 from otv_sdk.wallclock import zone
 
@@ -62,4 +63,5 @@ def create_adapter(practice_id: str, settings: Mapping[str, Any], *, base_dir: P
         anchor = config.demo_anchor or date.today()
         database.run_sync(lambda conn: seed_demo(conn, anchor, config.display_name, config.time_zone))
     reader = ReferenceReader(database, SlotPolicy(grid_minutes=config.slot_grid_minutes))
-    return Adapter(info=ADAPTER_INFO, reader=reader)
+    patients = ReferencePatients(database)
+    return Adapter(info=ADAPTER_INFO, reader=reader, patient_lookup=patients, consent=patients)

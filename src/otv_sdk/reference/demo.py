@@ -12,6 +12,7 @@ import sqlite3
 from datetime import date, time, timedelta
 from zoneinfo import ZoneInfo
 
+from otv_sdk.matching import match_key
 from otv_sdk.wallclock import to_utc, zone
 
 __all__ = ["DEMO_TIME_ZONE", "seed_demo"]
@@ -136,8 +137,8 @@ def seed_demo(
         )
     for pid, given, family, birth in _PATIENTS:
         conn.execute(
-            "INSERT INTO patients (id, given_name, family_name, birth_date) VALUES (?, ?, ?, ?)",
-            (pid, given, family, birth),
+            "INSERT INTO patients (id, given_name, family_name, birth_date, match_key) VALUES (?, ?, ?, ?, ?)",
+            (pid, given, family, birth, match_key(family, date.fromisoformat(birth))),
         )
     _appointments(conn, tz, anchor, rng)
 

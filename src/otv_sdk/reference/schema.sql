@@ -108,27 +108,60 @@ CREATE TABLE IF NOT EXISTS absences (
 );
 CREATE INDEX IF NOT EXISTS absences_by_column ON absences (column_id, start_utc);
 
+-- birth_date is 'YYYY-MM-DD', or 'YYYY-MM' / NULL where the practice does not know it fully.
+-- match_key (otv_sdk.matching.match_key) is NULL for patients who cannot be matched.
 CREATE TABLE IF NOT EXISTS patients (
-    id           TEXT PRIMARY KEY,
-    given_name   TEXT NOT NULL,
-    family_name  TEXT NOT NULL,
-    birth_date   TEXT,
-    active       INTEGER NOT NULL DEFAULT 1,
-    note         TEXT NOT NULL DEFAULT ''
+    id                TEXT PRIMARY KEY,
+    given_name        TEXT NOT NULL,
+    family_name       TEXT NOT NULL,
+    birth_date        TEXT,
+    match_key         TEXT,
+    active            INTEGER NOT NULL DEFAULT 1,
+    note              TEXT NOT NULL DEFAULT '',
+    created_online_by TEXT,
+    create_time       INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS patients_by_match_key ON patients (match_key) WHERE active = 1;
 
 CREATE TABLE IF NOT EXISTS patient_contacts (
     patient_id TEXT NOT NULL REFERENCES patients (id),
     kind       TEXT NOT NULL CHECK (kind IN ('phone', 'mobile', 'email')),
     value      TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS contacts_by_patient ON patient_contacts (patient_id);
 
--- Einwilligungen per partner: open / granted / denied.
+-- Einwilligungen per partner: open / granted / denied, with evidence and who set it.
 CREATE TABLE IF NOT EXISTS consents (
     patient_id   TEXT NOT NULL REFERENCES patients (id),
     partner_id   TEXT NOT NULL,
     state        TEXT NOT NULL CHECK (state IN ('open', 'granted', 'denied')),
+    decide_time  INTEGER,
+    method       TEXT CHECK (method IN ('online_form', 'paper', 'verbal')),
+    text_version TEXT,
+    set_by       TEXT CHECK (set_by IN ('partner', 'practice')),
+    update_time  INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (patient_id, partner_id)
+);
+CREATE INDEX IF NOT EXISTS consents_by_partner ON consents (partner_id, state, patient_id);
+
+-- Every consent change, for the practice's records.
+CREATE TABLE IF NOT EXISTS consent_events (
+    id          INTEGER PRIMARY KEY,
+    patient_id  TEXT NOT NULL,
+    partner_id  TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    set_by      TEXT NOT NULL,
+    at          INTEGER NOT NULL
+);
+
+-- Find-or-create requests already answered, so a retry returns the first answer.
+CREATE TABLE IF NOT EXISTS lookup_requests (
+    partner_id  TEXT NOT NULL,
+    request_id  TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    patient_id  TEXT NOT NULL REFERENCES patients (id),
+    outcome     TEXT NOT NULL CHECK (outcome IN ('matched', 'created')),
+    PRIMARY KEY (partner_id, request_id)
 );
 
 -- Everything that occupies a column: appointments (one row per column they occupy) and
