@@ -29,8 +29,17 @@ def reference_settings(**overrides: Any) -> dict[str, Any]:
     return {"database": ":memory:", "demo": True, "demo_anchor": ANCHOR.isoformat(), **overrides}
 
 
+# A fixed test secret, so partner-scoped ids are stable within and across test gateways.
+SECRET = "5e" * 48
+
+
 def gateway_config(practices: dict[str, Any]) -> GatewayConfig:
-    return parse_config({"gateway": {"listen": "127.0.0.1:0", "shutdown_grace_seconds": 0}, "practices": practices})
+    return parse_config(
+        {
+            "gateway": {"listen": "127.0.0.1:0", "shutdown_grace_seconds": 0, "secret_key": SECRET},
+            "practices": practices,
+        }
+    )
 
 
 @pytest.fixture

@@ -7,14 +7,14 @@ from typing import Any
 
 import fake_adapters
 import pytest
-from conftest import reference_settings
+from conftest import SECRET, reference_settings
 
-from gateway.config import ConfigError, load_config, parse_config
+from gateway.config import ConfigError, load_config, load_secret, parse_config
 from gateway.routing import build_router
 
 
 def practices(adapter: dict[str, Any], practice_id: str = "demo") -> dict[str, Any]:
-    return {"practices": {practice_id: {"adapter": adapter}}}
+    return {"gateway": {"secret_key": SECRET}, "practices": {practice_id: {"adapter": adapter}}}
 
 
 @pytest.mark.parametrize(
@@ -33,6 +33,8 @@ def practices(adapter: dict[str, Any], practice_id: str = "demo") -> dict[str, A
             {**practices({"plugin": "reference"}), "gateway": {"shutdown_grace_seconds": -1}},
             "gateway.shutdown_grace_seconds",
         ),
+        ({**practices({"plugin": "reference"}), "gateway": {"secret_key": "abc"}}, "gateway.secret_key"),
+        ({**practices({"plugin": "reference"}), "gateway": {"secret_key": "ab" * 8}}, "gateway.secret_key"),
     ],
 )
 def test_schema_errors_name_the_field(data: dict[str, Any], field: str) -> None:
@@ -68,10 +70,11 @@ async def test_plugin_errors_name_the_field(adapter: dict[str, Any], field: str)
 async def test_a_later_bad_practice_closes_the_adapters_already_opened() -> None:
     fake_adapters.CLOSED.clear()
     data = {
+        "gateway": {"secret_key": SECRET},
         "practices": {
             "good": {"adapter": {"plugin": "fake_adapters:create_refusing", "settings": reference_settings()}},
             "bad": {"adapter": {"plugin": "refrence"}},
-        }
+        },
     }
     with pytest.raises(ConfigError, match=r"^practices\.bad\.adapter\.plugin"):
         await build_router(parse_config(data))
@@ -96,3 +99,12 @@ async def test_relative_database_path_is_relative_to_the_config_file(tmp_path: P
     router = await build_router(load_config(config_file))
     await router.aclose()
     assert (tmp_path / "data" / "demo.sqlite").exists()
+
+
+async def test_secret_key_file_is_created_once_and_kept(tmp_path: Path) -> None:
+    config_file = tmp_path / "gateway.toml"
+    config_file.write_text('[practices.demo.adapter]\nplugin = "reference"\n')
+    config = load_config(config_file)
+    first = load_secret(config)
+    assert load_secret(config) == first
+    assert (tmp_path / "gateway-secret.key").stat().st_mode & 0o777 == 0o600

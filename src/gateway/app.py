@@ -15,6 +15,7 @@ from gateway.config import GatewayConfig
 from gateway.identity import anonymous_identity
 from gateway.routing import PracticeRouter, build_router
 from otv_sdk.server import OtvServer, build_server
+from otv_sdk.servicers import Identify
 
 __all__ = ["Gateway", "run_gateway"]
 
@@ -32,10 +33,11 @@ class Gateway:
         self.address = f"{config.gateway.listen.rpartition(':')[0]}:{port}"
 
     @classmethod
-    async def start(cls, config: GatewayConfig) -> Gateway:
+    async def start(cls, config: GatewayConfig, identify: Identify = anonymous_identity) -> Gateway:
+        """`identify` attributes calls to partners; tests pass their own until signed calls exist."""
         router = await build_router(config)
         try:
-            otv_server = build_server(router, anonymous_identity)
+            otv_server = build_server(router, identify)
             port = otv_server.server.add_insecure_port(config.gateway.listen)
             await otv_server.server.start()
         except BaseException:

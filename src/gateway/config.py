@@ -6,6 +6,8 @@ A wrong file fails at start with `ConfigError` naming the field, e.g.
 
 from __future__ import annotations
 
+import os
+import secrets
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -55,6 +57,24 @@ class GatewaySection(_Strict):
     listen: Address = Field("127.0.0.1:50051", description="address the gateway listens on")
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=300)
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    secret_key: str | None = Field(
+        None, description="hex, at least 32 bytes; derives partner-scoped ids. Prefer secret_key_file"
+    )
+    secret_key_file: str = Field(
+        "gateway-secret.key", description="file with the secret (created on first start); relative to the config"
+    )
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_is_hex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                raw = bytes.fromhex(value)
+            except ValueError:
+                raise ValueError("must be hexadecimal") from None
+            if len(raw) < 32:
+                raise ValueError("must be at least 32 bytes (64 hex digits)")
+        return value
 
 
 class RemoteAdapterConfig(_Strict):
@@ -128,6 +148,26 @@ def load_config(path: Path) -> GatewayConfig:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
     return parse_config(data, path.resolve().parent)
+
+
+def load_secret(config: GatewayConfig) -> bytes:
+    """The gateway's secret: from the configuration, else from its file, created (0600) on first start."""
+    if config.gateway.secret_key is not None:
+        return bytes.fromhex(config.gateway.secret_key)
+    path = Path(config.gateway.secret_key_file)
+    if not path.is_absolute():
+        path = (config.base_dir or Path.cwd()) / path
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+                handle.write(secrets.token_hex(64))
+        raw = bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"gateway.secret_key_file: cannot use {path}: {error}") from None
+    if len(raw) < 32:
+        raise ConfigError(f"gateway.secret_key_file: {path} holds fewer than 32 bytes")
+    return raw
 
 
 def demo_config(state_dir: Path, listen: str | None = None) -> GatewayConfig:

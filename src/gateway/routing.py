@@ -12,8 +12,10 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from gateway.config import ConfigError, GatewayConfig
+from gateway.config import ConfigError, GatewayConfig, load_secret
+from gateway.patient_ids import PatientIdScope
 from gateway.plugins import load_factory
+from gateway.privacy import protect
 from gateway.remote import RemoteAdapterSource
 from otv_sdk.errors import NotFound
 from otv_sdk.ports import Adapter, CallContext
@@ -39,10 +41,12 @@ class LocalAdapterSource:
 
 
 class PracticeRouter:
-    """The gateway's AdapterResolver."""
+    """The gateway's AdapterResolver: finds the practice's adapter and hands it out privacy-guarded."""
 
-    def __init__(self, sources: Mapping[str, AdapterSource]) -> None:
+    def __init__(self, sources: Mapping[str, AdapterSource], scope: PatientIdScope) -> None:
         self._sources = dict(sources)
+        self._scope = scope
+        self._guarded: dict[str, tuple[Adapter, Adapter]] = {}
 
     @property
     def practice_ids(self) -> list[str]:
@@ -52,7 +56,12 @@ class PracticeRouter:
         source = self._sources.get(practice_id)
         if source is None:
             raise NotFound.field(field, "no practice with this id is connected to this gateway")
-        return await source.get(ctx)
+        adapter = await source.get(ctx)
+        known = self._guarded.get(practice_id)
+        if known is None or known[0] is not adapter:  # remote adapters are re-described now and then
+            known = (adapter, protect(adapter, self._scope))
+            self._guarded[practice_id] = known
+        return known[1]
 
     async def aclose(self) -> None:
         for source in self._sources.values():
@@ -67,14 +76,15 @@ def _describe_settings_error(prefix: str, error: Exception) -> str:
 
 async def build_router(config: GatewayConfig) -> PracticeRouter:
     """Create every practice's adapter source; raise ConfigError naming the field on failure."""
+    scope = PatientIdScope(load_secret(config))
     sources: dict[str, AdapterSource] = {}
     try:
         for practice_id in config.practices:
             sources[practice_id] = _source(config, practice_id, f"practices.{practice_id}.adapter")
     except BaseException:
-        await PracticeRouter(sources).aclose()  # release what was opened before the failure
+        await PracticeRouter(sources, scope).aclose()  # release what was opened before the failure
         raise
-    return PracticeRouter(sources)
+    return PracticeRouter(sources, scope)
 
 
 def _source(config: GatewayConfig, practice_id: str, where: str) -> AdapterSource:

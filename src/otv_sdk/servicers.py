@@ -33,6 +33,7 @@ from otv.v1 import (
 )
 from otv_sdk import conversion as cv
 from otv_sdk.errors import InvalidArgument, OtvError, Unimplemented
+from otv_sdk.matching import normalize_query
 from otv_sdk.models import ColumnIntervals, Interval, Practice
 from otv_sdk.ports import (
     Adapter,
@@ -429,6 +430,7 @@ class PatientLookupServicer(_Base, patient_lookup_service_pb2_grpc.PatientLookup
                 birth_date=cv.birth_date_from_proto(request, "birth_date", "birth_date"),
                 contacts=cv.contacts_from_proto(request.contacts),
             )
+            normalize_query(query)  # names with letters, readable phone numbers and e-mail addresses
             patient, outcome = await (await self._lookup(practice_id, ctx)).find_or_create_patient(ctx, query)
             return patient_lookup_service_pb2.FindOrCreatePatientResponse(
                 patient=cv.patient_to_proto(practice_id, patient), outcome=cv.match_outcome_to_proto(outcome)
