@@ -96,3 +96,11 @@ def create_refusing(practice_id: str, settings: Mapping[str, Any], *, base_dir: 
 
 def create_not_an_adapter(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> object:
     return object()
+
+
+# Adapters created by a test and handed to the gateway through the plugin mechanism.
+SHARED: dict[str, Adapter] = {}
+
+
+def shared(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter:
+    return SHARED[practice_id]

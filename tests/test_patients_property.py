@@ -1,0 +1,113 @@
+"""For random namesakes and consent states: a denied patient is never returned, linked or touched;
+an answer shaped by a denial is indistinguishable from a genuine "not found"; and a denial never
+redirects a booking to another patient.
+
+Why not "the same answer as if the denied patient did not exist at all": with two namesakes, one
+denied, and a booking without contacts, the booking may well be the denied patient's. Matching the
+other namesake (what a world without the denied patient would do) would link it to the wrong
+person. The issue therefore disambiguates over all candidates first and removes denied patients
+afterwards; these properties are what that rule guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+
+from conftest import SECRET
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.patient_ids import PatientIdScope
+from gateway.privacy import protect
+from otv_sdk.models import ConsentState, Contact, ContactKind
+from otv_sdk.ports import Adapter, CallContext, MatchOutcome, PatientQuery
+from otv_sdk.reference import create_adapter
+from otv_sdk.reference.patients import ReferencePatients, ReferencePractice
+
+BIRTH = date(1975, 3, 4)
+PHONES = ["0151 11111111", "0151 22222222", "030 1234567"]
+EMAILS = ["a@x.de", "b@x.de"]
+SCOPE = PatientIdScope(bytes.fromhex(SECRET))
+CTX = CallContext(partner_id="alpha", request_id=None)
+
+contacts = st.lists(
+    st.one_of(
+        st.sampled_from(PHONES).map(lambda v: Contact(ContactKind.MOBILE, v)),
+        st.sampled_from(EMAILS).map(lambda v: Contact(ContactKind.EMAIL, v)),
+    ),
+    max_size=2,
+    unique=True,
+)
+people = st.lists(
+    st.tuples(
+        st.sampled_from(["Max", "Max", "Moritz", "Max Otto"]),
+        contacts,
+        st.booleans(),  # active
+        st.sampled_from([ConsentState.OPEN, ConsentState.GRANTED, ConsentState.DENIED]),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def _world(
+    patients: list[tuple[str, list[Contact], bool, ConsentState]], skip: int | None
+) -> tuple[Adapter, ReferencePractice]:
+    adapter = create_adapter("demo", {"database": ":memory:", "demo": False})
+    lookup = adapter.patient_lookup
+    assert isinstance(lookup, ReferencePatients)
+    for index, (name, items, active, state) in enumerate(patients):
+        if index == skip:
+            continue
+        lookup.practice.add_patient(
+            name, "Meier", BIRTH.isoformat(), tuple(items), active=active, patient_id=f"p{index}"
+        )
+        lookup.practice.set_consent(f"p{index}", "alpha", state)
+    return protect(adapter, SCOPE), lookup.practice
+
+
+def _ask(
+    adapter: Adapter, query: PatientQuery
+) -> tuple[str | None, MatchOutcome, tuple[str, str, tuple[Contact, ...], bool]]:
+    assert adapter.patient_lookup is not None
+    patient, outcome = asyncio.run(adapter.patient_lookup.find_or_create_patient(CTX, query))
+    pvs_id = SCOPE.from_partner("alpha", patient.id)
+    shape = (patient.given_name, patient.family_name, patient.contacts, patient.created_online)
+    return pvs_id, outcome, shape
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(people, st.data())
+def test_denied_is_never_linked_and_looks_exactly_like_not_found(
+    patients: list[tuple[str, list[Contact], bool, ConsentState]], data: st.DataObject
+) -> None:
+    denied = data.draw(st.integers(0, len(patients) - 1))
+    patients[denied] = (*patients[denied][:3], ConsentState.DENIED)
+    query = PatientQuery(data.draw(st.sampled_from(["Max", "Moritz"])), "Meier", BIRTH, tuple(data.draw(contacts)))
+
+    world, practice = _world(patients, skip=None)
+    before = {f"p{i}": practice.patient(f"p{i}") for i in range(len(patients))}
+    pvs_id, outcome, shape = _ask(world, query)
+    # 1. Never a patient who denied; nobody who denied is touched (record, note, consent history).
+    for index, (_, _, _, state) in enumerate(patients):
+        if state is ConsentState.DENIED:
+            assert pvs_id != f"p{index}"
+            assert practice.patient(f"p{index}") == before[f"p{index}"]
+            assert practice.consent_events(f"p{index}")[-1][2] == "practice"
+
+    # 2. A "created" answer looks exactly like the answer where nobody matches at all.
+    if outcome is MatchOutcome.CREATED:
+        nobody, _ = _world([], skip=None)
+        _, nobody_outcome, nobody_shape = _ask(nobody, query)
+        assert (outcome, shape) == (nobody_outcome, nobody_shape)
+
+    # 3. Consent never redirects: with every consent open, the same patient (or none) is chosen.
+    all_open = [(*p[:3], ConsentState.OPEN) for p in patients]
+    blind, _ = _world(all_open, skip=None)
+    blind_id, blind_outcome, _ = _ask(blind, query)
+    if outcome is MatchOutcome.MATCHED:
+        assert (blind_outcome, blind_id) == (MatchOutcome.MATCHED, pvs_id)
+    elif blind_outcome is MatchOutcome.MATCHED:
+        assert blind_id is not None
+        assert patients[int(blind_id[1:])][3] is ConsentState.DENIED
