@@ -78,6 +78,7 @@ CASES = [
     Case("title-in-given", [Stored("t", "Anna", "Berg")], "Dr. Anna", "Berg", "matched:t"),
     Case("titles-in-family", [Stored("t", "Anna", "Berg")], "Anna", "Prof. Dr. med. Berg", "matched:t"),
     Case("name-addition", [Stored("f", "Karl", "Freiherr vom Stein")], "Karl", "Stein", "matched:f"),
+    Case("surname-graf", [Stored("g", "Karl", "Graf")], "Karl", "GRAF", "matched:g"),
     Case("first-of-two-given", [Stored("a", "Anna Maria", "Schmidt")], "Anna", "Schmidt", "matched:a"),
     Case("two-given-hyphenated", [Stored("a", "Anna Maria", "Schmidt")], "Anna-Maria", "Schmidt", "matched:a"),
     Case("second-given-only", [Stored("a", "Anna Maria", "Schmidt")], "Maria", "Schmidt", "created"),

@@ -9,11 +9,13 @@ Applied in this order, each rule tested on its own (tests/test_names.py):
 5. Hyphens and every dash variant, dots and commas separate words; apostrophes join them
    ("Müller-Lüdenscheidt" = "Müller Lüdenscheidt", "O'Brien" = "OBrien"); surrounding and
    repeated white space disappears.
-6. Academic titles and name additions are dropped: Dr., Prof., Dipl., Freiherr, Gräfin, jun., ...
+6. Academic titles are dropped (Dr., Prof., Dipl., ...), and so are name additions (Freiherr,
+   Gräfin, jun., ...) where a name remains: "Graf" and "Herzog" are common surnames.
    Degree qualifiers (med., phil., rer. nat., -Ing., h.c., ...) are dropped only right after a
    title, since some are names too ("Dr. phil. Anna" = "Anna", but "Phil" stays a first name).
-7. Family names only: name particles are dropped (von, van, de, zu, vorm, ...), unless nothing else
-   is left: "von Arnim" = "Arnim", but the surname "Van" stays "van".
+7. Family names only: name particles are dropped (von, van, de, zu, vorm, ...); a name made only of
+   particles and additions keeps its last word: "von Arnim" = "Arnim", "Van" stays "van",
+   "Graf von Herzog" = "Herzog".
 8. Given names only: several first names match when one list starts with the other:
    "Anna" matches "Anna Maria", "Anna-Maria" equals "Anna Maria", but "Maria" does not match "Anna Maria".
 """
@@ -78,7 +80,7 @@ PARTICLES = frozenset(
 
 
 def normalize_words(text: str) -> tuple[str, ...]:
-    """Rules 1-6: the words of a name, comparable across spellings, without titles and additions."""
+    """Rules 1-6 (without name additions, see below): the words of a name, comparable across spellings."""
     text = unicodedata.normalize("NFC", text).casefold().translate(_TRANSLITERATION)
     decomposed = unicodedata.normalize("NFD", text)
     text = "".join(c for c in decomposed if not unicodedata.combining(c))
@@ -88,23 +90,27 @@ def normalize_words(text: str) -> tuple[str, ...]:
     for word in (w for w in _SEPARATORS.split(text) if w):
         if word in TITLES or (after_title and word in QUALIFIERS):
             after_title = True
-        elif word in ADDITIONS:
-            after_title = False
         else:
             kept.append(word)
             after_title = False
     return tuple(kept)
 
 
+def _without(words: tuple[str, ...], dropped: frozenset[str]) -> tuple[str, ...]:
+    """Words without the dropped ones, unless nothing would remain ("Graf", "Van" are surnames too)."""
+    return tuple(w for w in words if w not in dropped) or words
+
+
 def family_key(family_name: str) -> str:
     """Rule 7: the comparable form of a family name ("" if nothing is left)."""
     words = normalize_words(family_name)
-    core = tuple(w for w in words if w not in PARTICLES)
-    return " ".join(core or words)
+    core = tuple(w for w in words if w not in PARTICLES and w not in ADDITIONS)
+    # Made only of particles and additions ("Graf", "Van", "Graf von Herzog"): the surname comes last.
+    return " ".join(core or words[-1:])
 
 
 def given_tokens(given_name: str) -> tuple[str, ...]:
-    return normalize_words(given_name)
+    return _without(normalize_words(given_name), ADDITIONS)
 
 
 def given_match(left: tuple[str, ...], right: tuple[str, ...]) -> bool:

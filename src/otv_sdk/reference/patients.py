@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from otv_sdk.errors import InvalidArgument, NotFound, PermissionDenied
-from otv_sdk.matching import Candidate, decide, match_key, new_contacts, normalize_query
+from otv_sdk.matching import Candidate, NormalizedQuery, decide, match_key, new_contacts, normalize_query
 from otv_sdk.models import (
     Consent,
     ConsentActor,
@@ -78,6 +78,23 @@ def _patient(conn: sqlite3.Connection, patient_id: str, partner_id: str, shown: 
     )
 
 
+def candidates(conn: sqlite3.Connection, query: NormalizedQuery, partner_id: str) -> list[Candidate]:
+    """Active patients under the query's match key, with this partner's consent: one index lookup."""
+    rows = conn.execute("SELECT * FROM patients WHERE match_key = ? AND active = 1", (query.key,)).fetchall()
+    return [
+        Candidate(
+            patient_id=r["id"],
+            given_name=r["given_name"],
+            family_name=r["family_name"],
+            birth_date=_birth(r["birth_date"]),
+            contacts=_contacts(conn, r["id"]),
+            active=bool(r["active"]),
+            consent=_consent_state(conn, r["id"], partner_id),
+        )
+        for r in rows
+    ]
+
+
 def _fingerprint(query: PatientQuery) -> str:
     material = [query.given_name, query.family_name, query.birth_date.isoformat()]
     material += [f"{c.kind.value}:{c.value}" for c in query.contacts]
@@ -106,22 +123,7 @@ class ReferencePatients(PatientLookupPort, ConsentPort):
                     outcome = MatchOutcome(seen["outcome"])
                     shown = normalized.contacts if outcome is MatchOutcome.CREATED else None
                     return _patient(conn, seen["patient_id"], partner, shown), outcome
-            rows = conn.execute(
-                "SELECT * FROM patients WHERE match_key = ? AND active = 1", (normalized.key,)
-            ).fetchall()
-            candidates = [
-                Candidate(
-                    patient_id=r["id"],
-                    given_name=r["given_name"],
-                    family_name=r["family_name"],
-                    birth_date=_birth(r["birth_date"]),
-                    contacts=_contacts(conn, r["id"]),
-                    active=bool(r["active"]),
-                    consent=_consent_state(conn, r["id"], partner),
-                )
-                for r in rows
-            ]
-            chosen = decide(normalized, candidates)
+            chosen = decide(normalized, candidates(conn, normalized, partner))
             if chosen is not None:
                 extra = new_contacts(normalized, chosen.contacts)
                 if extra:
