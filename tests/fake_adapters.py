@@ -8,9 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from otv_sdk.errors import FailedPrecondition
-from otv_sdk.models import Absence, Calendar, ColumnIntervals, Interval, PracticeProfile
-from otv_sdk.ports import Adapter, CallContext, ReaderPort
+from otv_sdk.models import Absence, Calendar, ColumnIntervals, Interval, Patient, PracticeProfile
+from otv_sdk.ports import (
+    Adapter,
+    CallContext,
+    MatchOutcome,
+    Page,
+    PageRequest,
+    PatientLookupPort,
+    PatientQuery,
+    ReaderPort,
+)
 from otv_sdk.reference import create_adapter as create_reference
+from otv_sdk.reference.patients import ReferencePatients
 
 # Personal data an adapter might carelessly put into an exception message.
 LEAKED_NAME = "Erika Mustermann"
@@ -104,3 +114,31 @@ SHARED: dict[str, Adapter] = {}
 
 def shared(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter:
     return SHARED[practice_id]
+
+
+class LeakyPatients(PatientLookupPort):
+    """Gets privacy wrong on purpose: matches denied patients, lists everyone as shared."""
+
+    def __init__(self, inner: ReferencePatients) -> None:
+        self.inner = inner
+
+    async def find_or_create_patient(self, ctx: CallContext, query: PatientQuery) -> tuple[Patient, MatchOutcome]:
+        # Pretend every patient is a match: the first one, whatever its consent says.
+        first = self.inner.practice.patient(self.inner.practice.patient_ids()[0])
+        return Patient(first.id, first.given_name, first.family_name, query.birth_date), MatchOutcome.MATCHED
+
+    async def list_shared_patients(self, ctx: CallContext, page: PageRequest) -> Page[Patient]:
+        everyone = [self.inner.practice.patient(pid) for pid in self.inner.practice.patient_ids()]
+        items = [Patient(p.id, p.given_name, p.family_name, None) for p in everyone]
+        return Page(items, "")
+
+
+def create_leaky(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter:
+    reference = SHARED[practice_id]
+    assert isinstance(reference.patient_lookup, ReferencePatients)
+    return Adapter(
+        info=reference.info,
+        reader=reference.reader,
+        patient_lookup=LeakyPatients(reference.patient_lookup),
+        consent=reference.consent,
+    )

@@ -5,12 +5,19 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, date, datetime
 
+import fake_adapters
 import pytest
-from patient_env import PatientEnv, as_partner, patient_env
+from conftest import SECRET, gateway_config, reference_settings
+from patient_env import PatientEnv, as_partner, header_identity, patient_env
 
-from otv_sdk.errors import InvalidArgument, NotFound, PermissionDenied
+from gateway.app import Gateway
+from gateway.patient_ids import PatientIdScope
+from otv_sdk.client import PartnerClient
+from otv_sdk.errors import InternalError, InvalidArgument, NotFound, PermissionDenied
 from otv_sdk.models import ConsentActor, ConsentEvidence, ConsentMethod, ConsentState, Contact, ContactKind
 from otv_sdk.ports import MatchOutcome, PageRequest, PatientQuery
+from otv_sdk.reference import create_adapter
+from otv_sdk.reference.patients import ReferencePatients
 
 BIRTH = date(1980, 1, 2)
 EVIDENCE = ConsentEvidence(datetime(2026, 11, 1, 9, 30, tzinfo=UTC), ConsentMethod.ONLINE_FORM, "2026-01")
@@ -179,3 +186,28 @@ async def test_shared_patients_are_those_who_granted_paged(env: PatientEnv) -> N
             "demo", PageRequest(2, first.next_page_token), metadata=as_partner("beta")
         )
     assert [v.field for v in caught.value.violations] == ["page_token"]
+
+
+async def test_gateway_withholds_what_a_leaky_adapter_returns() -> None:
+    adapter = create_adapter("demo", reference_settings())
+    lookup = adapter.patient_lookup
+    assert isinstance(lookup, ReferencePatients)
+    denied = lookup.practice.add_patient("Aaron", "Abel", BIRTH.isoformat(), patient_id="a-denied")
+    lookup.practice.set_consent(denied, "alpha", ConsentState.DENIED)
+    granted = lookup.practice.add_patient("Berta", "Abel", BIRTH.isoformat(), patient_id="a-granted")
+    lookup.practice.set_consent(granted, "alpha", ConsentState.GRANTED)
+    fake_adapters.SHARED["demo"] = adapter
+    gateway = await Gateway.start(
+        gateway_config({"demo": {"adapter": {"plugin": "fake_adapters:create_leaky"}}}), identify=header_identity
+    )
+    try:
+        async with PartnerClient.connect(gateway.address) as client:
+            with pytest.raises(InternalError) as caught:
+                await client.find_or_create_patient("demo", query("Aaron", "Abel"), metadata=as_partner("alpha"))
+            assert "Aaron" not in caught.value.message
+            shared = await client.list_shared_patients("demo", PageRequest(100), metadata=as_partner("alpha"))
+            scope = PatientIdScope(bytes.fromhex(SECRET))
+            assert [scope.from_partner("alpha", p.id) for p in shared.items] == [granted]
+    finally:
+        await gateway.stop(0)
+        fake_adapters.SHARED.pop("demo", None)

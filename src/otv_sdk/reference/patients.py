@@ -326,6 +326,10 @@ class ReferencePractice:
 
         return self._db.run_sync(work)
 
+    def patient_ids(self) -> list[str]:
+        rows = self._db.run_sync(lambda conn: conn.execute("SELECT id FROM patients ORDER BY id").fetchall())
+        return [r["id"] for r in rows]
+
     def count_patients(self) -> int:
         count: int = self._db.run_sync(lambda conn: conn.execute("SELECT COUNT(*) FROM patients").fetchone()[0])
         return count
