@@ -1,0 +1,232 @@
+"""The gateway's state store: one interface, two backends (SQLite, PostgreSQL).
+
+What the gateway itself must remember lives here: holds, claims on calendar time, idempotency
+records, appointments booked through it and the practice inbox. Work is done in transactions:
+`await store.run(work)` calls `work(tx)` (plain synchronous code, on a worker thread) inside one
+transaction that commits when it returns and rolls back when it raises.
+
+`tx.lock(key)` serialises transactions on a key across every gateway process sharing the store:
+PostgreSQL takes a transaction-scoped advisory lock; SQLite already serialises writers
+(`BEGIN IMMEDIATE`, with WAL so readers do not wait). That is what makes "exactly one winner"
+hold for two gateway processes, not only inside one.
+
+SQL is written once, with `?` placeholders and portable types; the PostgreSQL backend translates
+the placeholders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+__all__ = ["Row", "SCHEMA", "StateStore", "Tx", "open_store"]
+
+T = TypeVar("T")
+Row = dict[str, Any]
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS claims (
+        id TEXT PRIMARY KEY,
+        practice TEXT NOT NULL,
+        column_id TEXT NOT NULL,
+        start_s BIGINT NOT NULL,
+        end_s BIGINT NOT NULL,
+        expire_s BIGINT,
+        owner TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS claims_by_column ON claims (practice, column_id, start_s)",
+    """CREATE TABLE IF NOT EXISTS holds (
+        id TEXT PRIMARY KEY,
+        practice TEXT NOT NULL,
+        partner TEXT NOT NULL,
+        column_id TEXT NOT NULL,
+        type_id TEXT NOT NULL,
+        start_s BIGINT NOT NULL,
+        end_s BIGINT NOT NULL,
+        patient TEXT NOT NULL,
+        expire_s BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        appointment TEXT,
+        create_s BIGINT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS appointments (
+        id TEXT PRIMARY KEY,
+        practice TEXT NOT NULL,
+        partner TEXT NOT NULL,
+        column_id TEXT NOT NULL,
+        type_id TEXT NOT NULL,
+        start_s BIGINT NOT NULL,
+        end_s BIGINT NOT NULL,
+        patient TEXT NOT NULL,
+        state TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        extra INTEGER NOT NULL DEFAULT 0,
+        pvs_id TEXT,
+        version INTEGER NOT NULL DEFAULT 1,
+        create_s BIGINT NOT NULL,
+        cancel_s BIGINT,
+        rescheduled_from TEXT,
+        rescheduled_to TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS appointments_by_partner ON appointments (practice, partner, start_s)",
+    """CREATE TABLE IF NOT EXISTS requests (
+        partner TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        method TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        result TEXT NOT NULL,
+        create_s BIGINT NOT NULL,
+        PRIMARY KEY (partner, request_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS audit (
+        id TEXT PRIMARY KEY,
+        at_s BIGINT NOT NULL,
+        partner TEXT NOT NULL,
+        practice TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        outcome TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS audit_by_time ON audit (practice, at_s)",
+]
+
+
+class Tx(Protocol):
+    """One transaction. `?` placeholders; rows come back as dicts."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; returns the number of rows it changed."""
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    def lock(self, key: str) -> None:
+        """Serialise with every other transaction that locks the same key, until this one ends."""
+
+
+class StateStore(ABC):
+    @abstractmethod
+    def run_sync(self, work: Callable[[Tx], T]) -> T: ...
+
+    async def run(self, work: Callable[[Tx], T]) -> T:
+        return await asyncio.to_thread(self.run_sync, work)
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class _SqliteTx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(sql, tuple(params)).rowcount
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row = self._conn.execute(sql, tuple(params)).fetchone()
+        return None if row is None else dict(row)
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return [dict(r) for r in self._conn.execute(sql, tuple(params)).fetchall()]
+
+    def lock(self, key: str) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already made this the only writer."""
+
+
+class SqliteStore(StateStore):
+    """The embedded default. Several processes may share the file (WAL, busy timeout)."""
+
+    def __init__(self, path: str | Path) -> None:
+        target = str(path)
+        if target != ":memory:":
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(target, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            if target != ":memory:":
+                self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = FULL")
+        self.run_sync(lambda tx: [tx.execute(statement) for statement in SCHEMA])
+
+    def run_sync(self, work: Callable[[Tx], T]) -> T:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(_SqliteTx(self._conn))
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+            return result
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class _PostgresTx:
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._cursor.execute(sql.replace("?", "%s"), tuple(params))
+        return int(self._cursor.rowcount)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        self._cursor.execute(sql.replace("?", "%s"), tuple(params))
+        row: Row | None = self._cursor.fetchone()
+        return row
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self._cursor.execute(sql.replace("?", "%s"), tuple(params))
+        return list(self._cursor.fetchall())
+
+    def lock(self, key: str) -> None:
+        self._cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+
+
+class PostgresStore(StateStore):
+    """For several gateway replicas sharing one store."""
+
+    def __init__(self, url: str, *, schema: str | None = None, max_connections: int = 8) -> None:
+        from psycopg.rows import dict_row
+        from psycopg_pool import ConnectionPool
+
+        kwargs: dict[str, Any] = {"row_factory": dict_row}
+        if schema:
+            kwargs["options"] = f"-c search_path={schema}"
+        self._pool = ConnectionPool(url, min_size=1, max_size=max_connections, kwargs=kwargs, open=True)
+        if schema:
+            with self._pool.connection() as conn:
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        # Two gateways starting together must not race on the schema.
+        self.run_sync(lambda tx: (tx.lock("otv:schema"), [tx.execute(statement) for statement in SCHEMA]))
+
+    def run_sync(self, work: Callable[[Tx], T]) -> T:
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            return work(_PostgresTx(cursor))
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def open_store(url: str, base_dir: Path | None = None) -> StateStore:
+    """`sqlite:///relative/or/absolute.sqlite`, `sqlite://:memory:` or `postgresql://...`."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(url)
+    if url.startswith("sqlite://"):
+        target = url.removeprefix("sqlite://")
+        if target == ":memory:":
+            return SqliteStore(":memory:")
+        path = Path(target.removeprefix("/")) if not target.startswith("//") else Path(target[1:])
+        if not path.is_absolute():
+            path = (base_dir or Path.cwd()) / path
+        return SqliteStore(path)
+    raise ValueError("must start with sqlite:// or postgresql://")
