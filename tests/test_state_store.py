@@ -6,9 +6,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from store_backends import BACKENDS, store_for
 
 from gateway.state_store import StateStore, open_store
-from store_backends import BACKENDS, store_for
 
 
 @pytest.fixture(params=BACKENDS)
@@ -20,7 +20,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-un
 def _insert_claim(store: StateStore, claim_id: str) -> None:
     store.run_sync(
         lambda tx: tx.execute(
-            "INSERT INTO claims (id, practice, column_id, start_s, end_s, expire_s, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO claims (id, practice, column_id, start_s, end_s, expire_s, owner)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (claim_id, "demo", "berg", 0, 60, None, "test"),
         )
     )
@@ -41,7 +42,8 @@ def test_a_transaction_commits_and_a_failing_one_leaves_nothing(store: StateStor
 def test_locked_read_modify_write_loses_no_update(store: StateStore) -> None:
     store.run_sync(
         lambda tx: tx.execute(
-            "INSERT INTO requests (partner, request_id, method, fingerprint, result, create_s) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO requests (partner, request_id, method, fingerprint, result, create_s)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
             ("p", "counter", "m", "f", "0", 0),
         )
     )

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["Row", "SCHEMA", "StateStore", "Tx", "open_store"]
+__all__ = ["SCHEMA", "Row", "StateStore", "Tx", "open_store"]
 
 T = TypeVar("T")
 Row = dict[str, Any]
@@ -153,7 +153,7 @@ class SqliteStore(StateStore):
             if target != ":memory:":
                 self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = FULL")
-        self.run_sync(lambda tx: [tx.execute(statement) for statement in SCHEMA])
+        self.run_sync(_create_schema)
 
     def run_sync(self, work: Callable[[Tx], T]) -> T:
         with self._lock:
@@ -206,8 +206,7 @@ class PostgresStore(StateStore):
         if schema:
             with self._pool.connection() as conn:
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        # Two gateways starting together must not race on the schema.
-        self.run_sync(lambda tx: (tx.lock("otv:schema"), [tx.execute(statement) for statement in SCHEMA]))
+        self.run_sync(_create_schema)
 
     def run_sync(self, work: Callable[[Tx], T]) -> T:
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
@@ -215,6 +214,12 @@ class PostgresStore(StateStore):
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _create_schema(tx: Tx) -> None:
+    tx.lock("otv:schema")  # two gateways starting together must not race on the schema
+    for statement in SCHEMA:
+        tx.execute(statement)
 
 
 def open_store(url: str, base_dir: Path | None = None) -> StateStore:
