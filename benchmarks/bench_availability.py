@@ -102,7 +102,7 @@ async def bench_grpc(database: Path, window: Interval, runs: int) -> dict[str, A
     settings = {"database": str(database), "demo": False}
     config = parse_config(
         {
-            "gateway": {"listen": "127.0.0.1:0"},
+            "gateway": {"listen": "127.0.0.1:0", "state_store": "sqlite://:memory:"},
             "practices": {"bench": {"adapter": {"plugin": "reference", "settings": settings}}},
         }
     )

@@ -45,7 +45,12 @@ async def running_gateway(transport: str) -> AsyncIterator[Gateway]:
     else:
         remote = await serve_adapters({"demo": create_adapter("demo", SETTINGS)})
         adapter = {"remote": {"address": f"127.0.0.1:{remote.port}"}}
-    config = parse_config({"gateway": {"listen": "127.0.0.1:0"}, "practices": {"demo": {"adapter": adapter}}})
+    config = parse_config(
+        {
+            "gateway": {"listen": "127.0.0.1:0", "state_store": "sqlite://:memory:"},
+            "practices": {"demo": {"adapter": adapter}},
+        }
+    )
     gateway = await Gateway.start(config)
     try:
         yield gateway

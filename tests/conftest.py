@@ -36,7 +36,12 @@ SECRET = "5e" * 48
 def gateway_config(practices: dict[str, Any]) -> GatewayConfig:
     return parse_config(
         {
-            "gateway": {"listen": "127.0.0.1:0", "shutdown_grace_seconds": 0, "secret_key": SECRET},
+            "gateway": {
+                "listen": "127.0.0.1:0",
+                "shutdown_grace_seconds": 0,
+                "secret_key": SECRET,
+                "state_store": "sqlite://:memory:",
+            },
             "practices": practices,
         }
     )

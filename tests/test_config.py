@@ -14,7 +14,10 @@ from gateway.routing import build_router
 
 
 def practices(adapter: dict[str, Any], practice_id: str = "demo") -> dict[str, Any]:
-    return {"gateway": {"secret_key": SECRET}, "practices": {practice_id: {"adapter": adapter}}}
+    return {
+        "gateway": {"secret_key": SECRET, "state_store": "sqlite://:memory:"},
+        "practices": {practice_id: {"adapter": adapter}},
+    }
 
 
 @pytest.mark.parametrize(
@@ -70,7 +73,7 @@ async def test_plugin_errors_name_the_field(adapter: dict[str, Any], field: str)
 async def test_a_later_bad_practice_closes_the_adapters_already_opened() -> None:
     fake_adapters.CLOSED.clear()
     data = {
-        "gateway": {"secret_key": SECRET},
+        "gateway": {"secret_key": SECRET, "state_store": "sqlite://:memory:"},
         "practices": {
             "good": {"adapter": {"plugin": "fake_adapters:create_refusing", "settings": reference_settings()}},
             "bad": {"adapter": {"plugin": "refrence"}},

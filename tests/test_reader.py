@@ -9,10 +9,11 @@ import pytest
 from conftest import ANCHOR, PRACTICE, reference_settings
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from otv.v1 import reader_service_pb2, reader_service_pb2_grpc
 from otv_sdk.client import PartnerClient
-from otv_sdk.errors import NotFound, Unimplemented
+from otv_sdk.errors import NotFound
 from otv_sdk.models import UTC, Capability, ColumnKind, Interval
-from otv_sdk.ports import CallContext, SlotRequest
+from otv_sdk.ports import CallContext
 from otv_sdk.reference import ADAPTER_INFO, create_adapter
 from otv_sdk.reference import demo as demo_data
 from otv_sdk.wallclock import to_utc, zone
@@ -30,7 +31,9 @@ async def test_get_practice_reports_profile_and_capabilities(client: PartnerClie
     assert practice.id == PRACTICE
     assert practice.time_zone == "Europe/Berlin"
     assert practice.display_name
-    assert practice.capabilities == frozenset({Capability.READER, Capability.PATIENT_LOOKUP, Capability.CONSENT})
+    assert practice.capabilities == frozenset(
+        {Capability.READER, Capability.WRITER, Capability.PATIENT_LOOKUP, Capability.CONSENT}
+    )
     assert practice.adapter == ADAPTER_INFO
 
 
@@ -130,12 +133,12 @@ async def test_unknown_practice_is_not_found(client: PartnerClient) -> None:
     assert [v.field for v in caught.value.violations] == ["parent"]
 
 
-async def test_ports_the_adapter_lacks_answer_unimplemented(client: PartnerClient) -> None:
-    slot = SlotRequest("kontrolle", "berg", berlin(1, 9), "p-1001")
-    with pytest.raises(Unimplemented, match="writing"):
-        await client.book_appointment(PRACTICE, slot)
-    with pytest.raises(Unimplemented, match="writing"):
-        await client.get_appointment(PRACTICE, "a-1")
+async def test_the_change_feed_is_not_offered_yet(channel: grpc.aio.Channel) -> None:
+    stub = reader_service_pb2_grpc.ReaderServiceStub(channel)
+    stream = stub.WatchChanges(reader_service_pb2.WatchChangesRequest(parent=f"practices/{PRACTICE}"), timeout=5)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stream.read()
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 async def test_health_check_answers_serving(channel: grpc.aio.Channel) -> None:

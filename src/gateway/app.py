@@ -43,6 +43,7 @@ class Gateway:
         except BaseException:
             await router.aclose()
             raise
+        await router.recover()
         await otv_server.set_serving(True)
         return cls(config, router, otv_server, port)
 

@@ -11,7 +11,7 @@ import secrets
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -27,6 +27,7 @@ from otv_sdk.resources import is_valid_practice_id
 
 __all__ = [
     "AdapterConfig",
+    "BookingConfig",
     "ConfigError",
     "GatewayConfig",
     "GatewaySection",
@@ -62,6 +63,11 @@ class GatewaySection(_Strict):
     )
     secret_key_file: str = Field(
         "gateway-secret.key", description="file with the secret (created on first start); relative to the config"
+    )
+    state_store: str = Field(
+        "sqlite:///gateway-state.sqlite",
+        description="sqlite:///path (relative to the config) or postgresql://... for several gateways",
+        pattern="^(sqlite://|postgres(ql)?://)",
     )
 
     @field_validator("secret_key")
@@ -99,8 +105,22 @@ class AdapterConfig(_Strict):
         return self
 
 
+BookingModeName = Literal["automatic", "confirmation", "manual"]
+
+
+class BookingConfig(_Strict):
+    """How online bookings reach this practice's calendar."""
+
+    mode: BookingModeName = Field("automatic", description="automatic, confirmation (by the practice) or manual")
+    modes: dict[str, BookingModeName] = Field(default_factory=dict, description="per appointment type id")
+    hold_minutes: int = Field(15, ge=1, le=24 * 60, description="how long a hold lasts (double opt-in)")
+    cancellation_deadline_hours: int = Field(24, ge=0, le=24 * 90)
+    category: str = Field("online", min_length=1, max_length=40, description="how the PVS marks online bookings")
+
+
 class PracticeConfig(_Strict):
     adapter: AdapterConfig
+    booking: BookingConfig = Field(default_factory=BookingConfig)  # type: ignore[arg-type]
 
 
 class GatewayConfig(_Strict):

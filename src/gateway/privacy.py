@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
+from gateway.booking import BookingDesk, ClaimAwareReader, PatientIds
 from gateway.patient_ids import PatientIdScope
 from otv_sdk.errors import InternalError, InvalidArgument, NotFound, PermissionDenied
 from otv_sdk.models import Consent, ConsentEvidence, ConsentState, Patient
@@ -49,6 +51,22 @@ class _Guard:
         pvs_id = self.scope.from_partner(ctx.partner_id, scoped_id)
         if pvs_id is None:
             raise _unknown_patient()
+        return pvs_id
+
+    def outward_id(self, ctx: CallContext, pvs_id: str) -> str:
+        return self.scope.to_partner(ctx.partner_id, pvs_id)
+
+    async def booking_patient(self, ctx: CallContext, scoped_id: str) -> str:
+        """The PVS id of a patient this partner may book for; unknown and denied look the same."""
+        pvs_id = self.scope.from_partner(ctx.partner_id, scoped_id)
+        if pvs_id is None:
+            raise NotFound.field("patient", "no such patient")
+        try:
+            state = await self.state(ctx, pvs_id)
+        except NotFound:
+            raise NotFound.field("patient", "no such patient") from None
+        if state is ConsentState.DENIED:
+            raise NotFound.field("patient", "no such patient")
         return pvs_id
 
     async def state(self, ctx: CallContext, pvs_id: str) -> ConsentState:
@@ -122,11 +140,18 @@ class _GuardedConsent(ConsentPort):
         return dataclasses.replace(consent, patient_id=patient_id)
 
 
-def protect(adapter: Adapter, scope: PatientIdScope) -> Adapter:
-    """The adapter as partners may reach it."""
+BookingFactory = Callable[[Adapter, PatientIds], BookingDesk]
+
+
+def protect(adapter: Adapter, scope: PatientIdScope, booking: BookingFactory | None = None) -> Adapter:
+    """The adapter as partners may reach it; with `booking`, writing goes through the booking desk."""
     guard = _Guard(scope, adapter.consent)
-    return dataclasses.replace(
+    protected = dataclasses.replace(
         adapter,
         patient_lookup=None if adapter.patient_lookup is None else _GuardedPatientLookup(adapter.patient_lookup, guard),
         consent=None if adapter.consent is None else _GuardedConsent(adapter.consent, guard),
     )
+    if booking is None:
+        return protected
+    desk = booking(adapter, PatientIds(guard.booking_patient, guard.outward_id))
+    return dataclasses.replace(protected, writer=desk, reader=ClaimAwareReader(adapter.reader, desk))

@@ -7,20 +7,26 @@ a PVS that is down at start does not keep the gateway from serving the other pra
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Protocol
 
 from pydantic import ValidationError
 
+from gateway.booking import BookingDesk, BookingPolicy
 from gateway.config import ConfigError, GatewayConfig, load_secret
 from gateway.patient_ids import PatientIdScope
 from gateway.plugins import load_factory
-from gateway.privacy import protect
+from gateway.privacy import BookingFactory, protect
 from gateway.remote import RemoteAdapterSource
-from otv_sdk.errors import NotFound
+from gateway.state_store import StateStore, open_store
+from otv_sdk.errors import NotFound, OtvError
 from otv_sdk.ports import Adapter, CallContext
 
 __all__ = ["AdapterSource", "LocalAdapterSource", "PracticeRouter", "build_router"]
+
+log = logging.getLogger("otv.gateway.routing")
 
 
 class AdapterSource(Protocol):
@@ -43,9 +49,17 @@ class LocalAdapterSource:
 class PracticeRouter:
     """The gateway's AdapterResolver: finds the practice's adapter and hands it out privacy-guarded."""
 
-    def __init__(self, sources: Mapping[str, AdapterSource], scope: PatientIdScope) -> None:
+    def __init__(
+        self,
+        sources: Mapping[str, AdapterSource],
+        scope: PatientIdScope,
+        store: StateStore | None = None,
+        policies: Mapping[str, BookingPolicy] | None = None,
+    ) -> None:
         self._sources = dict(sources)
         self._scope = scope
+        self._store = store
+        self._policies = dict(policies or {})
         self._guarded: dict[str, tuple[Adapter, Adapter]] = {}
 
     @property
@@ -59,13 +73,35 @@ class PracticeRouter:
         adapter = await source.get(ctx)
         known = self._guarded.get(practice_id)
         if known is None or known[0] is not adapter:  # remote adapters are re-described now and then
-            known = (adapter, protect(adapter, self._scope))
+            known = (adapter, protect(adapter, self._scope, self._booking(practice_id)))
             self._guarded[practice_id] = known
         return known[1]
+
+    def _booking(self, practice_id: str) -> BookingFactory | None:
+        store = self._store
+        if store is None:
+            return None
+        policy = self._policies.get(practice_id, BookingPolicy())
+        return lambda adapter, patients: BookingDesk(practice_id, adapter, patients, store, policy)
+
+    async def recover(self) -> None:
+        """Finish PVS writes that a crash interrupted, practice by practice."""
+        ctx = CallContext(partner_id="otv-gateway")
+        for practice_id in self.practice_ids:
+            try:
+                adapter = await self.resolve(practice_id, ctx, "practice")
+                if isinstance(adapter.writer, BookingDesk):
+                    completed = await adapter.writer.recover(ctx)
+                    if completed:
+                        log.warning("completed %d interrupted bookings for practice %s", completed, practice_id)
+            except OtvError as error:
+                log.warning("could not check practice %s for interrupted bookings: %s", practice_id, error.code.value)
 
     async def aclose(self) -> None:
         for source in self._sources.values():
             await source.aclose()
+        if self._store is not None:
+            self._store.close()
 
 
 def _describe_settings_error(prefix: str, error: Exception) -> str:
@@ -77,14 +113,30 @@ def _describe_settings_error(prefix: str, error: Exception) -> str:
 async def build_router(config: GatewayConfig) -> PracticeRouter:
     """Create every practice's adapter source; raise ConfigError naming the field on failure."""
     scope = PatientIdScope(load_secret(config))
+    try:
+        store = open_store(config.gateway.state_store, config.base_dir)
+    except (ValueError, OSError) as error:
+        raise ConfigError(f"gateway.state_store: cannot open it: {error}") from None
+    except Exception as error:  # a database driver's own errors (PostgreSQL unreachable, ...)
+        raise ConfigError(f"gateway.state_store: cannot open it: {type(error).__name__}: {error}") from None
+    policies = {
+        practice_id: BookingPolicy(
+            default_mode=practice.booking.mode,
+            modes=dict(practice.booking.modes),
+            hold=timedelta(minutes=practice.booking.hold_minutes),
+            cancellation_deadline=timedelta(hours=practice.booking.cancellation_deadline_hours),
+            category=practice.booking.category,
+        )
+        for practice_id, practice in config.practices.items()
+    }
     sources: dict[str, AdapterSource] = {}
     try:
         for practice_id in config.practices:
             sources[practice_id] = _source(config, practice_id, f"practices.{practice_id}.adapter")
     except BaseException:
-        await PracticeRouter(sources, scope).aclose()  # release what was opened before the failure
+        await PracticeRouter(sources, scope, store).aclose()  # release what was opened before the failure
         raise
-    return PracticeRouter(sources, scope)
+    return PracticeRouter(sources, scope, store, policies)
 
 
 def _source(config: GatewayConfig, practice_id: str, where: str) -> AdapterSource:

@@ -504,6 +504,7 @@ _APPOINTMENT_STATES = {
     AppointmentState.CANCELLED: appointment_pb2.APPOINTMENT_STATE_CANCELLED,
     AppointmentState.REJECTED: appointment_pb2.APPOINTMENT_STATE_REJECTED,
     AppointmentState.RESCHEDULED: appointment_pb2.APPOINTMENT_STATE_RESCHEDULED,
+    AppointmentState.WRITING: appointment_pb2.APPOINTMENT_STATE_WRITING,
 }
 _APPOINTMENT_STATES_BACK = {v: k for k, v in _APPOINTMENT_STATES.items()}
 

@@ -253,6 +253,7 @@ class AppointmentState(enum.Enum):
     CANCELLED = "cancelled"
     REJECTED = "rejected"
     RESCHEDULED = "rescheduled"
+    WRITING = "writing"
 
 
 @dataclass(frozen=True, slots=True)

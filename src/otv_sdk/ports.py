@@ -43,6 +43,8 @@ __all__ = [
     "Adapter",
     "AdapterFactory",
     "AppointmentQuery",
+    "CalendarEntry",
+    "CalendarWriterPort",
     "CallContext",
     "ConsentPort",
     "MatchOutcome",
@@ -54,6 +56,7 @@ __all__ = [
     "SlotQuery",
     "SlotRequest",
     "WriterPort",
+    "WrittenEntry",
 ]
 
 T = TypeVar("T")
@@ -214,6 +217,42 @@ class WriterPort(ABC):
     async def list_appointments(self, ctx: CallContext, query: AppointmentQuery) -> Page[Appointment]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class CalendarEntry:
+    """An online booking to be written into the PVS calendar."""
+
+    reference: str  # the gateway's appointment id: a PVS that sees it again must not write twice
+    column_id: str
+    appointment_type_id: str
+    interval: Interval
+    patient_id: str
+    partner_id: str  # shown to staff as the source of the booking
+    category: str  # colour or category that marks online bookings in the PVS
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenEntry:
+    pvs_id: str
+    extra: bool  # the PVS had no regular slot for it and entered it as an extra appointment (Zusatztermin)
+
+
+class CalendarWriterPort(ABC):
+    """What a PVS with a writer implements: put online bookings into its calendar and take them out.
+
+    Holds, idempotency, booking modes and the exactly-one-winner rule are the gateway's job; the
+    PVS only has to make these two operations safe to repeat.
+    """
+
+    @abstractmethod
+    async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
+        """Write the entry, or return the entry already written under its reference. Never lose it:
+        if it fits no regular slot, enter it as an extra appointment and say so."""
+
+    @abstractmethod
+    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> None:
+        """Remove it from the calendar (regular or extra); removing one already gone is no error."""
+
+
 class PatientLookupPort(ABC):
     """Finds or creates patients without duplicates; never returns one who denied consent."""
 
@@ -242,7 +281,8 @@ class Adapter:
 
     info: AdapterInfo
     reader: ReaderPort
-    writer: WriterPort | None = None
+    writer: WriterPort | None = None  # the WriterService contract; the gateway provides it
+    calendar_writer: CalendarWriterPort | None = None  # what the PVS can write
     patient_lookup: PatientLookupPort | None = None
     consent: ConsentPort | None = None
     extra_capabilities: frozenset[Capability] = field(default_factory=frozenset)
@@ -250,7 +290,7 @@ class Adapter:
     @property
     def capabilities(self) -> frozenset[Capability]:
         present = {Capability.READER}
-        if self.writer is not None:
+        if self.writer is not None or self.calendar_writer is not None:
             present.add(Capability.WRITER)
         if self.patient_lookup is not None:
             present.add(Capability.PATIENT_LOOKUP)
@@ -261,7 +301,7 @@ class Adapter:
     async def aclose(self) -> None:
         """Release connections; adapters with resources override by wrapping their ports."""
         seen: set[int] = set()
-        for port in (self.reader, self.writer, self.patient_lookup, self.consent):
+        for port in (self.reader, self.writer, self.calendar_writer, self.patient_lookup, self.consent):
             closer = getattr(port, "aclose", None)
             if closer is not None and id(port) not in seen:
                 seen.add(id(port))

@@ -37,6 +37,10 @@ class _AppointmentStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Appo
     """Rejected by the practice."""
     APPOINTMENT_STATE_RESCHEDULED: _AppointmentState.ValueType  # 6
     """Replaced by a rescheduled appointment; see `rescheduled_to`."""
+    APPOINTMENT_STATE_WRITING: _AppointmentState.ValueType  # 7
+    """Accepted and its time secured, but not yet written to the PVS (for example while the PVS is
+    unreachable); the gateway completes the write and the state becomes BOOKED.
+    """
 
 class AppointmentState(_AppointmentState, metaclass=_AppointmentStateEnumTypeWrapper):
     """Lifecycle of an appointment booked through otv."""
@@ -54,6 +58,10 @@ APPOINTMENT_STATE_REJECTED: AppointmentState.ValueType  # 5
 """Rejected by the practice."""
 APPOINTMENT_STATE_RESCHEDULED: AppointmentState.ValueType  # 6
 """Replaced by a rescheduled appointment; see `rescheduled_to`."""
+APPOINTMENT_STATE_WRITING: AppointmentState.ValueType  # 7
+"""Accepted and its time secured, but not yet written to the PVS (for example while the PVS is
+unreachable); the gateway completes the write and the state becomes BOOKED.
+"""
 Global___AppointmentState: _TypeAlias = AppointmentState  # noqa: Y015
 
 @_typing.final

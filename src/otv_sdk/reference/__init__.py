@@ -20,6 +20,7 @@ from otv_sdk.reference.database import Database
 from otv_sdk.reference.demo import DEMO_TIME_ZONE, seed_demo
 from otv_sdk.reference.patients import ReferencePatients
 from otv_sdk.reference.reader import ReferenceReader
+from otv_sdk.reference.writer import ReferenceCalendarWriter
 from otv_sdk.wallclock import zone
 
 __all__ = ["ReferenceSettings", "create_adapter"]
@@ -64,4 +65,10 @@ def create_adapter(practice_id: str, settings: Mapping[str, Any], *, base_dir: P
         database.run_sync(lambda conn: seed_demo(conn, anchor, config.display_name, config.time_zone))
     reader = ReferenceReader(database, SlotPolicy(grid_minutes=config.slot_grid_minutes))
     patients = ReferencePatients(database)
-    return Adapter(info=ADAPTER_INFO, reader=reader, patient_lookup=patients, consent=patients)
+    return Adapter(
+        info=ADAPTER_INFO,
+        reader=reader,
+        calendar_writer=ReferenceCalendarWriter(database, reader.availability),
+        patient_lookup=patients,
+        consent=patients,
+    )

@@ -166,6 +166,8 @@ CREATE TABLE IF NOT EXISTS lookup_requests (
 
 -- Everything that occupies a column: appointments (one row per column they occupy) and
 -- reservations (Reservierungen, no patient). Busy time is read from here.
+-- Online bookings carry the gateway's reference, the partner as source, a category (colour) and
+-- whether they had to be entered as an extra appointment (Zusatztermin).
 CREATE TABLE IF NOT EXISTS calendar_entries (
     id                  INTEGER PRIMARY KEY,
     column_id           TEXT NOT NULL REFERENCES columns (id),
@@ -173,6 +175,10 @@ CREATE TABLE IF NOT EXISTS calendar_entries (
     end_utc             INTEGER NOT NULL CHECK (end_utc > start_utc),
     kind                TEXT NOT NULL CHECK (kind IN ('appointment', 'reservation')),
     appointment_type_id TEXT REFERENCES appointment_types (id),
-    patient_id          TEXT REFERENCES patients (id)
+    patient_id          TEXT REFERENCES patients (id),
+    reference           TEXT UNIQUE,
+    source_partner      TEXT,
+    category            TEXT,
+    extra               INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS entries_by_column ON calendar_entries (column_id, start_utc);

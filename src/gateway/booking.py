@@ -1,0 +1,696 @@
+"""The booking desk: holds, bookings, cancellations and moves for one practice, never a double booking.
+
+The gateway, not the PVS, keeps what online booking needs beyond a calendar: holds with expiry,
+idempotency records, the booking mode, and **claims**: the calendar time it has promised (a valid
+hold, a booking being written, waiting for the practice, or booked through it). Claims live in
+the shared state store; taking one locks the column (`tx.lock`) and checks for overlap in the same
+transaction, so among any number of concurrent attempts on overlapping time, across any number of
+gateway processes, exactly one wins; the others get ABORTED. An expired hold's claim is simply
+ignored from its expiry on: nothing has to run for the slot to become free.
+
+Booking modes, per practice and appointment type (a PVS without a writer is always manual):
+- automatic: the appointment is written to the PVS at once (state WRITING, then BOOKED);
+- confirmation: it waits (PENDING_PRACTICE) until the practice accepts it, then is written, or
+  rejects it (REJECTED, time released);
+- manual: it waits in the practice inbox (PENDING_TRANSFER) until staff mark it transferred.
+
+Crash safety: the appointment record and its claim are committed before the PVS is written, and
+the PVS write is idempotent on the appointment id. A crash after the write but before the record
+says BOOKED leaves a WRITING record whose claim still blocks the time; `recover()` (run at start)
+and any retry complete the write, which the PVS recognises. So no confirmed booking is lost and
+no slot is ever both booked and free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from gateway.state_store import Row, StateStore, Tx
+from otv_sdk.availability import SlotPolicy
+from otv_sdk.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, OtvError
+from otv_sdk.models import (
+    Absence,
+    Appointment,
+    AppointmentState,
+    AppointmentType,
+    Calendar,
+    ColumnIntervals,
+    Hold,
+    Interval,
+    PracticeProfile,
+    Slot,
+)
+from otv_sdk.ports import (
+    Adapter,
+    AppointmentQuery,
+    CalendarEntry,
+    CallContext,
+    Page,
+    PageRequest,
+    ReaderPort,
+    SlotQuery,
+    SlotRequest,
+    WriterPort,
+)
+from otv_sdk.timeline import IntervalArray, concatenate, from_datetime, normalize, subtract, to_datetime, union
+from otv_sdk.wallclock import zone
+
+__all__ = ["BookingDesk", "BookingPolicy", "ClaimAwareReader", "PatientIds"]
+
+log = logging.getLogger("otv.gateway.booking")
+
+AUTOMATIC, CONFIRMATION, MANUAL = "automatic", "confirmation", "manual"
+# Open claims: the appointment states whose time the gateway still holds.
+_HOLDING = ("writing", "pending_practice", "pending_transfer", "booked")
+
+
+@dataclass(frozen=True, slots=True)
+class BookingPolicy:
+    default_mode: str = AUTOMATIC
+    modes: dict[str, str] = field(default_factory=dict)
+    hold: timedelta = timedelta(minutes=15)
+    cancellation_deadline: timedelta = timedelta(hours=24)
+    category: str = "online"
+
+    def mode_for(self, type_id: str, can_write: bool) -> str:
+        mode = self.modes.get(type_id, self.default_mode)
+        return mode if can_write else MANUAL
+
+
+class PatientIds:
+    """Translation between partner-scoped and PVS patient ids (see privacy.py), as the desk needs it.
+
+    `inward` raises NotFound naming `patient` for an id this partner was never given, and for a
+    patient who denied consent: a partner cannot book for someone invisible to it.
+    """
+
+    def __init__(
+        self,
+        inward: Callable[[CallContext, str], Awaitable[str]],
+        outward: Callable[[CallContext, str], str],
+    ) -> None:
+        self.inward = inward
+        self.outward = outward
+
+
+def _fingerprint(method: str, *parts: object) -> str:
+    return hashlib.sha256(json.dumps([method, *[str(p) for p in parts]]).encode()).hexdigest()
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}{secrets.token_hex(8)}"
+
+
+class BookingDesk(WriterPort):
+    """The WriterService of one practice, on top of its adapter's reader and calendar writer."""
+
+    def __init__(
+        self,
+        practice_id: str,
+        adapter: Adapter,
+        patients: PatientIds,
+        store: StateStore,
+        policy: BookingPolicy,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._practice = practice_id
+        self._adapter = adapter
+        self._patients = patients
+        self._store = store
+        self._policy = policy
+        self._clock = clock
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    # --- checks -------------------------------------------------------------------------------
+
+    async def _bookable(
+        self, ctx: CallContext, slot: SlotRequest, replacing: Row | None = None
+    ) -> tuple[AppointmentType, Interval]:
+        """The type and interval of a slot a partner may book now, or the error saying why not."""
+        reader = self._adapter.reader
+        calendar = await reader.list_calendars(ctx)
+        kind = next((t for t in calendar.appointment_types if t.id == slot.appointment_type_id), None)
+        if kind is None:
+            raise InvalidArgument.field("appointment_type", "is not an appointment type of this practice")
+        if slot.column_id not in calendar.column_ids():
+            raise InvalidArgument.field("column", "is not a column of this practice")
+        if slot.column_id not in kind.column_ids:
+            raise InvalidArgument.field("column", "does not offer this appointment type")
+        grid = reader.slot_policy().grid_minutes * 60
+        profile = await reader.get_practice(ctx)
+        start = from_datetime(slot.start)
+        offset = slot.start.astimezone(zone(profile.time_zone)).utcoffset()
+        assert offset is not None
+        if (start + int(offset.total_seconds())) % grid:
+            raise InvalidArgument.field("start_time", f"is not on the practice's {grid // 60}-minute slot grid")
+        now = self._now()
+        if start < now:
+            raise FailedPrecondition("the slot lies in the past")
+        if start < now + int(kind.min_lead.total_seconds()):
+            raise FailedPrecondition(f"the slot is sooner than the {kind.min_lead} notice this appointment type needs")
+        if kind.max_horizon is not None and start > now + int(kind.max_horizon.total_seconds()):
+            raise FailedPrecondition("the slot is beyond how far ahead this appointment type can be booked online")
+        interval = Interval(slot.start, slot.start + kind.duration)
+        probe = SlotQuery(
+            kind.id, Interval(slot.start, slot.start + timedelta(seconds=1)), (slot.column_id,), PageRequest(1)
+        )
+        offered = await self.find_slots(ctx, probe, ignore=replacing)
+        offered_here = any(s.start == slot.start for s in offered.items)
+        if not offered_here and (replacing is None or not await self._free_besides(ctx, kind, slot, replacing)):
+            raise FailedPrecondition("the slot is not free (booked, held, absent or reserved)")
+        return kind, interval
+
+    async def _free_besides(self, ctx: CallContext, kind: AppointmentType, slot: SlotRequest, old: Row) -> bool:
+        """A move onto time the moved appointment itself occupies: is it free once that is gone?"""
+        if old["column_id"] != slot.column_id:
+            return False
+        need = Interval(slot.start, slot.start + kind.duration + kind.buffer)
+        (free,) = await self._adapter.reader.get_free_time(ctx, need, [slot.column_id])
+        covered = union(free.intervals, IntervalArray.of([(old["start_s"], old["end_s"])]))
+        wanted = IntervalArray.of([(from_datetime(need.start), from_datetime(need.end))])
+        return len(subtract(wanted, covered)) == 0
+
+    async def _patient(self, ctx: CallContext, scoped: str) -> str:
+        return await self._patients.inward(ctx, scoped)
+
+    # --- store operations (run inside one transaction each) -----------------------------------
+
+    def _replay(self, tx: Tx, ctx: CallContext, method: str, fingerprint: str) -> str | None:
+        """The id a request with this request_id already produced, or None for a new request."""
+        if ctx.request_id is None:
+            return None
+        row = tx.one(
+            "SELECT method, fingerprint, result FROM requests WHERE partner = ? AND request_id = ?",
+            (ctx.partner_id, ctx.request_id),
+        )
+        if row is None:
+            return None
+        if row["method"] != method or row["fingerprint"] != fingerprint:
+            raise InvalidArgument.field("request_id", "was already used for a different request")
+        return str(row["result"])
+
+    def _remember(self, tx: Tx, ctx: CallContext, method: str, fingerprint: str, result: str) -> None:
+        if ctx.request_id is not None:
+            tx.execute(
+                "INSERT INTO requests (partner, request_id, method, fingerprint, result, create_s)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (ctx.partner_id, ctx.request_id, method, fingerprint, result, self._now()),
+            )
+
+    def _claim(
+        self, tx: Tx, column_id: str, start: int, end: int, owner: str, expire: int | None, besides: str | None = None
+    ) -> None:
+        tx.lock(f"{self._practice}/{column_id}")
+        now = self._now()
+        taken = tx.one(
+            "SELECT id FROM claims WHERE practice = ? AND column_id = ? AND start_s < ? AND end_s > ?"
+            " AND (expire_s IS NULL OR expire_s > ?) AND owner <> ?",
+            (self._practice, column_id, end, start, now, besides or ""),
+        )
+        if taken is not None:
+            raise Aborted("the slot was just taken or is held by someone else; choose another")
+        tx.execute(
+            "DELETE FROM claims WHERE practice = ? AND column_id = ? AND expire_s IS NOT NULL AND expire_s <= ?",
+            (self._practice, column_id, now),
+        )
+        tx.execute(
+            "INSERT INTO claims (id, practice, column_id, start_s, end_s, expire_s, owner)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (_new_id("c"), self._practice, column_id, start, end, expire, owner),
+        )
+
+    def _audit(self, tx: Tx, ctx: CallContext, action: str, subject: str, outcome: str = "ok") -> None:
+        tx.execute(
+            "INSERT INTO audit (id, at_s, partner, practice, action, subject, outcome) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (_new_id("e"), self._now(), ctx.partner_id, self._practice, action, subject, outcome),
+        )
+
+    def _own(self, tx: Tx, ctx: CallContext, table: str, record_id: str) -> Row:
+        row = tx.one(f"SELECT * FROM {table} WHERE id = ? AND practice = ?", (record_id, self._practice))
+        if row is None or row["partner"] != ctx.partner_id:
+            # Another partner's record answers exactly like one that does not exist.
+            raise NotFound.field("name", f"no such {table[:-1]}")
+        return row
+
+    def _insert_appointment(
+        self, tx: Tx, ctx: CallContext, appointment_id: str, slot: SlotRequest, interval: Interval, mode: str,
+        rescheduled_from: str | None = None,
+    ) -> None:  # fmt: skip
+        state = {AUTOMATIC: "writing", CONFIRMATION: "pending_practice", MANUAL: "pending_transfer"}[mode]
+        tx.execute(
+            "INSERT INTO appointments (id, practice, partner, column_id, type_id, start_s, end_s, patient, state,"
+            " mode, create_s, rescheduled_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                appointment_id,
+                self._practice,
+                ctx.partner_id,
+                slot.column_id,
+                slot.appointment_type_id,
+                from_datetime(interval.start),
+                from_datetime(interval.end),
+                slot.patient_id,
+                state,
+                mode,
+                self._now(),
+                rescheduled_from,
+            ),
+        )
+
+    # --- output -------------------------------------------------------------------------------
+
+    def _appointment(self, ctx: CallContext, row: Row) -> Appointment:
+        return Appointment(
+            id=row["id"],
+            column_id=row["column_id"],
+            appointment_type_id=row["type_id"],
+            interval=Interval(to_datetime(row["start_s"]), to_datetime(row["end_s"])),
+            patient_id=self._patients.outward(ctx, row["patient"]),
+            state=AppointmentState(row["state"]),
+            create_time=to_datetime(row["create_s"]),
+            etag=str(row["version"]),
+            extra=bool(row["extra"]),
+            cancel_time=to_datetime(row["cancel_s"]) if row["cancel_s"] is not None else None,
+            rescheduled_from=row["rescheduled_from"],
+            rescheduled_to=row["rescheduled_to"],
+        )
+
+    def _hold(self, ctx: CallContext, row: Row) -> Hold:
+        return Hold(
+            id=row["id"],
+            column_id=row["column_id"],
+            appointment_type_id=row["type_id"],
+            interval=Interval(to_datetime(row["start_s"]), to_datetime(row["end_s"])),
+            patient_id=self._patients.outward(ctx, row["patient"]),
+            expire_time=to_datetime(row["expire_s"]),
+        )
+
+    async def _load(self, ctx: CallContext, appointment_id: str) -> Appointment:
+        row = await self._store.run(lambda tx: self._own(tx, ctx, "appointments", appointment_id))
+        return self._appointment(ctx, row)
+
+    # --- writing to the PVS -------------------------------------------------------------------
+
+    async def _write(self, ctx: CallContext, appointment_id: str) -> None:
+        """Write a WRITING appointment to the PVS and record it BOOKED (idempotent; used by recovery)."""
+        row = await self._store.run(lambda tx: tx.one("SELECT * FROM appointments WHERE id = ?", (appointment_id,)))
+        if row is None or row["state"] != "writing":
+            return
+        writer = self._adapter.calendar_writer
+        if writer is None:
+            raise FailedPrecondition("this practice's PVS cannot be written to")
+        entry = CalendarEntry(
+            reference=appointment_id,
+            column_id=row["column_id"],
+            appointment_type_id=row["type_id"],
+            interval=Interval(to_datetime(row["start_s"]), to_datetime(row["end_s"])),
+            patient_id=row["patient"],
+            partner_id=row["partner"],
+            category=self._policy.category,
+        )
+        written = await writer.write_appointment(ctx, entry)
+        await self._store.run(
+            lambda tx: tx.execute(
+                "UPDATE appointments SET state = 'booked', pvs_id = ?, extra = ?, version = version + 1"
+                " WHERE id = ? AND state = 'writing'",
+                (written.pvs_id, int(written.extra), appointment_id),
+            )
+        )
+
+    async def recover(self, ctx: CallContext) -> int:
+        """Complete the PVS writes a crash interrupted; returns how many were completed."""
+        rows = await self._store.run(
+            lambda tx: tx.all("SELECT id FROM appointments WHERE practice = ? AND state = 'writing'", (self._practice,))
+        )
+        for row in rows:
+            await self._write(ctx, row["id"])
+        return len(rows)
+
+    async def _finish(self, ctx: CallContext, appointment_id: str) -> Appointment:
+        """After the record is committed: write now if automatic. A failed write leaves WRITING (retried)."""
+        try:
+            await self._write(ctx, appointment_id)
+        except OtvError as error:
+            log.warning("PVS write of %s deferred: %s", appointment_id, error.code.value)
+        return await self._load(ctx, appointment_id)
+
+    # --- WriterPort ---------------------------------------------------------------------------
+
+    async def hold_slot(self, ctx: CallContext, slot: SlotRequest) -> Hold:
+        slot = SlotRequest(
+            slot.appointment_type_id, slot.column_id, slot.start, await self._patient(ctx, slot.patient_id)
+        )
+        fingerprint = _fingerprint("hold", slot)
+        known = await self._store.run(lambda tx: self._replay(tx, ctx, "hold", fingerprint))
+        if known is None:
+            _, interval = await self._bookable(ctx, slot)
+
+            def work(tx: Tx) -> str:
+                again = self._replay(tx, ctx, "hold", fingerprint)
+                if again is not None:
+                    return again
+                hold_id = _new_id("h")
+                start, end = from_datetime(interval.start), from_datetime(interval.end)
+                expire = self._now() + int(self._policy.hold.total_seconds())
+                self._claim(tx, slot.column_id, start, end, hold_id, expire)
+                tx.execute(
+                    "INSERT INTO holds (id, practice, partner, column_id, type_id, start_s, end_s, patient, expire_s,"
+                    " state, create_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)",
+                    (hold_id, self._practice, ctx.partner_id, slot.column_id, slot.appointment_type_id, start, end,
+                     slot.patient_id, expire, self._now()),
+                )  # fmt: skip
+                self._remember(tx, ctx, "hold", fingerprint, hold_id)
+                self._audit(tx, ctx, "hold", hold_id)
+                return hold_id
+
+            known = await self._store.run(work)
+        row = await self._store.run(lambda tx: self._own(tx, ctx, "holds", known))
+        return self._hold(ctx, row)
+
+    async def confirm_hold(self, ctx: CallContext, hold_id: str) -> Appointment:
+        fingerprint = _fingerprint("confirm", hold_id)
+
+        def work(tx: Tx) -> str:
+            again = self._replay(tx, ctx, "confirm", fingerprint)
+            if again is not None:
+                return again
+            hold = self._own(tx, ctx, "holds", hold_id)
+            if hold["state"] != "active":
+                raise FailedPrecondition(f"the hold is already {hold['state']}")
+            if hold["expire_s"] <= self._now():
+                raise FailedPrecondition(f"the hold expired at {to_datetime(hold['expire_s']).isoformat()}")
+            appointment_id = _new_id("a")
+            type_mode = self._policy.mode_for(hold["type_id"], self._adapter.calendar_writer is not None)
+            slot = SlotRequest(hold["type_id"], hold["column_id"], to_datetime(hold["start_s"]), hold["patient"])
+            interval = Interval(to_datetime(hold["start_s"]), to_datetime(hold["end_s"]))
+            self._insert_appointment(tx, ctx, appointment_id, slot, interval, type_mode)
+            # The hold's claim becomes the appointment's: no gap in which the time is free.
+            tx.execute("UPDATE claims SET owner = ?, expire_s = NULL WHERE owner = ?", (appointment_id, hold_id))
+            tx.execute("UPDATE holds SET state = 'confirmed', appointment = ? WHERE id = ?", (appointment_id, hold_id))
+            self._remember(tx, ctx, "confirm", fingerprint, appointment_id)
+            self._audit(tx, ctx, "confirm", appointment_id)
+            return appointment_id
+
+        appointment_id = await self._store.run(work)
+        return await self._finish(ctx, appointment_id)
+
+    async def release_hold(self, ctx: CallContext, hold_id: str) -> None:
+        def work(tx: Tx) -> None:
+            hold = self._own(tx, ctx, "holds", hold_id)
+            if hold["state"] == "released":
+                return
+            if hold["state"] != "active":
+                raise FailedPrecondition(f"the hold is already {hold['state']}")
+            tx.execute("UPDATE holds SET state = 'released' WHERE id = ?", (hold_id,))
+            tx.execute("DELETE FROM claims WHERE owner = ?", (hold_id,))
+            self._audit(tx, ctx, "release", hold_id)
+
+        await self._store.run(work)
+
+    async def book_appointment(self, ctx: CallContext, slot: SlotRequest) -> Appointment:
+        slot = SlotRequest(
+            slot.appointment_type_id, slot.column_id, slot.start, await self._patient(ctx, slot.patient_id)
+        )
+        fingerprint = _fingerprint("book", slot)
+        known = await self._store.run(lambda tx: self._replay(tx, ctx, "book", fingerprint))
+        if known is not None:
+            return await self._finish(ctx, known)
+        _, interval = await self._bookable(ctx, slot)
+        mode = self._policy.mode_for(slot.appointment_type_id, self._adapter.calendar_writer is not None)
+
+        def work(tx: Tx) -> str:
+            again = self._replay(tx, ctx, "book", fingerprint)
+            if again is not None:
+                return again
+            appointment_id = _new_id("a")
+            start, end = from_datetime(interval.start), from_datetime(interval.end)
+            self._claim(tx, slot.column_id, start, end, appointment_id, None)
+            self._insert_appointment(tx, ctx, appointment_id, slot, interval, mode)
+            self._remember(tx, ctx, "book", fingerprint, appointment_id)
+            self._audit(tx, ctx, "book", appointment_id)
+            return appointment_id
+
+        appointment_id = await self._store.run(work)
+        return await self._finish(ctx, appointment_id)
+
+    def _check_change(self, row: Row, etag: str) -> None:
+        if etag and etag != str(row["version"]):
+            raise Aborted("the appointment changed since you read it; read it again (etag is stale)")
+        if row["state"] in ("cancelled", "rejected", "rescheduled"):
+            raise FailedPrecondition(f"the appointment is already {row['state']}")
+        if self._now() > row["start_s"] - int(self._policy.cancellation_deadline.total_seconds()):
+            hours = int(self._policy.cancellation_deadline.total_seconds() // 3600)
+            raise FailedPrecondition(f"online changes are possible until {hours} hours before the appointment")
+
+    async def cancel_appointment(self, ctx: CallContext, appointment_id: str, etag: str) -> Appointment:
+        fingerprint = _fingerprint("cancel", appointment_id, etag)
+        replayed = await self._store.run(lambda tx: self._replay(tx, ctx, "cancel", fingerprint))
+        if replayed is not None:
+            return await self._load(ctx, appointment_id)
+        row = await self._store.run(lambda tx: self._own(tx, ctx, "appointments", appointment_id))
+        self._check_change(row, etag)
+        writer = self._adapter.calendar_writer
+        if row["pvs_id"] is not None and writer is not None:
+            await writer.delete_appointment(ctx, row["pvs_id"])  # idempotent: a retry after a crash is safe
+
+        def work(tx: Tx) -> None:
+            again = self._replay(tx, ctx, "cancel", fingerprint)
+            if again is not None:
+                return
+            current = self._own(tx, ctx, "appointments", appointment_id)
+            self._check_change(current, etag)
+            tx.execute(
+                "UPDATE appointments SET state = 'cancelled', cancel_s = ?, version = version + 1 WHERE id = ?",
+                (self._now(), appointment_id),
+            )
+            tx.execute("DELETE FROM claims WHERE owner = ?", (appointment_id,))
+            self._remember(tx, ctx, "cancel", fingerprint, appointment_id)
+            self._audit(tx, ctx, "cancel", appointment_id)
+
+        await self._store.run(work)
+        return await self._load(ctx, appointment_id)
+
+    async def reschedule_appointment(
+        self, ctx: CallContext, appointment_id: str, etag: str, start: datetime, column_id: str | None
+    ) -> Appointment:
+        fingerprint = _fingerprint("reschedule", appointment_id, etag, start.isoformat(), column_id)
+        known = await self._store.run(lambda tx: self._replay(tx, ctx, "reschedule", fingerprint))
+        if known is not None:
+            return await self._finish(ctx, known)
+        old = await self._store.run(lambda tx: self._own(tx, ctx, "appointments", appointment_id))
+        self._check_change(old, etag)
+        slot = SlotRequest(old["type_id"], column_id or old["column_id"], start, old["patient"])
+        _, interval = await self._bookable(ctx, slot, replacing=old)
+        mode = self._policy.mode_for(slot.appointment_type_id, self._adapter.calendar_writer is not None)
+
+        def secure(tx: Tx) -> str:
+            again = self._replay(tx, ctx, "reschedule", fingerprint)
+            if again is not None:
+                return again
+            current = self._own(tx, ctx, "appointments", appointment_id)
+            self._check_change(current, etag)
+            new_id = _new_id("a")
+            lo, hi = from_datetime(interval.start), from_datetime(interval.end)
+            self._claim(tx, slot.column_id, lo, hi, new_id, None, besides=appointment_id)
+            self._insert_appointment(tx, ctx, new_id, slot, interval, mode, rescheduled_from=appointment_id)
+            self._remember(tx, ctx, "reschedule", fingerprint, new_id)
+            self._audit(tx, ctx, "reschedule", new_id)
+            return new_id
+
+        new_id = await self._store.run(secure)
+        moved = await self._finish(ctx, new_id)  # the new time is secured (and written) first ...
+        writer = self._adapter.calendar_writer
+        if old["pvs_id"] is not None and writer is not None:
+            await writer.delete_appointment(ctx, old["pvs_id"])  # ... then the old one is released
+
+        def release(tx: Tx) -> None:
+            tx.execute(
+                "UPDATE appointments SET state = 'rescheduled', rescheduled_to = ?, version = version + 1 WHERE id = ?",
+                (new_id, appointment_id),
+            )
+            tx.execute("DELETE FROM claims WHERE owner = ?", (appointment_id,))
+
+        await self._store.run(release)
+        return moved
+
+    async def get_appointment(self, ctx: CallContext, appointment_id: str) -> Appointment:
+        appointment = await self._load(ctx, appointment_id)
+        if appointment.state is AppointmentState.WRITING:
+            return await self._finish(ctx, appointment_id)
+        return appointment
+
+    async def list_appointments(self, ctx: CallContext, query: AppointmentQuery) -> Page[Appointment]:
+        after_start, after_id = _page_position(query.page.page_token)
+        lo = from_datetime(query.start) if query.start else -(2**62)
+        hi = from_datetime(query.end) if query.end else 2**62
+        states = "" if query.include_cancelled else " AND state NOT IN ('cancelled', 'rejected', 'rescheduled')"
+
+        def work(tx: Tx) -> list[Row]:
+            return tx.all(
+                "SELECT * FROM appointments WHERE practice = ? AND partner = ? AND start_s >= ? AND start_s < ?"
+                f"{states} AND (start_s > ? OR (start_s = ? AND id > ?)) ORDER BY start_s, id LIMIT ?",
+                (self._practice, ctx.partner_id, lo, hi, after_start, after_start, after_id, query.page.page_size + 1),
+            )
+
+        rows = await self._store.run(work)
+        items = [self._appointment(ctx, r) for r in rows[: query.page.page_size]]
+        more = len(rows) > query.page.page_size
+        token = f"{rows[query.page.page_size - 1]['start_s']}:{rows[query.page.page_size - 1]['id']}" if more else ""
+        return Page(items, token)
+
+    # --- what the practice does ---------------------------------------------------------------
+
+    async def pending(self) -> list[Row]:
+        """The practice inbox: bookings waiting for confirmation or manual transfer, oldest first."""
+        return await self._store.run(
+            lambda tx: tx.all(
+                "SELECT * FROM appointments WHERE practice = ? AND state IN ('pending_practice', 'pending_transfer')"
+                " ORDER BY create_s, id",
+                (self._practice,),
+            )
+        )
+
+    async def decide(self, ctx: CallContext, appointment_id: str, accept: bool) -> None:
+        """The practice confirms (then it is written) or rejects (then its time is released) a booking."""
+
+        def work(tx: Tx) -> None:
+            row = tx.one(
+                "SELECT state FROM appointments WHERE id = ? AND practice = ?", (appointment_id, self._practice)
+            )
+            if row is None or row["state"] != "pending_practice":
+                raise FailedPrecondition("the booking is not waiting for the practice's confirmation")
+            if accept:
+                tx.execute(
+                    "UPDATE appointments SET state = 'writing', version = version + 1 WHERE id = ?", (appointment_id,)
+                )
+            else:
+                tx.execute(
+                    "UPDATE appointments SET state = 'rejected', version = version + 1 WHERE id = ?", (appointment_id,)
+                )
+                tx.execute("DELETE FROM claims WHERE owner = ?", (appointment_id,))
+
+        await self._store.run(work)
+        if accept:
+            await self._write(ctx, appointment_id)
+
+    async def mark_transferred(self, appointment_id: str, pvs_id: str | None = None) -> None:
+        """Staff entered a manual-mode booking into the PVS by hand."""
+
+        def work(tx: Tx) -> None:
+            changed = tx.execute(
+                "UPDATE appointments SET state = 'booked', pvs_id = ?, version = version + 1"
+                " WHERE id = ? AND practice = ? AND state = 'pending_transfer'",
+                (pvs_id, appointment_id, self._practice),
+            )
+            if changed != 1:
+                raise FailedPrecondition("the booking is not waiting for a manual transfer")
+
+        await self._store.run(work)
+
+    # --- the availability partners see ----------------------------------------------------------
+
+    async def claimed(
+        self, column_ids: Sequence[str], lo: int, hi: int, ignore: str | None = None
+    ) -> dict[str, IntervalArray]:
+        """Time the gateway holds in [lo, hi) per column: valid holds and its own bookings."""
+        now = self._now()
+        rows = await self._store.run(
+            lambda tx: tx.all(
+                "SELECT column_id, start_s, end_s FROM claims WHERE practice = ? AND start_s < ? AND end_s > ?"
+                " AND (expire_s IS NULL OR expire_s > ?) AND owner <> ?",
+                (self._practice, hi, lo, now, ignore or ""),
+            )
+        )
+        claimed: dict[str, list[tuple[int, int]]] = {}
+        for row in rows:
+            if not column_ids or row["column_id"] in column_ids:
+                claimed.setdefault(row["column_id"], []).append((row["start_s"], row["end_s"]))
+        return {c: normalize(IntervalArray.of(v)) for c, v in claimed.items()}
+
+    async def get_free_time(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        free = await self._adapter.reader.get_free_time(ctx, window, column_ids)
+        claimed = await self.claimed(column_ids, from_datetime(window.start), from_datetime(window.end), None)
+        return [
+            ColumnIntervals(c.column_id, subtract(c.intervals, claimed[c.column_id])) if c.column_id in claimed else c
+            for c in free
+        ]
+
+    async def find_slots(self, ctx: CallContext, query: SlotQuery, ignore: Row | None = None) -> Page[Slot]:
+        page = await self._adapter.reader.find_slots(ctx, query)
+        if not page.items:
+            return page
+        lo = from_datetime(min(s.start for s in page.items))
+        hi = from_datetime(max(s.end for s in page.items))
+        claimed = await self.claimed(query.column_ids, lo, hi, ignore["id"] if ignore else None)
+        kept = [
+            s
+            for s in page.items
+            if s.column_id not in claimed
+            or len(claimed[s.column_id].window(from_datetime(s.start), from_datetime(s.end))) == 0
+        ]
+        return Page(kept, page.next_page_token)
+
+
+def _page_position(token: str) -> tuple[int, str]:
+    if not token:
+        return -(2**62), ""
+    start, _, last_id = token.partition(":")
+    try:
+        return int(start), last_id
+    except ValueError:
+        raise InvalidArgument.field("page_token", "is not a token this server issued") from None
+
+
+class ClaimAwareReader(ReaderPort):
+    """The practice's reader as partners see it: time the gateway has promised is not free."""
+
+    def __init__(self, inner: ReaderPort, desk: BookingDesk) -> None:
+        self._inner = inner
+        self._desk = desk
+
+    async def get_practice(self, ctx: CallContext) -> PracticeProfile:
+        return await self._inner.get_practice(ctx)
+
+    async def list_calendars(self, ctx: CallContext) -> Calendar:
+        return await self._inner.list_calendars(ctx)
+
+    async def list_working_hours(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        return await self._inner.list_working_hours(ctx, window, column_ids)
+
+    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
+        return await self._inner.list_absences(ctx, window, column_ids)
+
+    async def list_busy_times(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        busy = await self._inner.list_busy_times(ctx, window, column_ids)
+        claimed = await self._desk.claimed(column_ids, from_datetime(window.start), from_datetime(window.end))
+        return [
+            ColumnIntervals(c.column_id, concatenate(c.intervals, claimed[c.column_id]))
+            if c.column_id in claimed
+            else c
+            for c in busy
+        ]
+
+    def slot_policy(self) -> SlotPolicy:
+        return self._inner.slot_policy()
+
+    async def get_free_time(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        return await self._desk.get_free_time(ctx, window, column_ids)
+
+    async def find_slots(self, ctx: CallContext, query: SlotQuery) -> Page[Slot]:
+        return await self._desk.find_slots(ctx, query)

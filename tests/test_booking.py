@@ -1,0 +1,262 @@
+"""WriterService through a real gateway, on both state-store backends (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from booking_env import BookingEnv, booking_env, slot_request
+from patient_env import as_partner
+from store_backends import BACKENDS
+
+from otv_sdk.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from otv_sdk.models import AppointmentState
+from otv_sdk.ports import AppointmentQuery, CallContext, PageRequest, SlotRequest
+
+ALPHA, BETA = as_partner("alpha"), as_partner("beta")
+
+
+@pytest.fixture(params=BACKENDS)
+async def env(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    async with booking_env(str(request.param), tmp_path) as environment:
+        yield environment
+
+
+async def test_hold_blocks_the_slot_for_everyone_and_confirm_writes_it_to_the_pvs(env: BookingEnv) -> None:
+    alpha, beta = await env.patient("alpha"), await env.patient("beta")
+    slot = (await env.slots())[0]
+    hold = await env.client.hold_slot("demo", slot_request(slot, alpha), metadata=ALPHA)
+    assert hold.interval.start == slot.start
+    remaining = hold.expire_time - datetime.now(UTC)
+    assert timedelta(minutes=14) < remaining <= timedelta(minutes=15)
+    assert slot not in await env.slots()  # gone from every partner's offer
+    with pytest.raises((Aborted, FailedPrecondition)):
+        await env.client.hold_slot("demo", slot_request(slot, beta), metadata=BETA)
+    appointment = await env.client.confirm_hold("demo", hold.id, metadata=ALPHA)
+    assert appointment.state is AppointmentState.BOOKED
+    assert not appointment.extra
+    (entry,) = env.pvs_entries(appointment.id)
+    assert entry["source_partner"] == "alpha"
+    assert entry["category"] == "online"
+    assert entry["column_id"] == slot.column_id
+    assert slot not in await env.slots()
+
+
+async def test_an_expired_hold_frees_the_slot_by_itself(env: BookingEnv) -> None:
+    alpha, beta = await env.patient("alpha"), await env.patient("beta")
+    slot = (await env.slots())[0]
+    hold = await env.client.hold_slot("demo", slot_request(slot, alpha), metadata=ALPHA)
+    desk = await env.desk()
+    # Let the hold's time pass without waiting: move its expiry into the past, nothing else.
+    await desk._store.run(lambda tx: tx.execute("UPDATE claims SET expire_s = expire_s - 3600"))
+    await desk._store.run(lambda tx: tx.execute("UPDATE holds SET expire_s = expire_s - 3600"))
+    assert slot in await env.slots()
+    with pytest.raises(FailedPrecondition, match="expired"):
+        await env.client.confirm_hold("demo", hold.id, metadata=ALPHA)
+    taken = await env.client.hold_slot("demo", slot_request(slot, beta), metadata=BETA)
+    assert taken.interval.start == slot.start
+
+
+async def test_released_hold_gives_the_slot_back(env: BookingEnv) -> None:
+    alpha = await env.patient()
+    slot = (await env.slots())[0]
+    hold = await env.client.hold_slot("demo", slot_request(slot, alpha), metadata=ALPHA)
+    await env.client.release_hold("demo", hold.id, metadata=ALPHA)
+    assert slot in await env.slots()
+    with pytest.raises(FailedPrecondition):
+        await env.client.confirm_hold("demo", hold.id, metadata=ALPHA)
+
+
+async def test_booking_is_idempotent_per_request_id(env: BookingEnv) -> None:
+    alpha = await env.patient()
+    first, second = await env.disjoint_slots(2)
+    booked = await env.client.book_appointment("demo", slot_request(first, alpha), request_id="r-1", metadata=ALPHA)
+    again = await env.client.book_appointment("demo", slot_request(first, alpha), request_id="r-1", metadata=ALPHA)
+    assert again.id == booked.id
+    assert len(env.pvs_entries()) == 1
+    with pytest.raises(InvalidArgument) as caught:
+        await env.client.book_appointment("demo", slot_request(second, alpha), request_id="r-1", metadata=ALPHA)
+    assert [v.field for v in caught.value.violations] == ["request_id"]
+
+
+async def test_cancel_removes_it_from_the_pvs_and_lists_the_cancellation_date(env: BookingEnv) -> None:
+    alpha = await env.patient()
+    slot = (await env.slots())[0]
+    booked = await env.client.book_appointment("demo", slot_request(slot, alpha), metadata=ALPHA)
+    with pytest.raises(Aborted):
+        await env.client.cancel_appointment("demo", booked.id, "stale-etag", metadata=ALPHA)
+    cancelled = await env.client.cancel_appointment("demo", booked.id, booked.etag, metadata=ALPHA)
+    assert cancelled.state is AppointmentState.CANCELLED
+    assert cancelled.cancel_time is not None
+    assert env.pvs_entries() == []
+    assert slot in await env.slots()
+    listed = await env.client.list_appointments(
+        "demo", AppointmentQuery(PageRequest(10), include_cancelled=True), metadata=ALPHA
+    )
+    assert [(a.id, a.cancel_time) for a in listed.items] == [(booked.id, cancelled.cancel_time)]
+    active = await env.client.list_appointments("demo", AppointmentQuery(PageRequest(10)), metadata=ALPHA)
+    assert active.items == []
+
+
+async def test_reschedule_secures_the_new_time_then_releases_the_old(env: BookingEnv) -> None:
+    alpha = await env.patient()
+    first, second = await env.disjoint_slots(2)
+    booked = await env.client.book_appointment("demo", slot_request(first, alpha), metadata=ALPHA)
+    moved = await env.client.reschedule_appointment("demo", booked.id, booked.etag, second.start, metadata=ALPHA)
+    assert moved.state is AppointmentState.BOOKED
+    assert moved.rescheduled_from == booked.id
+    old = await env.client.get_appointment("demo", booked.id, metadata=ALPHA)
+    assert old.state is AppointmentState.RESCHEDULED
+    assert old.rescheduled_to == moved.id
+    assert [e["reference"] for e in env.pvs_entries()] == [moved.id]
+    assert first in await env.slots(count=20)
+
+
+async def test_a_move_by_a_few_minutes_may_overlap_its_own_old_time(env: BookingEnv) -> None:
+    alpha = await env.patient()
+    slots = await env.slots(count=40)
+    first = slots[0]
+    near = next(s for s in slots if timedelta(0) < s.start - first.start < timedelta(minutes=20))
+    booked = await env.client.book_appointment("demo", slot_request(first, alpha), metadata=ALPHA)
+    moved = await env.client.reschedule_appointment("demo", booked.id, booked.etag, near.start, metadata=ALPHA)
+    assert moved.interval.start == near.start
+
+
+async def test_other_partners_records_look_like_unknown_ones(env: BookingEnv) -> None:
+    alpha, beta = await env.patient("alpha"), await env.patient("beta")
+    first, second = await env.disjoint_slots(2)
+    hold = await env.client.hold_slot("demo", slot_request(first, alpha), metadata=ALPHA)
+    booked = await env.client.book_appointment("demo", slot_request(second, alpha), metadata=ALPHA)
+    for call in (
+        env.client.confirm_hold("demo", hold.id, metadata=BETA),
+        env.client.confirm_hold("demo", "hnosuchhold", metadata=ALPHA),
+        env.client.cancel_appointment("demo", booked.id, booked.etag, metadata=BETA),
+        env.client.get_appointment("demo", booked.id, metadata=BETA),
+        env.client.book_appointment("demo", slot_request(second, alpha), metadata=BETA),  # alpha's patient id
+    ):
+        with pytest.raises(NotFound):
+            await call
+    del beta
+
+
+async def test_bad_slots_get_a_clear_status_and_change_nothing(env: BookingEnv) -> None:
+    alpha = await env.patient()
+    slot = (await env.slots())[0]
+    cases = [
+        (
+            SlotRequest("kontrolle", slot.column_id, slot.start + timedelta(minutes=2), alpha),
+            InvalidArgument,
+            "start_time",
+        ),
+        (SlotRequest("pzr", "berg", slot.start, alpha), InvalidArgument, "column"),
+        (SlotRequest("nope", "berg", slot.start, alpha), InvalidArgument, "appointment_type"),
+        (SlotRequest("kontrolle", "berg", slot.start - timedelta(days=400), alpha), FailedPrecondition, None),
+        (SlotRequest("kontrolle", "berg", slot.start + timedelta(days=400), alpha), FailedPrecondition, None),
+    ]
+    for request, error, field in cases:
+        with pytest.raises(error) as caught:
+            await env.client.book_appointment("demo", request, metadata=ALPHA)
+        if field is not None:
+            assert [v.field for v in caught.value.violations] == [field]
+    booked = await env.client.book_appointment("demo", slot_request(slot, alpha), metadata=ALPHA)
+    with pytest.raises((FailedPrecondition, Aborted)):
+        await env.client.book_appointment("demo", slot_request(slot, alpha), metadata=ALPHA)
+    assert [e["reference"] for e in env.pvs_entries()] == [booked.id]
+
+
+async def test_concurrent_holds_on_one_slot_have_exactly_one_winner(env: BookingEnv) -> None:
+    patients = {p: await env.patient(p) for p in ("alpha", "beta", "gamma")}
+    slot = (await env.slots())[0]
+    attempts = [
+        env.client.hold_slot("demo", slot_request(slot, patients[p]), metadata=as_partner(p))
+        for p in ("alpha", "beta", "gamma")
+        for _ in range(10)
+    ]
+    results = await asyncio.gather(*attempts, return_exceptions=True)
+    winners = [r for r in results if not isinstance(r, BaseException)]
+    assert len(winners) == 1
+    assert all(isinstance(r, (Aborted, FailedPrecondition)) for r in results if isinstance(r, BaseException))
+
+
+async def test_cancellation_deadline(tmp_path: Path) -> None:
+    async with booking_env("sqlite", tmp_path, cancellation_deadline_hours=24 * 60) as env:
+        alpha = await env.patient()
+        booked = await env.client.book_appointment("demo", slot_request((await env.slots())[0], alpha), metadata=ALPHA)
+        with pytest.raises(FailedPrecondition, match="hours before"):
+            await env.client.cancel_appointment("demo", booked.id, booked.etag, metadata=ALPHA)
+        with pytest.raises(FailedPrecondition, match="hours before"):
+            await env.client.reschedule_appointment(
+                "demo", booked.id, booked.etag, booked.interval.start, metadata=ALPHA
+            )
+
+
+async def test_confirmation_mode_waits_for_the_practice(tmp_path: Path) -> None:
+    async with booking_env("sqlite", tmp_path, mode="confirmation") as env:
+        alpha = await env.patient()
+        first, second = await env.disjoint_slots(2)
+        pending = await env.client.book_appointment("demo", slot_request(first, alpha), metadata=ALPHA)
+        rejected = await env.client.book_appointment("demo", slot_request(second, alpha), metadata=ALPHA)
+        assert pending.state is AppointmentState.PENDING_PRACTICE
+        assert env.pvs_entries() == []
+        assert first not in await env.slots()
+        desk = await env.desk()
+        assert sorted(r["id"] for r in await desk.pending()) == sorted([pending.id, rejected.id])
+        await desk.decide(CallContext("practice"), pending.id, accept=True)
+        await desk.decide(CallContext("practice"), rejected.id, accept=False)
+        assert (await env.client.get_appointment("demo", pending.id, metadata=ALPHA)).state is AppointmentState.BOOKED
+        assert (
+            await env.client.get_appointment("demo", rejected.id, metadata=ALPHA)
+        ).state is AppointmentState.REJECTED
+        assert [e["reference"] for e in env.pvs_entries()] == [pending.id]
+        assert second in await env.slots()
+
+
+async def test_manual_mode_waits_in_the_inbox_until_transferred(tmp_path: Path) -> None:
+    async with booking_env("sqlite", tmp_path, mode="automatic", modes={"kontrolle": "manual"}) as env:
+        alpha = await env.patient()
+        slot = (await env.slots())[0]
+        waiting = await env.client.book_appointment("demo", slot_request(slot, alpha), metadata=ALPHA)
+        assert waiting.state is AppointmentState.PENDING_TRANSFER
+        desk = await env.desk()
+        (item,) = await desk.pending()
+        assert (item["column_id"], item["type_id"], item["start_s"]) == (
+            slot.column_id,
+            "kontrolle",
+            int(slot.start.timestamp()),
+        )
+        assert slot not in await env.slots()
+        await desk.mark_transferred(waiting.id, "pvs-42")
+        assert (await env.client.get_appointment("demo", waiting.id, metadata=ALPHA)).state is AppointmentState.BOOKED
+        with pytest.raises(FailedPrecondition):
+            await desk.mark_transferred(waiting.id)
+
+
+async def test_a_confirmed_hold_whose_time_was_taken_in_the_pvs_becomes_an_extra_appointment(tmp_path: Path) -> None:
+    async with booking_env("sqlite", tmp_path) as env:
+        alpha = await env.patient()
+        slot = (await env.slots())[0]
+        hold = await env.client.hold_slot("demo", slot_request(slot, alpha), metadata=ALPHA)
+        # Staff book the same time directly in the PVS while the patient confirms by link.
+        adapter = await env.gateway.router.resolve("demo", CallContext("test"), "parent")
+        engine = await adapter.reader._inner.availability.engine_for(CallContext("t"), slot_interval(slot))  # type: ignore[attr-defined]
+        start, end = int(slot.start.timestamp()), int(slot.end.timestamp())
+        import sqlite3
+
+        with sqlite3.connect(env.database_path) as conn:
+            conn.execute(
+                "INSERT INTO calendar_entries (column_id, start_utc, end_utc, kind) VALUES (?, ?, ?, 'appointment')",
+                (slot.column_id, start, end),
+            )
+        engine.add_busy(slot.column_id, start, end)
+        appointment = await env.client.confirm_hold("demo", hold.id, metadata=ALPHA)
+        assert appointment.state is AppointmentState.BOOKED
+        assert appointment.extra
+        assert env.pvs_entries(appointment.id)[0]["extra"] == 1
+
+
+def slot_interval(slot):  # type: ignore[no-untyped-def]
+    from otv_sdk.models import Interval
+
+    return Interval(slot.start, slot.end)
