@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from otv_sdk.errors import FailedPrecondition
 from otv_sdk.models import Absence, Calendar, ColumnIntervals, Interval, Patient, PracticeProfile
 from otv_sdk.ports import (
     Adapter,
+    CalendarEntry,
+    CalendarWriterPort,
     CallContext,
     MatchOutcome,
     Page,
@@ -18,6 +21,7 @@ from otv_sdk.ports import (
     PatientLookupPort,
     PatientQuery,
     ReaderPort,
+    WrittenEntry,
 )
 from otv_sdk.reference import create_adapter as create_reference
 from otv_sdk.reference.patients import ReferencePatients
@@ -142,3 +146,28 @@ def create_leaky(practice_id: str, settings: Mapping[str, Any], *, base_dir: Pat
         patient_lookup=LeakyPatients(reference.patient_lookup),
         consent=reference.consent,
     )
+
+
+class StallingWriter(CalendarWriterPort):
+    """Writes to the PVS, announces it in a file, then stalls: a test kills the process right there."""
+
+    def __init__(self, inner: CalendarWriterPort, marker: Path) -> None:
+        self.inner = inner
+        self.marker = marker
+
+    async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
+        written = await self.inner.write_appointment(ctx, entry)
+        self.marker.write_text(entry.reference)
+        await asyncio.sleep(60)
+        return written
+
+    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> None:
+        await self.inner.delete_appointment(ctx, pvs_id)
+
+
+def create_stalling(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter:
+    options = dict(settings)
+    marker = Path(options.pop("marker"))
+    reference = create_reference(practice_id, options, base_dir=base_dir)
+    assert reference.calendar_writer is not None
+    return dataclasses.replace(reference, calendar_writer=StallingWriter(reference.calendar_writer, marker))

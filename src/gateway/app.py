@@ -56,9 +56,11 @@ class Gateway:
         await self._otv.server.wait_for_termination()
 
 
-async def run_gateway(config: GatewayConfig, ready: asyncio.Event | None = None) -> None:
+async def run_gateway(
+    config: GatewayConfig, ready: asyncio.Event | None = None, identify: Identify = anonymous_identity
+) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully."""
-    gateway = await Gateway.start(config)
+    gateway = await Gateway.start(config, identify)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
