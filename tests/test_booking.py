@@ -42,6 +42,12 @@ async def test_hold_blocks_the_slot_for_everyone_and_confirm_writes_it_to_the_pv
     assert entry["category"] == "online"
     assert entry["column_id"] == slot.column_id
     assert slot not in await env.slots()
+    desk = await env.desk()
+    audit = await desk._store.run(
+        lambda tx: tx.all("SELECT partner, action, subject, at_s FROM audit ORDER BY at_s, action")
+    )
+    assert sorted((a["partner"], a["action"]) for a in audit) == [("alpha", "confirm"), ("alpha", "hold")]
+    assert {a["subject"] for a in audit} == {hold.id, appointment.id}
 
 
 async def test_an_expired_hold_frees_the_slot_by_itself(env: BookingEnv) -> None:
