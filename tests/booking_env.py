@@ -18,6 +18,7 @@ from store_backends import store_for
 from gateway.app import Gateway
 from gateway.booking import BookingDesk
 from gateway.config import parse_config
+from otv_sdk.adapter_server import AdapterServer, serve_adapters
 from otv_sdk.client import PartnerClient
 from otv_sdk.models import Interval, Slot
 from otv_sdk.ports import CallContext, PageRequest, PatientQuery, SlotQuery, SlotRequest
@@ -73,29 +74,36 @@ def slot_request(slot: Slot, patient: str, type_id: str = "kontrolle") -> SlotRe
 
 
 @asynccontextmanager
-async def booking_env(backend: str, tmp_path: Path, **booking: Any) -> AsyncIterator[BookingEnv]:
+async def booking_env(
+    backend: str, tmp_path: Path, transport: str = "in_process", **booking: Any
+) -> AsyncIterator[BookingEnv]:
+    """A writable reference practice behind a gateway: in-process, or behind an adapter server."""
     database = tmp_path / "pvs.sqlite"
     adapter = create_adapter("demo", reference_settings(database=str(database), demo_anchor=ANCHOR.isoformat()))
-    fake_adapters.SHARED["demo"] = adapter
+    remote: AdapterServer | None = None
+    if transport == "remote":
+        remote = await serve_adapters({"demo": adapter})
+        practice: dict[str, Any] = {"adapter": {"remote": {"address": f"127.0.0.1:{remote.port}"}}}
+    else:
+        fake_adapters.SHARED["demo"] = adapter
+        practice = {"adapter": {"plugin": "fake_adapters:shared"}}
     with store_for(backend, tmp_path) as (store, url):
         store.close()
-        config = parse_config(
-            {
-                "gateway": {
-                    "listen": "127.0.0.1:0",
-                    "shutdown_grace_seconds": 0,
-                    "secret_key": SECRET,
-                    "state_store": url,
-                },
-                "practices": {"demo": {"adapter": {"plugin": "fake_adapters:shared"}, "booking": booking}},
-            }
-        )
+        gateway_section = {
+            "listen": "127.0.0.1:0",
+            "shutdown_grace_seconds": 0,
+            "secret_key": SECRET,
+            "state_store": url,
+        }
+        config = parse_config({"gateway": gateway_section, "practices": {"demo": {**practice, "booking": booking}}})
         gateway = await Gateway.start(config, identify=header_identity)
         try:
             async with PartnerClient.connect(gateway.address) as client:
                 yield BookingEnv(gateway, client, database)
         finally:
             await gateway.stop(0)
+            if remote is not None:
+                await remote.stop(0)
             fake_adapters.SHARED.pop("demo", None)
 
 

@@ -74,7 +74,7 @@ async def test_deadline_reaches_the_adapter_and_a_slow_one_is_cut_off(transport:
             assert (await client.list_calendars(PRACTICE, timeout=5)).columns
     (remaining,) = fake_adapters.OBSERVED_REMAINING
     assert remaining is not None
-    assert 0 < remaining <= 0.5
+    assert 0 < remaining <= 0.51  # gRPC's propagated deadline may read a few microseconds above the client's
 
 
 async def test_unreachable_remote_adapter_is_unavailable() -> None:

@@ -18,9 +18,14 @@ from otv_sdk.ports import AppointmentQuery, CallContext, PageRequest, SlotReques
 ALPHA, BETA = as_partner("alpha"), as_partner("beta")
 
 
-@pytest.fixture(params=BACKENDS)
+# Every state-store backend with the adapter in-process, and the PVS behind an adapter server.
+SETUPS = [*((backend, "in_process") for backend in BACKENDS), ("sqlite", "remote")]
+
+
+@pytest.fixture(params=SETUPS, ids=["-".join(s) for s in SETUPS])
 async def env(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
-    async with booking_env(str(request.param), tmp_path) as environment:
+    backend, transport = request.param
+    async with booking_env(backend, tmp_path, transport) as environment:
         yield environment
 
 
@@ -186,8 +191,9 @@ async def test_concurrent_holds_on_one_slot_have_exactly_one_winner(env: Booking
     assert all(isinstance(r, (Aborted, FailedPrecondition)) for r in results if isinstance(r, BaseException))
 
 
-async def test_cancellation_deadline(tmp_path: Path) -> None:
-    async with booking_env("sqlite", tmp_path, cancellation_deadline_hours=24 * 60) as env:
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_cancellation_deadline(backend: str, tmp_path: Path) -> None:
+    async with booking_env(backend, tmp_path, cancellation_deadline_hours=24 * 60) as env:
         alpha = await env.patient()
         booked = await env.client.book_appointment("demo", slot_request((await env.slots())[0], alpha), metadata=ALPHA)
         with pytest.raises(FailedPrecondition, match="hours before"):
@@ -198,8 +204,9 @@ async def test_cancellation_deadline(tmp_path: Path) -> None:
             )
 
 
-async def test_confirmation_mode_waits_for_the_practice(tmp_path: Path) -> None:
-    async with booking_env("sqlite", tmp_path, mode="confirmation") as env:
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_confirmation_mode_waits_for_the_practice(backend: str, tmp_path: Path) -> None:
+    async with booking_env(backend, tmp_path, mode="confirmation") as env:
         alpha = await env.patient()
         first, second = await env.disjoint_slots(2)
         pending = await env.client.book_appointment("demo", slot_request(first, alpha), metadata=ALPHA)
@@ -219,8 +226,9 @@ async def test_confirmation_mode_waits_for_the_practice(tmp_path: Path) -> None:
         assert second in await env.slots()
 
 
-async def test_manual_mode_waits_in_the_inbox_until_transferred(tmp_path: Path) -> None:
-    async with booking_env("sqlite", tmp_path, mode="automatic", modes={"kontrolle": "manual"}) as env:
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_manual_mode_waits_in_the_inbox_until_transferred(backend: str, tmp_path: Path) -> None:
+    async with booking_env(backend, tmp_path, mode="automatic", modes={"kontrolle": "manual"}) as env:
         alpha = await env.patient()
         slot = (await env.slots())[0]
         waiting = await env.client.book_appointment("demo", slot_request(slot, alpha), metadata=ALPHA)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 from typing import TypeVar
 
 import grpc
@@ -25,6 +24,7 @@ from otv_sdk.client import Metadata, PartnerClient
 from otv_sdk.errors import (
     DeadlineExceeded,
     InternalError,
+    NotFound,
     OtvError,
     PermissionDenied,
     Unauthenticated,
@@ -32,14 +32,12 @@ from otv_sdk.errors import (
 )
 from otv_sdk.models import (
     Absence,
-    Appointment,
     Calendar,
     Capability,
     ColumnIntervals,
     Consent,
     ConsentEvidence,
     ConsentState,
-    Hold,
     Interval,
     Patient,
     PracticeProfile,
@@ -47,7 +45,8 @@ from otv_sdk.models import (
 )
 from otv_sdk.ports import (
     Adapter,
-    AppointmentQuery,
+    CalendarEntry,
+    CalendarWriterPort,
     CallContext,
     ConsentPort,
     MatchOutcome,
@@ -58,7 +57,7 @@ from otv_sdk.ports import (
     ReaderPort,
     SlotQuery,
     SlotRequest,
-    WriterPort,
+    WrittenEntry,
 )
 
 __all__ = ["RemoteAdapterSource"]
@@ -141,77 +140,42 @@ class _RemoteReader(ReaderPort):
         )
 
 
-class _RemoteWriter(WriterPort):
+class _RemoteCalendarWriter(CalendarWriterPort):
+    """Calendar writes on a remote PVS: BookAppointment with the reference as request id, and
+    CancelAppointment (see otv_sdk.calendar_writer_service)."""
+
     def __init__(self, link: _Link) -> None:
         self._link = link
 
-    async def hold_slot(self, ctx: CallContext, slot: SlotRequest) -> Hold:
-        return await self._link.call(
-            ctx,
-            lambda t, m: self._link.client.hold_slot(
-                self._link.practice, slot, request_id=ctx.request_id, timeout=t, metadata=m
-            ),
-        )
-
-    async def confirm_hold(self, ctx: CallContext, hold_id: str) -> Appointment:
-        return await self._link.call(
-            ctx,
-            lambda t, m: self._link.client.confirm_hold(
-                self._link.practice, hold_id, request_id=ctx.request_id, timeout=t, metadata=m
-            ),
-        )
-
-    async def release_hold(self, ctx: CallContext, hold_id: str) -> None:
-        await self._link.call(
-            ctx,
-            lambda t, m: self._link.client.release_hold(
-                self._link.practice, hold_id, request_id=ctx.request_id, timeout=t, metadata=m
-            ),
-        )
-
-    async def book_appointment(self, ctx: CallContext, slot: SlotRequest) -> Appointment:
-        return await self._link.call(
-            ctx,
+    async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
+        slot = SlotRequest(entry.appointment_type_id, entry.column_id, entry.interval.start, entry.patient_id)
+        as_partner = CallContext(partner_id=entry.partner_id, deadline=ctx.deadline, request_id=entry.reference)
+        appointment = await self._link.call(
+            as_partner,
             lambda t, m: self._link.client.book_appointment(
-                self._link.practice, slot, request_id=ctx.request_id, timeout=t, metadata=m
+                self._link.practice, slot, request_id=entry.reference, timeout=t, metadata=m
             ),
         )
+        return WrittenEntry(appointment.id, appointment.extra)
 
-    async def cancel_appointment(self, ctx: CallContext, appointment_id: str, etag: str) -> Appointment:
-        return await self._link.call(
-            ctx,
-            lambda t, m: self._link.client.cancel_appointment(
-                self._link.practice, appointment_id, etag, request_id=ctx.request_id, timeout=t, metadata=m
-            ),
-        )
-
-    async def reschedule_appointment(
-        self, ctx: CallContext, appointment_id: str, etag: str, start: datetime, column_id: str | None
-    ) -> Appointment:
-        return await self._link.call(
-            ctx,
-            lambda t, m: self._link.client.reschedule_appointment(
-                self._link.practice,
-                appointment_id,
-                etag,
-                start,
-                column_id,
-                request_id=ctx.request_id,
-                timeout=t,
-                metadata=m,
-            ),
-        )
-
-    async def get_appointment(self, ctx: CallContext, appointment_id: str) -> Appointment:
-        return await self._link.call(
-            ctx,
-            lambda t, m: self._link.client.get_appointment(self._link.practice, appointment_id, timeout=t, metadata=m),
-        )
-
-    async def list_appointments(self, ctx: CallContext, query: AppointmentQuery) -> Page[Appointment]:
-        return await self._link.call(
-            ctx,
-            lambda t, m: self._link.client.list_appointments(self._link.practice, query, timeout=t, metadata=m),
+    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> CalendarEntry | None:
+        try:
+            appointment = await self._link.call(
+                ctx,
+                lambda t, m: self._link.client.cancel_appointment(
+                    self._link.practice, pvs_id, "", request_id=f"delete-{pvs_id}", timeout=t, metadata=m
+                ),
+            )
+        except NotFound:
+            return None  # already gone: a retried delete
+        return CalendarEntry(
+            reference="",
+            column_id=appointment.column_id,
+            appointment_type_id=appointment.appointment_type_id,
+            interval=appointment.interval,
+            patient_id=appointment.patient_id,
+            partner_id=ctx.partner_id,
+            category="",
         )
 
 
@@ -300,7 +264,7 @@ class RemoteAdapterSource:
         return Adapter(
             info=practice.adapter,
             reader=_RemoteReader(link),
-            writer=_RemoteWriter(link) if Capability.WRITER in caps else None,
+            calendar_writer=_RemoteCalendarWriter(link) if Capability.WRITER in caps else None,
             patient_lookup=_RemotePatientLookup(link) if Capability.PATIENT_LOOKUP in caps else None,
             consent=_RemoteConsent(link) if Capability.CONSENT in caps else None,
             extra_capabilities=caps & {Capability.CHANGE_FEED},

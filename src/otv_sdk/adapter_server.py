@@ -8,10 +8,12 @@ TLS (pass `credentials`), so only the gateway can make such claims.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import grpc
 
+from otv_sdk.calendar_writer_service import CalendarWriterService
 from otv_sdk.errors import NotFound, Unauthenticated
 from otv_sdk.ports import Adapter, CallContext
 from otv_sdk.server import OtvServer, build_server
@@ -65,7 +67,14 @@ async def serve_adapters(
     credentials: grpc.ServerCredentials | None = None,
 ) -> AdapterServer:
     """Start serving `{practice_id: adapter}` on address."""
-    otv_server = build_server(_StaticResolver(adapters), _forwarded_identity)
+    # A PVS that can write serves the calendar-write part of WriterService to the gateway.
+    served = {
+        practice_id: adapter
+        if adapter.writer is not None or adapter.calendar_writer is None
+        else dataclasses.replace(adapter, writer=CalendarWriterService(adapter.reader, adapter.calendar_writer))
+        for practice_id, adapter in adapters.items()
+    }
+    otv_server = build_server(_StaticResolver(served), _forwarded_identity)
     if credentials is None:
         port = otv_server.server.add_insecure_port(address)
     else:

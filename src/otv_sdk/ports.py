@@ -249,8 +249,9 @@ class CalendarWriterPort(ABC):
         if it fits no regular slot, enter it as an extra appointment and say so."""
 
     @abstractmethod
-    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> None:
-        """Remove it from the calendar (regular or extra); removing one already gone is no error."""
+    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> CalendarEntry | None:
+        """Remove it from the calendar (regular or extra) and return what was removed; None if it
+        was already gone, which is no error (a retried delete)."""
 
 
 class PatientLookupPort(ABC):

@@ -10,9 +10,10 @@ from __future__ import annotations
 import sqlite3
 
 from otv_sdk.availability_service import EngineKeeper
+from otv_sdk.models import Interval
 from otv_sdk.ports import CalendarEntry, CalendarWriterPort, CallContext, WrittenEntry
 from otv_sdk.reference.database import Database
-from otv_sdk.timeline import from_datetime
+from otv_sdk.timeline import from_datetime, to_datetime
 
 __all__ = ["ReferenceCalendarWriter"]
 
@@ -56,18 +57,26 @@ class ReferenceCalendarWriter(CalendarWriterPort):
             engine.add_busy(entry.column_id, start, end)
         return written
 
-    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> None:
-        def work(conn: sqlite3.Connection) -> tuple[str, int, int] | None:
-            row = conn.execute("SELECT column_id, start_utc, end_utc FROM calendar_entries WHERE id = ?", (pvs_id,))
-            found = row.fetchone()
-            if found is None:
-                return None
-            conn.execute("DELETE FROM calendar_entries WHERE id = ?", (pvs_id,))
-            return found["column_id"], found["start_utc"], found["end_utc"]
+    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> CalendarEntry | None:
+        def work(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            query = conn.execute("SELECT * FROM calendar_entries WHERE id = ?", (pvs_id,))
+            found: sqlite3.Row | None = query.fetchone()
+            if found is not None:
+                conn.execute("DELETE FROM calendar_entries WHERE id = ?", (pvs_id,))
+            return found
 
         removed = await self._db.run(work)
+        if removed is None:
+            return None
         engine = self._availability.current
-        if removed is not None and engine is not None:
-            column_id, start, end = removed
-            if engine.covers(start, end):
-                engine.remove_busy(column_id, start, end)
+        if engine is not None and engine.covers(removed["start_utc"], removed["end_utc"]):
+            engine.remove_busy(removed["column_id"], removed["start_utc"], removed["end_utc"])
+        return CalendarEntry(
+            reference=removed["reference"] or "",
+            column_id=removed["column_id"],
+            appointment_type_id=removed["appointment_type_id"] or "",
+            interval=Interval(to_datetime(removed["start_utc"]), to_datetime(removed["end_utc"])),
+            patient_id=removed["patient_id"] or "",
+            partner_id=removed["source_partner"] or "",
+            category=removed["category"] or "",
+        )
