@@ -27,8 +27,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import grpc
 from scenario import COLUMNS, write_scenario
+from signed_partner import register, signed_channel
 
 from gateway.app import Gateway
 from gateway.config import parse_config
@@ -108,9 +108,8 @@ async def bench_grpc(database: Path, window: Interval, runs: int) -> dict[str, A
     )
     gateway = await Gateway.start(config)
     try:
-        async with grpc.aio.insecure_channel(
-            gateway.address, options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)]
-        ) as channel:
+        signer = register(gateway)
+        async with signed_channel(gateway, signer, **{"grpc.max_receive_message_length": 16 * 1024 * 1024}) as channel:
             stub = reader_service_pb2_grpc.ReaderServiceStub(channel)
             request = reader_service_pb2.GetFreeTimeRequest(
                 parent="practices/bench", window=cv.interval_to_proto(window)

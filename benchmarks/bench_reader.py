@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import grpc
+from signed_partner import register, signed_channel
 
 from gateway.app import Gateway
 from gateway.config import parse_config
@@ -73,7 +73,7 @@ async def measure(call: Callable[[], Awaitable[Any]], runs: int) -> tuple[list[f
 async def bench_transport(transport: str, runs: int, window: time_pb2.TimeInterval) -> list[dict[str, Any]]:
     parent = "practices/demo"
     rows = []
-    async with running_gateway(transport) as gateway, grpc.aio.insecure_channel(gateway.address) as channel:
+    async with running_gateway(transport) as gateway, signed_channel(gateway, register(gateway)) as channel:
         stub = reader_service_pb2_grpc.ReaderServiceStub(channel)
         cases: dict[str, Callable[[], Awaitable[Any]]] = {
             "grpc_list_calendars": partial(stub.ListCalendars, reader_service_pb2.ListCalendarsRequest(parent=parent)),

@@ -15,9 +15,11 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import GatewayConfig, parse_config
+from gateway.partners import PartnerRegistry
 from otv_sdk.adapter_server import AdapterServer, serve_adapters
-from otv_sdk.client import PartnerClient
+from otv_sdk.client import PartnerClient, signing_interceptors
 from otv_sdk.reference import create_adapter
+from otv_sdk.signing import Signer, generate_key_pair
 
 # A Monday one week before the spring daylight-saving switch (Sunday 2027-03-28), so the demo
 # data spans it. Fixed, so every run sees the same calendar.
@@ -31,6 +33,31 @@ def reference_settings(**overrides: Any) -> dict[str, Any]:
 
 # A fixed test secret, so partner-scoped ids are stable within and across test gateways.
 SECRET = "5e" * 48
+# The partner the shared fixtures call as, with a key made once per test run.
+PARTNER_ID = "test-partner"
+KEY_ID = "test-partner-1"
+PRIVATE_KEY, PUBLIC_KEY = generate_key_pair()
+AUDIENCE = "otv"
+
+
+def signer() -> Signer:
+    return Signer(KEY_ID, PRIVATE_KEY, AUDIENCE)
+
+
+def register_test_partner(gateway: Gateway) -> None:
+    """Register the test partner's key and grant it every service of every practice."""
+    registry = PartnerRegistry(gateway.router.store)
+    registry.add_partner(PARTNER_ID)
+    if KEY_ID not in {k.key_id for k in registry.list_keys()}:
+        registry.add_key(PARTNER_ID, KEY_ID, PUBLIC_KEY)
+    for practice_id in gateway.router.practice_ids:
+        registry.grant(PARTNER_ID, practice_id)
+
+
+async def start_signed(config: GatewayConfig) -> Gateway:
+    gateway = await Gateway.start(config)
+    register_test_partner(gateway)
+    return gateway
 
 
 def gateway_config(practices: dict[str, Any]) -> GatewayConfig:
@@ -59,13 +86,13 @@ async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[Gateway]:
     """A gateway serving practice 'demo' through the reference adapter, in either transport."""
     if request.param == "in_process":
         practices = {PRACTICE: {"adapter": {"plugin": "reference", "settings": reference_settings()}}}
-        started = await Gateway.start(gateway_config(practices))
+        started = await start_signed(gateway_config(practices))
         yield started
         await started.stop(0)
         return
     remote = await serve_adapters({PRACTICE: create_adapter(PRACTICE, reference_settings())})
     practices = {PRACTICE: {"adapter": {"remote": {"address": f"127.0.0.1:{remote.port}"}}}}
-    started = await Gateway.start(gateway_config(practices))
+    started = await start_signed(gateway_config(practices))
     yield started
     await started.stop(0)
     await remote.stop(0)
@@ -73,12 +100,12 @@ async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[Gateway]:
 
 @pytest.fixture
 async def client(gateway: Gateway) -> AsyncIterator[PartnerClient]:
-    async with PartnerClient.connect(gateway.address) as partner:
+    async with PartnerClient.connect(gateway.address, signer=signer()) as partner:
         yield partner
 
 
 @pytest.fixture
 async def channel(gateway: Gateway) -> AsyncIterator[grpc.aio.Channel]:
     """A raw channel, for requests the typed client would never build."""
-    async with grpc.aio.insecure_channel(gateway.address) as raw:
+    async with grpc.aio.insecure_channel(gateway.address, interceptors=signing_interceptors(signer())) as raw:
         yield raw

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import fake_adapters
 import pytest
-from conftest import PRACTICE, gateway_config, reference_settings
+from conftest import PRACTICE, gateway_config, reference_settings, signer, start_signed
 
 from gateway.app import Gateway
 from otv_sdk.adapter_server import serve_adapters
@@ -22,14 +22,14 @@ WINDOW = Interval(datetime(2027, 3, 22, tzinfo=UTC), datetime(2027, 3, 29, tzinf
 async def _start(transport: str, factory: str) -> AsyncIterator[Gateway]:
     if transport == "in_process":
         practices = {PRACTICE: {"adapter": {"plugin": f"fake_adapters:{factory}", "settings": reference_settings()}}}
-        gateway = await Gateway.start(gateway_config(practices))
+        gateway = await start_signed(gateway_config(practices))
         yield gateway
         await gateway.stop(0)
         return
     adapter = getattr(fake_adapters, factory)(PRACTICE, reference_settings())
     remote = await serve_adapters({PRACTICE: adapter})
     practices = {PRACTICE: {"adapter": {"remote": {"address": f"127.0.0.1:{remote.port}"}}}}
-    gateway = await Gateway.start(gateway_config(practices))
+    gateway = await start_signed(gateway_config(practices))
     yield gateway
     await gateway.stop(0)
     await remote.stop(0)
@@ -45,7 +45,7 @@ async def test_unexpected_exception_is_internal_without_personal_data(
 ) -> None:
     caplog.set_level(logging.INFO)
     async for gateway in _start(transport, "create_exploding"):
-        async with PartnerClient.connect(gateway.address) as client:
+        async with PartnerClient.connect(gateway.address, signer=signer()) as client:
             with pytest.raises(InternalError) as caught:
                 await client.list_busy_times(PRACTICE, WINDOW)
             assert "error id" in caught.value.message
@@ -59,7 +59,7 @@ async def test_unexpected_exception_is_internal_without_personal_data(
 
 async def test_typed_adapter_errors_pass_through_unchanged(transport: str) -> None:
     async for gateway in _start(transport, "create_refusing"):
-        async with PartnerClient.connect(gateway.address) as client:
+        async with PartnerClient.connect(gateway.address, signer=signer()) as client:
             with pytest.raises(FailedPrecondition, match="online absences"):
                 await client.list_absences(PRACTICE, WINDOW)
 
@@ -67,7 +67,7 @@ async def test_typed_adapter_errors_pass_through_unchanged(transport: str) -> No
 async def test_deadline_reaches_the_adapter_and_a_slow_one_is_cut_off(transport: str) -> None:
     fake_adapters.OBSERVED_REMAINING.clear()
     async for gateway in _start(transport, "create_slow"):
-        async with PartnerClient.connect(gateway.address) as client:
+        async with PartnerClient.connect(gateway.address, signer=signer()) as client:
             with pytest.raises(DeadlineExceeded):
                 await client.list_busy_times(PRACTICE, WINDOW, timeout=0.5)
             # The gateway stays responsive after the abandoned call.
@@ -83,9 +83,9 @@ async def test_unreachable_remote_adapter_is_unavailable() -> None:
     port = remote.port
     await remote.stop(0)
     practices = {PRACTICE: {"adapter": {"remote": {"address": f"127.0.0.1:{port}"}}}}
-    gateway = await Gateway.start(gateway_config(practices))
+    gateway = await start_signed(gateway_config(practices))
     try:
-        async with PartnerClient.connect(gateway.address) as client:
+        async with PartnerClient.connect(gateway.address, signer=signer()) as client:
             with pytest.raises(Unavailable, match="cannot be reached"):
                 await client.list_calendars(PRACTICE, timeout=5)
     finally:
@@ -95,9 +95,9 @@ async def test_unreachable_remote_adapter_is_unavailable() -> None:
 async def test_remote_that_does_not_serve_the_practice_is_a_gateway_fault() -> None:
     remote = await serve_adapters({"other": fake_adapters.create_refusing("other", reference_settings())})
     practices = {PRACTICE: {"adapter": {"remote": {"address": f"127.0.0.1:{remote.port}"}}}}
-    gateway = await Gateway.start(gateway_config(practices))
+    gateway = await start_signed(gateway_config(practices))
     try:
-        async with PartnerClient.connect(gateway.address) as client:
+        async with PartnerClient.connect(gateway.address, signer=signer()) as client:
             with pytest.raises(InternalError, match="does not serve the configured practice"):
                 await client.list_calendars(PRACTICE, timeout=5)
     finally:
@@ -108,9 +108,9 @@ async def test_remote_that_does_not_serve_the_practice_is_a_gateway_fault() -> N
 async def test_remote_practice_id_can_differ_from_the_gateway_id() -> None:
     remote = await serve_adapters({"praxis-7": fake_adapters.create_refusing("praxis-7", reference_settings())})
     practices = {"nord": {"adapter": {"remote": {"address": f"127.0.0.1:{remote.port}", "practice": "praxis-7"}}}}
-    gateway = await Gateway.start(gateway_config(practices))
+    gateway = await start_signed(gateway_config(practices))
     try:
-        async with PartnerClient.connect(gateway.address) as client:
+        async with PartnerClient.connect(gateway.address, signer=signer()) as client:
             busy = await client.list_busy_times("nord", WINDOW, ["berg"])
             assert busy[0].column_id == "berg"
             assert busy[0].intervals

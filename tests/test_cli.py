@@ -12,6 +12,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from otv_sdk.client import PartnerClient
+from otv_sdk.signing import load_key_file
 
 OTV = [sys.executable, "-m", "otv_cli.main"]
 
@@ -32,19 +33,28 @@ async def test_demo_serves_health_and_calls_then_stops_on_sigterm(tmp_path: Path
     )  # fmt: skip
     try:
         assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
-        match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
-        assert match, line
+        printed = ""
+        match = None
+        while match is None:
+            line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+            assert line, printed
+            printed += line
+            match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
+        assert "demo partner key" in printed
         address = match.group(1)
         async with grpc.aio.insecure_channel(address) as channel:
             health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
             assert health.status == health_pb2.HealthCheckResponse.SERVING
-        async with PartnerClient.connect(address) as client:
+        key = tmp_path / "demo-partner.key"
+        assert key.exists()
+        async with PartnerClient.connect(address, signer=load_key_file(key)) as client:
             assert len((await client.list_calendars("demo", timeout=5)).columns) == 3
-        code, out, err = await _run("client", "busy", "--target", address, "--days", "3")
+        code, out, err = await _run("client", "busy", "--target", address, "--days", "3", "--key", str(key))
         assert code == 0, err
         assert "column berg:" in out
-        code, out, err = await _run("client", "slots", "--target", address, "--type", "kontrolle", "--limit", "3")
+        code, out, err = await _run(
+            "client", "slots", "--target", address, "--type", "kontrolle", "--limit", "3", "--key", str(key)
+        )
         assert code == 0, err
         assert len([line for line in out.splitlines() if line.startswith(("berg: ", "weber: "))]) == 3
         process.send_signal(signal.SIGTERM)
@@ -72,3 +82,29 @@ async def test_client_reports_a_failed_call(tmp_path: Path) -> None:
     code, _out, err = await _run("client", "calendars", "--target", "127.0.0.1:9", timeout=60)
     assert code == 1
     assert "UNAVAILABLE" in err
+
+
+async def test_keys_and_partner_commands(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        '[gateway]\nstate_store = "sqlite:///state.sqlite"\n[practices.demo.adapter]\nplugin = "reference"\n'
+    )
+    key = tmp_path / "alpha.key"
+    code, out, err = await _run("keys", "generate", "--partner", "alpha", "--out", str(key))
+    assert code == 0, err
+    assert key.stat().st_mode & 0o777 == 0o600
+    key_id = load_key_file(key).key_id
+    assert key_id in out
+    code, _, err = await _run("partner", "add", "--config", str(config), "--id", "alpha", "--key-file", str(key),
+                              "--grant", "demo:reader,writer")  # fmt: skip
+    assert code == 0, err
+    code, out, _ = await _run("partner", "list", "--config", str(config))
+    assert f"key {key_id} of alpha\n" in out
+    assert "grant alpha -> demo: reader,writer" in out
+    code, _, err = await _run("partner", "revoke-key", "--config", str(config), "--key-id", key_id)
+    assert code == 0, err
+    code, out, _ = await _run("partner", "list", "--config", str(config))
+    assert f"key {key_id} of alpha (revoked)" in out
+    code, _, err = await _run("partner", "revoke-key", "--config", str(config), "--key-id", key_id)
+    assert code == 2
+    assert "no active key" in err

@@ -10,14 +10,26 @@ import asyncio
 import json
 from typing import Any
 
-from conftest import PRACTICE
+from conftest import PRACTICE, signer
+from google.protobuf import json_format, message_factory
 from test_contracts import ROOT, buf
 
 from gateway.app import Gateway
+from otv.v1 import reader_service_pb2
+
+
+def _signed_headers(method: str, body: dict[str, Any]) -> list[str]:
+    """What a partner in any language does: serialise the message, hash it, sign (docs/security.md)."""
+    service, name = method.split("/")
+    descriptor = reader_service_pb2.DESCRIPTOR.services_by_name[service.split(".")[-1]].methods_by_name[name]
+    message = json_format.ParseDict(body, message_factory.GetMessageClass(descriptor.input_type)())
+    headers = signer().headers(f"/{method}", message.SerializeToString())
+    return [argument for key, value in headers for argument in ("-H", f"{key}: {value}")]
 
 
 async def buf_curl(gateway: Gateway, method: str, body: dict[str, Any], *, schema: bool) -> tuple[int, str, str]:
     args = [buf(), "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--data", json.dumps(body)]
+    args += _signed_headers(method, body)
     if schema:
         args += ["--schema", str(ROOT / "proto")]
     args.append(f"http://{gateway.address}/{method}")

@@ -8,11 +8,10 @@ from datetime import datetime
 import fake_adapters
 import grpc
 import pytest
-from conftest import PRACTICE, gateway_config, reference_settings
+from conftest import PRACTICE, gateway_config, reference_settings, signer, start_signed
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.app import Gateway
-from otv_sdk.client import PartnerClient
+from otv_sdk.client import PartnerClient, signing_interceptors
 from otv_sdk.errors import Unavailable
 from otv_sdk.models import UTC, Interval
 
@@ -24,10 +23,10 @@ async def test_stop_drains_calls_in_flight(monkeypatch: pytest.MonkeyPatch) -> N
     entered = asyncio.Event()
     monkeypatch.setattr(fake_adapters, "ENTERED", entered)
     practices = {PRACTICE: {"adapter": {"plugin": "fake_adapters:create_slow", "settings": reference_settings()}}}
-    gateway = await Gateway.start(gateway_config(practices))
+    gateway = await start_signed(gateway_config(practices))
     async with (
-        PartnerClient.connect(gateway.address) as client,
-        grpc.aio.insecure_channel(gateway.address) as raw,
+        PartnerClient.connect(gateway.address, signer=signer()) as client,
+        grpc.aio.insecure_channel(gateway.address, interceptors=signing_interceptors(signer())) as raw,
     ):
         watch = health_pb2_grpc.HealthStub(raw).Watch(health_pb2.HealthCheckRequest(), timeout=10)
         first = await watch.read()

@@ -61,9 +61,9 @@ def reader(channel: grpc.aio.Channel) -> reader_service_pb2_grpc.ReaderServiceSt
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_unknown_practice_is_not_found_naming_parent(reader: Any) -> None:
+async def test_unknown_practice_is_permission_denied_like_an_ungranted_one(reader: Any) -> None:
     request = reader_service_pb2.ListBusyTimesRequest(parent="practices/nowhere", window=window())
-    assert await violation(reader.ListBusyTimes(request), grpc.StatusCode.NOT_FOUND) == ["parent"]
+    assert await violation(reader.ListBusyTimes(request), grpc.StatusCode.PERMISSION_DENIED) == []
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,9 @@ import asyncio
 import logging
 import signal
 
+from gateway.authentication import SignatureAuthenticator
 from gateway.config import GatewayConfig
-from gateway.identity import anonymous_identity
+from gateway.identity import signed_identity
 from gateway.routing import PracticeRouter, build_router
 from otv_sdk.server import OtvServer, build_server
 from otv_sdk.servicers import Identify
@@ -33,11 +34,20 @@ class Gateway:
         self.address = f"{config.gateway.listen.rpartition(':')[0]}:{port}"
 
     @classmethod
-    async def start(cls, config: GatewayConfig, identify: Identify = anonymous_identity) -> Gateway:
-        """`identify` attributes calls to partners; tests pass their own until signed calls exist."""
+    async def start(cls, config: GatewayConfig, identify: Identify | None = None) -> Gateway:
+        """Every call must be signed by a registered partner (see authentication.py).
+
+        `identify` replaces that with another way of naming the partner: for tests only.
+        """
         router = await build_router(config)
         try:
-            otv_server = build_server(router, identify)
+            if identify is None:
+                authenticator = SignatureAuthenticator(
+                    router.store, config.gateway.audience, config.gateway.max_clock_skew_seconds
+                )
+                otv_server = build_server(router, signed_identity, interceptors=[authenticator])
+            else:
+                otv_server = build_server(router, identify)
             port = otv_server.server.add_insecure_port(config.gateway.listen)
             await otv_server.server.start()
         except BaseException:
@@ -57,7 +67,7 @@ class Gateway:
 
 
 async def run_gateway(
-    config: GatewayConfig, ready: asyncio.Event | None = None, identify: Identify = anonymous_identity
+    config: GatewayConfig, ready: asyncio.Event | None = None, identify: Identify | None = None
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully."""
     gateway = await Gateway.start(config, identify)

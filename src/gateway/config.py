@@ -64,6 +64,8 @@ class GatewaySection(_Strict):
     secret_key_file: str = Field(
         "gateway-secret.key", description="file with the secret (created on first start); relative to the config"
     )
+    audience: str = Field("otv", min_length=1, max_length=200, description="this gateway's name in signatures")
+    max_clock_skew_seconds: int = Field(300, ge=10, le=3600, description="how old or new a signed call may be")
     state_store: str = Field(
         "sqlite:///gateway-state.sqlite",
         description="sqlite:///path (relative to the config) or postgresql://... for several gateways",

@@ -1,7 +1,6 @@
-"""Who is calling: attributes each call to a partner for the adapters' technical user.
+"""Who is calling: the partner whose signature the authentication interceptor verified.
 
-Until partner authentication lands (signed calls, issue #6) every call is attributed to the
-partner `anonymous`; the gateway therefore listens on loopback by default.
+The partner id is the technical user adapters act for, so the PVS can record who did what.
 """
 
 from __future__ import annotations
@@ -10,13 +9,16 @@ from typing import Any
 
 import grpc
 
+from gateway.authentication import VERIFIED
+from otv_sdk.errors import Unauthenticated
 from otv_sdk.ports import CallContext
 from otv_sdk.servicers import deadline_of
 
-__all__ = ["ANONYMOUS_PARTNER", "anonymous_identity"]
-
-ANONYMOUS_PARTNER = "anonymous"
+__all__ = ["signed_identity"]
 
 
-def anonymous_identity(context: grpc.aio.ServicerContext[Any, Any], request_id: str | None) -> CallContext:
-    return CallContext(partner_id=ANONYMOUS_PARTNER, deadline=deadline_of(context), request_id=request_id)
+def signed_identity(context: grpc.aio.ServicerContext[Any, Any], request_id: str | None) -> CallContext:
+    verified = VERIFIED.get()
+    if verified is None:  # only reachable if the interceptor was not installed
+        raise Unauthenticated("the call was not verified")
+    return CallContext(partner_id=verified.partner_id, deadline=deadline_of(context), request_id=request_id)

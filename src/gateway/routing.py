@@ -63,6 +63,12 @@ class PracticeRouter:
         self._guarded: dict[str, tuple[Adapter, Adapter]] = {}
 
     @property
+    def store(self) -> StateStore:
+        if self._store is None:
+            raise RuntimeError("this router has no state store")
+        return self._store
+
+    @property
     def practice_ids(self) -> list[str]:
         return sorted(self._sources)
 

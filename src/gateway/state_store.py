@@ -93,6 +93,31 @@ SCHEMA = [
         outcome TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS audit_by_time ON audit (practice, at_s)",
+    """CREATE TABLE IF NOT EXISTS partners (
+        id TEXT PRIMARY KEY,
+        display_name TEXT NOT NULL,
+        create_s BIGINT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS partner_keys (
+        key_id TEXT PRIMARY KEY,
+        partner TEXT NOT NULL REFERENCES partners (id),
+        public_key TEXT NOT NULL,
+        create_s BIGINT NOT NULL,
+        revoke_s BIGINT
+    )""",
+    """CREATE TABLE IF NOT EXISTS grants (
+        partner TEXT NOT NULL REFERENCES partners (id),
+        practice TEXT NOT NULL,
+        services TEXT NOT NULL,
+        PRIMARY KEY (partner, practice)
+    )""",
+    """CREATE TABLE IF NOT EXISTS nonces (
+        partner TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        expire_s BIGINT NOT NULL,
+        PRIMARY KEY (partner, nonce)
+    )""",
+    "CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expire_s)",
 ]
 
 

@@ -6,6 +6,10 @@ otv adapter serve --plugin reference --practice demo --listen 127.0.0.1:50061
 otv client calendars --practice demo      list the demo practice's calendars
 otv client busy --practice demo --days 7  busy times of the next 7 days
 otv client slots --practice demo --type kontrolle   the next bookable slots
+otv keys generate --partner alpha --out alpha.key   a partner's key pair (private key into the file)
+otv partner add --config gw.toml --id alpha --key-file alpha.key --grant demo
+otv partner list --config gw.toml
+otv partner revoke-key --config gw.toml --key-id alpha-20261121-1a2b
 """
 
 from __future__ import annotations
@@ -14,20 +18,25 @@ import argparse
 import asyncio
 import json
 import logging
+import secrets
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gateway.app import run_gateway
 from gateway.config import ConfigError, GatewayConfig, demo_config, load_config
+from gateway.partners import PartnerRegistry
 from gateway.plugins import load_factory
+from gateway.state_store import StateStore, open_store
 from otv_sdk.adapter_server import serve_adapters
 from otv_sdk.client import PartnerClient
 from otv_sdk.errors import OtvError
-from otv_sdk.models import UTC, Interval
+from otv_sdk.models import Interval
 from otv_sdk.ports import PageRequest, SlotQuery
+from otv_sdk.signing import generate_key_pair, load_key_file, public_key_of, save_key_file
 
+DEMO_KEY = Path("var/demo-partner.key")
 EXIT_CONFIG = 2
 EXIT_CALL_FAILED = 1
 
@@ -56,6 +65,27 @@ def _parser() -> argparse.ArgumentParser:
     adapter_serve.add_argument("--settings", default="{}", help="adapter settings as a JSON object")
     adapter_serve.add_argument("--listen", default="127.0.0.1:50061")
 
+    keys = commands.add_parser("keys", help="partner keys").add_subparsers(dest="action", required=True)
+    generate = keys.add_parser("generate", help="make an Ed25519 key pair for a partner")
+    generate.add_argument("--partner", required=True)
+    generate.add_argument("--out", type=Path, required=True, help="key file to write (private; mode 0600)")
+    generate.add_argument("--audience", default="otv", help="the gateway's audience name")
+
+    partner = commands.add_parser("partner", help="manage partners").add_subparsers(dest="action", required=True)
+    add = partner.add_parser("add", help="register a partner, or another key of one (rotation)")
+    add.add_argument("--config", type=Path, required=True)
+    add.add_argument("--id", required=True)
+    add.add_argument("--name", default="")
+    add.add_argument("--key-file", type=Path, help="take key id and public key from this key file")
+    add.add_argument("--key-id")
+    add.add_argument("--public-key")
+    add.add_argument("--grant", action="append", default=[], help="PRACTICE or PRACTICE:reader,writer,...")
+    listing = partner.add_parser("list", help="partners, keys and grants")
+    listing.add_argument("--config", type=Path, required=True)
+    revoke = partner.add_parser("revoke-key", help="refuse a key from now on")
+    revoke.add_argument("--config", type=Path, required=True)
+    revoke.add_argument("--key-id", required=True)
+
     client = commands.add_parser("client", help="call a gateway as a partner").add_subparsers(
         dest="action", required=True
     )
@@ -64,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--target", default="127.0.0.1:50051")
         sub.add_argument("--practice", default="demo")
         sub.add_argument("--days", type=int, default=7)
+        sub.add_argument("--key", type=Path, default=DEMO_KEY, help="key file to sign with (default: the demo's)")
         if name == "slots":
             sub.add_argument("--type", required=True, help="appointment type id, e.g. kontrolle")
             sub.add_argument("--limit", type=int, default=10)
@@ -90,7 +121,8 @@ async def _adapter_serve(plugin: str, practice: str, settings: str, listen: str)
 
 async def _client(args: argparse.Namespace) -> None:
     action, practice = args.action, args.practice
-    async with PartnerClient.connect(args.target) as client:
+    signer = load_key_file(args.key) if args.key.exists() else None
+    async with PartnerClient.connect(args.target, signer=signer) as client:
         if action == "calendars":
             calendar = await client.list_calendars(practice, timeout=10)
             for column in calendar.columns:
@@ -114,13 +146,82 @@ async def _client(args: argparse.Namespace) -> None:
                 print(f"  {interval.start.isoformat()} - {interval.end.isoformat()}")
 
 
+def _registry(config_path: Path) -> tuple[PartnerRegistry, StateStore]:
+    config = load_config(config_path)
+    store = open_store(config.gateway.state_store, config.base_dir)
+    return PartnerRegistry(store), store
+
+
+def _keys_generate(args: argparse.Namespace) -> None:
+    private, public = generate_key_pair()
+    key_id = f"{args.partner}-{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(2)}"
+    save_key_file(args.out, args.partner, key_id, private, args.audience)
+    print(f"key id:     {key_id}\npublic key: {public}\nprivate key written to {args.out} (keep it secret)")
+
+
+def _partner(args: argparse.Namespace) -> None:
+    registry, store = _registry(args.config)
+    try:
+        if args.action == "add":
+            registry.add_partner(args.id, args.name)
+            key_id, public_key = args.key_id, args.public_key
+            if args.key_file is not None:
+                key_id = load_key_file(args.key_file).key_id
+                public_key = public_key_of(json.loads(args.key_file.read_text())["private_key"])
+            if key_id and public_key:
+                registry.add_key(args.id, key_id, public_key)
+            for grant in args.grant:
+                practice, _, services = grant.partition(":")
+                registry.grant(args.id, practice, tuple(services.split(",")) if services else ("*",))
+            print(f"partner {args.id} registered")
+        elif args.action == "list":
+            for key in registry.list_keys():
+                print(f"key {key.key_id} of {key.partner}{' (revoked)' if key.revoked else ''}")
+            for partner_id, practice, services in registry.list_grants():
+                print(f"grant {partner_id} -> {practice}: {services}")
+        else:
+            registry.revoke_key(args.key_id)
+            print(f"key {args.key_id} revoked")
+    finally:
+        store.close()
+
+
+DEMO_PARTNER = "demo-partner"
+
+
+def _demo_partner(config: GatewayConfig, state_dir: Path) -> Path:
+    """The demo's partner with a key pair ready, so a newcomer's first call is signed."""
+    key_file = state_dir / "demo-partner.key"
+    store = open_store(config.gateway.state_store, config.base_dir)
+    try:
+        registry = PartnerRegistry(store)
+        registry.add_partner(DEMO_PARTNER, "Demo partner")
+        if not key_file.exists():
+            private, public = generate_key_pair()
+            key_id = f"{DEMO_PARTNER}-{secrets.token_hex(3)}"
+            registry.add_key(DEMO_PARTNER, key_id, public)
+            save_key_file(key_file, DEMO_PARTNER, key_id, private, config.gateway.audience)
+        for practice_id in config.practices:
+            registry.grant(DEMO_PARTNER, practice_id)
+    finally:
+        store.close()
+    return key_file
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "demo":
             args.state_dir.mkdir(parents=True, exist_ok=True)
-            asyncio.run(run_gateway(demo_config(args.state_dir.resolve(), args.listen)))
+            config = demo_config(args.state_dir.resolve(), args.listen)
+            key_file = _demo_partner(config, args.state_dir)
+            print(f"demo partner key: {key_file} (otv client ... signs with it)", flush=True)
+            asyncio.run(run_gateway(config))
+        elif args.command == "keys":
+            _keys_generate(args)
+        elif args.command == "partner":
+            _partner(args)
         elif args.command == "gateway":
             asyncio.run(run_gateway(_serve_config(load_config(args.config), args.listen)))
         elif args.command == "adapter":

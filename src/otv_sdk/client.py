@@ -10,6 +10,7 @@ written once.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -47,13 +48,49 @@ from otv_sdk.models import (
 )
 from otv_sdk.ports import AppointmentQuery, MatchOutcome, Page, PageRequest, PatientQuery, SlotQuery, SlotRequest
 from otv_sdk.resources import format_name
+from otv_sdk.signing import Signer
 from otv_sdk.status import error_from_rpc_error
 
-__all__ = ["Metadata", "PartnerClient"]
+__all__ = ["Metadata", "PartnerClient", "signing_interceptors"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 Metadata = Sequence[tuple[str, str]]
+
+
+class _Signing:
+    """Adds fresh signature headers to every call, so every attempt has its own nonce."""
+
+    def __init__(self, signer: Signer) -> None:
+        self._signer = signer
+
+    def _signed(self, details: grpc.aio.ClientCallDetails, request: Any) -> grpc.aio.ClientCallDetails:
+        method = details.method.decode() if isinstance(details.method, bytes) else details.method
+        metadata = grpc.aio.Metadata(
+            *(details.metadata or ()), *self._signer.headers(method, request.SerializeToString())
+        )
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+
+class _SignUnary(_Signing, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(self._signed(client_call_details, request), request)
+
+
+class _SignStream(_Signing, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(self._signed(client_call_details, request), request)
+
+
+def signing_interceptors(signer: Signer) -> list[grpc.aio.ClientInterceptor]:
+    """Interceptors that sign every call of a channel (grpc.aio wants one object per call type)."""
+    return [_SignUnary(signer), _SignStream(signer)]
+
+
+# Transient failures are retried: every request is safe to repeat (mutations carry a request_id).
+_RETRIES = (0.1, 0.4)
 
 
 class PartnerClient:
@@ -73,8 +110,14 @@ class PartnerClient:
         *,
         credentials: grpc.ChannelCredentials | None = None,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        signer: Signer | None = None,
     ) -> PartnerClient:
-        """Open a channel to target ("host:port"); plaintext unless credentials are given."""
+        """Open a channel to target ("host:port"); plaintext unless credentials are given.
+
+        With a `signer`, every call is signed (see otv_sdk.signing), as a gateway requires.
+        """
+        if signer is not None:
+            interceptors = [*signing_interceptors(signer), *interceptors]
         if credentials is None:
             channel = grpc.aio.insecure_channel(target, interceptors=list(interceptors))
         else:
@@ -100,10 +143,14 @@ class PartnerClient:
         timeout: float | None,
         metadata: Metadata | None,
     ) -> T:
-        try:
-            response = await method(request, timeout=timeout, metadata=metadata)
-        except grpc.aio.AioRpcError as error:
-            raise error_from_rpc_error(error) from None
+        for pause in (*_RETRIES, None):
+            try:
+                response = await method(request, timeout=timeout, metadata=metadata)
+                break
+            except grpc.aio.AioRpcError as error:
+                if error.code() is not grpc.StatusCode.UNAVAILABLE or pause is None:
+                    raise error_from_rpc_error(error) from None
+                await asyncio.sleep(pause)  # the same request again: same request_id, fresh signature
         try:
             return parse(response)
         except (OtvError, ValueError) as error:

@@ -1,0 +1,227 @@
+"""Signed calls and grants, checked for every call before anything else runs.
+
+A gRPC server interceptor sees only the method and metadata, not the request bytes the signature
+covers; so it wraps each handler: the new handler receives the raw bytes, verifies them, then
+deserialises and runs the real one. Verification order, each failure UNAUTHENTICATED:
+
+1. the x-otv-* headers are present and the scheme is otv-ed25519-v1;
+2. the timestamp is within the allowed clock skew (default 5 minutes);
+3. x-otv-content-sha256 is the SHA-256 of the exact request bytes;
+4. the key id is an active key of a registered partner (from the store: revocations count at once);
+5. the Ed25519 signature over the canonical string verifies;
+6. the nonce was not seen in the window (recorded in the shared store only after step 5, so nobody
+   can burn a partner's nonces).
+Then the grant: the partner may use this service of this practice, else PERMISSION_DENIED, the
+same for practices that do not exist. Steps 4-6 and the grant are one store transaction.
+
+Health checking and reflection stay open: load balancers and tools do not sign.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from gateway.state_store import StateStore, Tx
+from otv_sdk.resources import is_valid_practice_id
+from otv_sdk.signing import (
+    CONTENT_HEADER,
+    KEY_ID_HEADER,
+    NONCE_HEADER,
+    SCHEME,
+    SCHEME_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    canonical_string,
+    content_hash,
+    metadata_value,
+    public_key_bytes,
+    verify_signature,
+)
+
+__all__ = ["VERIFIED", "SignatureAuthenticator", "Verified"]
+
+_OPEN = ("/grpc.health.", "/grpc.reflection.")
+_SERVICES = {
+    "otv.v1.ReaderService": "reader",
+    "otv.v1.WriterService": "writer",
+    "otv.v1.PatientLookupService": "patient_lookup",
+    "otv.v1.ConsentService": "consent",
+}
+_CLEANUP_EVERY = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    partner_id: str
+    method: str
+
+
+# Set for the duration of a verified call; read by the gateway's Identify.
+VERIFIED: contextvars.ContextVar[Verified | None] = contextvars.ContextVar("otv_verified", default=None)
+
+
+class _Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _unauthenticated(message: str) -> _Refused:
+    return _Refused(grpc.StatusCode.UNAUTHENTICATED, message)
+
+
+def _practice_of(request: Any) -> str | None:
+    """The practice a request addresses, if its name or parent is well formed (else the handler says so)."""
+    name = getattr(request, "parent", "") or getattr(request, "name", "")
+    parts = name.split("/") if isinstance(name, str) else []
+    if len(parts) >= 2 and parts[0] == "practices" and is_valid_practice_id(parts[1]):
+        return parts[1]
+    return None
+
+
+class SignatureAuthenticator(grpc.aio.ServerInterceptor):
+    def __init__(
+        self, store: StateStore, audience: str, max_skew_seconds: int = 300, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._store = store
+        self._audience = audience
+        self._skew = max_skew_seconds
+        self._clock = clock
+        self._calls = 0
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method.startswith(_OPEN):
+            return handler
+        service = _SERVICES.get(method.split("/")[1] if method.count("/") >= 2 else "", "")
+        metadata = tuple(handler_call_details.invocation_metadata or ())
+        if handler.unary_unary is not None:
+            return self._unary(handler, method, service, metadata)
+        if handler.unary_stream is not None:
+            return self._stream(handler, method, service, metadata)
+        return handler  # the contract has no client-streaming methods
+
+    def _unary(
+        self, handler: Any, method: str, service: str, metadata: tuple[Any, ...]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        async def behavior(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            request, verified = await self._admit(handler, raw, method, service, metadata, context)
+            token = VERIFIED.set(verified)
+            try:
+                return await handler.unary_unary(request, context)
+            finally:
+                VERIFIED.reset(token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            behavior, request_deserializer=None, response_serializer=handler.response_serializer
+        )
+
+    def _stream(
+        self, handler: Any, method: str, service: str, metadata: tuple[Any, ...]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        async def behavior(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            request, verified = await self._admit(handler, raw, method, service, metadata, context)
+            token = VERIFIED.set(verified)
+            try:
+                async for item in handler.unary_stream(request, context):
+                    yield item
+            finally:
+                VERIFIED.reset(token)
+
+        return grpc.unary_stream_rpc_method_handler(
+            behavior, request_deserializer=None, response_serializer=handler.response_serializer
+        )
+
+    async def _admit(
+        self,
+        handler: Any,
+        raw: bytes,
+        method: str,
+        service: str,
+        metadata: tuple[Any, ...],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> tuple[Any, Verified]:
+        try:
+            request = handler.request_deserializer(raw) if handler.request_deserializer else raw
+        except DecodeError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message for this method")
+        try:
+            partner = await self._verify(raw, method, service, metadata, _practice_of(request))
+        except _Refused as refused:
+            await context.abort(refused.code, refused.message)
+        return request, Verified(partner, method)
+
+    async def _verify(
+        self, raw: bytes, method: str, service: str, metadata: tuple[Any, ...], practice: str | None
+    ) -> str:
+        values = {
+            name: metadata_value(metadata, name)
+            for name in (SCHEME_HEADER, KEY_ID_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, CONTENT_HEADER, SIGNATURE_HEADER)
+        }
+        missing = sorted(name for name, value in values.items() if not value)
+        if missing:
+            raise _unauthenticated(f"the call is not signed: missing {', '.join(missing)} (see docs/security.md)")
+        if values[SCHEME_HEADER] != SCHEME:
+            raise _unauthenticated(f"unsupported {SCHEME_HEADER}; this gateway accepts {SCHEME}")
+        timestamp = values[TIMESTAMP_HEADER] or ""
+        now = int(self._clock())
+        if not timestamp.isdigit() or abs(int(timestamp) - now) > self._skew:
+            raise _unauthenticated(
+                f"{TIMESTAMP_HEADER} is not within {self._skew} seconds of the gateway's clock; check your clock"
+            )
+        digest = content_hash(raw)
+        if values[CONTENT_HEADER] != digest:
+            raise _unauthenticated(f"{CONTENT_HEADER} does not match the request; hash the exact bytes you send")
+        key_id, nonce, signature = (
+            values[KEY_ID_HEADER] or "",
+            values[NONCE_HEADER] or "",
+            values[SIGNATURE_HEADER] or "",
+        )
+        if len(nonce) > 64 or len(key_id) > 128:
+            raise _unauthenticated("x-otv-nonce or x-otv-key-id is too long")
+        message = canonical_string(key_id, self._audience, method, timestamp, nonce, digest)
+        self._calls += 1
+        cleanup = self._calls % _CLEANUP_EVERY == 0
+
+        def work(tx: Tx) -> str:
+            key = tx.one("SELECT partner, public_key, revoke_s FROM partner_keys WHERE key_id = ?", (key_id,))
+            if key is None or key["revoke_s"] is not None:
+                raise _unauthenticated(f"{KEY_ID_HEADER} is not an active key of a registered partner")
+            if not verify_signature(public_key_bytes(key["public_key"]), message, signature):
+                raise _unauthenticated(
+                    "the signature does not verify: check the key, the audience, the method and the canonical string"
+                )
+            if cleanup:
+                tx.execute("DELETE FROM nonces WHERE expire_s < ?", (now - self._skew,))
+            fresh = tx.execute(
+                "INSERT INTO nonces (partner, nonce, expire_s) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (key["partner"], nonce, int(timestamp) + self._skew),
+            )
+            if fresh != 1:
+                raise _unauthenticated("this nonce was already used: sign every call, retries included, afresh")
+            if practice is not None:
+                grant = tx.one(
+                    "SELECT services FROM grants WHERE partner = ? AND practice = ?", (key["partner"], practice)
+                )
+                allowed = set((grant or {}).get("services", "").split(","))
+                if "*" not in allowed and service not in allowed:
+                    raise _Refused(
+                        grpc.StatusCode.PERMISSION_DENIED, "this partner may not use that service of that practice"
+                    )
+            partner: str = key["partner"]
+            return partner
+
+        return await self._store.run(work)
