@@ -11,8 +11,10 @@ import asyncio
 import logging
 import signal
 
+import grpc
+
 from gateway.authentication import SignatureAuthenticator
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, read_file
 from gateway.identity import signed_identity
 from gateway.routing import PracticeRouter, build_router
 from otv_sdk.server import OtvServer, build_server
@@ -48,7 +50,25 @@ class Gateway:
                 otv_server = build_server(router, signed_identity, interceptors=[authenticator])
             else:
                 otv_server = build_server(router, identify)
-            port = otv_server.server.add_insecure_port(config.gateway.listen)
+            tls = config.gateway.tls
+            if tls is None:
+                port = otv_server.server.add_insecure_port(config.gateway.listen)
+            else:
+                credentials = grpc.ssl_server_credentials(
+                    [
+                        (
+                            read_file(config, tls.key_file, "gateway.tls.key_file"),
+                            read_file(config, tls.cert_file, "gateway.tls.cert_file"),
+                        )
+                    ],
+                    root_certificates=(
+                        read_file(config, tls.client_ca_file, "gateway.tls.client_ca_file")
+                        if tls.client_ca_file
+                        else None
+                    ),
+                    require_client_auth=tls.client_ca_file is not None,
+                )
+                port = otv_server.server.add_secure_port(config.gateway.listen, credentials)
             await otv_server.server.start()
         except BaseException:
             await router.aclose()

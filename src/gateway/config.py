@@ -54,6 +54,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TlsServerConfig(_Strict):
+    """TLS on the gateway's port; with client_ca, mutual TLS: clients must show a certificate it signed."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
+
+
+class TlsClientConfig(_Strict):
+    """How the gateway reaches a remote adapter over (mutual) TLS."""
+
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
 class GatewaySection(_Strict):
     listen: Address = Field("127.0.0.1:50051", description="address the gateway listens on")
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=300)
@@ -64,6 +80,7 @@ class GatewaySection(_Strict):
     secret_key_file: str = Field(
         "gateway-secret.key", description="file with the secret (created on first start); relative to the config"
     )
+    tls: TlsServerConfig | None = None
     audience: str = Field("otv", min_length=1, max_length=200, description="this gateway's name in signatures")
     max_clock_skew_seconds: int = Field(300, ge=10, le=3600, description="how old or new a signed call may be")
     state_store: str = Field(
@@ -89,6 +106,7 @@ class RemoteAdapterConfig(_Strict):
     address: Address = Field(description="host:port of the vendor's adapter server")
     practice: str | None = Field(None, description="practice id on the adapter server; default: the same id")
     capability_cache_seconds: float = Field(60.0, ge=0)
+    tls: TlsClientConfig | None = None
 
 
 class AdapterConfig(_Strict):
@@ -170,6 +188,19 @@ def load_config(path: Path) -> GatewayConfig:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
     return parse_config(data, path.resolve().parent)
+
+
+def resolve_path(config: GatewayConfig, name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else (config.base_dir or Path.cwd()) / path
+
+
+def read_file(config: GatewayConfig, name: str, field: str) -> bytes:
+    """A file the configuration names (certificates, keys), or ConfigError naming the field."""
+    try:
+        return resolve_path(config, name).read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{field}: cannot read {name}: {error.strerror}") from None
 
 
 def load_secret(config: GatewayConfig) -> bytes:

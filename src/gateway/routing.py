@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Protocol
 
+import grpc
 from pydantic import ValidationError
 
 from gateway.booking import BookingDesk, BookingPolicy
-from gateway.config import ConfigError, GatewayConfig, load_secret
+from gateway.config import ConfigError, GatewayConfig, load_secret, read_file
 from gateway.patient_ids import PatientIdScope
 from gateway.plugins import load_factory
 from gateway.privacy import BookingFactory, protect
@@ -149,8 +150,21 @@ def _source(config: GatewayConfig, practice_id: str, where: str) -> AdapterSourc
     adapter_config = config.practices[practice_id].adapter
     if adapter_config.remote is not None:
         remote = adapter_config.remote
+        credentials = None
+        if remote.tls is not None:
+            tls = remote.tls
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=read_file(config, tls.ca_file, f"{where}.remote.tls.ca_file"),
+                private_key=read_file(config, tls.key_file, f"{where}.remote.tls.key_file") if tls.key_file else None,
+                certificate_chain=(
+                    read_file(config, tls.cert_file, f"{where}.remote.tls.cert_file") if tls.cert_file else None
+                ),
+            )
         return RemoteAdapterSource(
-            remote.address, remote.practice or practice_id, cache_seconds=remote.capability_cache_seconds
+            remote.address,
+            remote.practice or practice_id,
+            credentials=credentials,
+            cache_seconds=remote.capability_cache_seconds,
         )
     assert adapter_config.plugin is not None  # AdapterConfig guarantees one of the two
     try:

@@ -24,7 +24,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
+
 from gateway.app import run_gateway
+from gateway.certificates import init_dev_pki
 from gateway.config import ConfigError, GatewayConfig, demo_config, load_config
 from gateway.partners import PartnerRegistry
 from gateway.plugins import load_factory
@@ -64,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
     adapter_serve.add_argument("--practice", required=True)
     adapter_serve.add_argument("--settings", default="{}", help="adapter settings as a JSON object")
     adapter_serve.add_argument("--listen", default="127.0.0.1:50061")
+    adapter_serve.add_argument("--tls-cert", type=Path, help="serve over TLS with this certificate ...")
+    adapter_serve.add_argument("--tls-key", type=Path, help="... and key")
+    adapter_serve.add_argument("--client-ca", type=Path, help="require gateway certificates signed by this CA (mTLS)")
+
+    certs = commands.add_parser("certs", help="development certificates").add_subparsers(dest="action", required=True)
+    certs_init = certs.add_parser("init", help="a development CA, server and client certificates")
+    certs_init.add_argument("--dir", type=Path, default=Path("var/certs"))
+    certs_init.add_argument("--name", action="append", default=[], help="server DNS name (default localhost)")
 
     keys = commands.add_parser("keys", help="partner keys").add_subparsers(dest="action", required=True)
     generate = keys.add_parser("generate", help="make an Ed25519 key pair for a partner")
@@ -108,10 +119,18 @@ def _serve_config(config: GatewayConfig, listen: str | None) -> GatewayConfig:
     return config.model_copy(update={"gateway": gateway})
 
 
-async def _adapter_serve(plugin: str, practice: str, settings: str, listen: str) -> None:
-    factory = load_factory(plugin)
-    adapter = factory(practice, json.loads(settings), base_dir=Path.cwd())
-    server = await serve_adapters({practice: adapter}, listen)
+async def _adapter_serve(args: argparse.Namespace) -> None:
+    factory = load_factory(args.plugin)
+    adapter = factory(args.practice, json.loads(args.settings), base_dir=Path.cwd())
+    credentials = None
+    if args.tls_cert is not None and args.tls_key is not None:
+        credentials = grpc.ssl_server_credentials(
+            [(args.tls_key.read_bytes(), args.tls_cert.read_bytes())],
+            root_certificates=args.client_ca.read_bytes() if args.client_ca else None,
+            require_client_auth=args.client_ca is not None,
+        )
+    practice = args.practice
+    server = await serve_adapters({practice: adapter}, args.listen, credentials=credentials)
     print(f"otv adapter server for practice {practice!r} listening on port {server.port}", flush=True)
     try:
         await server.wait_for_termination()
@@ -218,6 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             key_file = _demo_partner(config, args.state_dir)
             print(f"demo partner key: {key_file} (otv client ... signs with it)", flush=True)
             asyncio.run(run_gateway(config))
+        elif args.command == "certs":
+            pki = init_dev_pki(args.dir, tuple(args.name) or ("localhost",))
+            print(
+                f"CA {pki.ca}\nserver {pki.server_cert} / {pki.server_key}\nclient {pki.client_cert} / {pki.client_key}"
+            )
         elif args.command == "keys":
             _keys_generate(args)
         elif args.command == "partner":
@@ -225,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "gateway":
             asyncio.run(run_gateway(_serve_config(load_config(args.config), args.listen)))
         elif args.command == "adapter":
-            asyncio.run(_adapter_serve(args.plugin, args.practice, args.settings, args.listen))
+            asyncio.run(_adapter_serve(args))
         else:
             asyncio.run(_client(args))
     except ConfigError as error:
