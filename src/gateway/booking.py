@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from gateway.encryption import FieldCipher
 from gateway.state_store import Row, StateStore, Tx
 from otv_sdk.availability import SlotPolicy
 from otv_sdk.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, OtvError
@@ -118,8 +119,10 @@ class BookingDesk(WriterPort):
         patients: PatientIds,
         store: StateStore,
         policy: BookingPolicy,
+        cipher: FieldCipher,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._cipher = cipher
         self._practice = practice_id
         self._adapter = adapter
         self._patients = patients
@@ -257,7 +260,7 @@ class BookingDesk(WriterPort):
                 slot.appointment_type_id,
                 from_datetime(interval.start),
                 from_datetime(interval.end),
-                slot.patient_id,
+                self._cipher.seal(slot.patient_id, "appointments.patient"),
                 state,
                 mode,
                 self._now(),
@@ -273,7 +276,7 @@ class BookingDesk(WriterPort):
             column_id=row["column_id"],
             appointment_type_id=row["type_id"],
             interval=Interval(to_datetime(row["start_s"]), to_datetime(row["end_s"])),
-            patient_id=self._patients.outward(ctx, row["patient"]),
+            patient_id=self._patients.outward(ctx, self._cipher.open(row["patient"], "appointments.patient")),
             state=AppointmentState(row["state"]),
             create_time=to_datetime(row["create_s"]),
             etag=str(row["version"]),
@@ -289,7 +292,7 @@ class BookingDesk(WriterPort):
             column_id=row["column_id"],
             appointment_type_id=row["type_id"],
             interval=Interval(to_datetime(row["start_s"]), to_datetime(row["end_s"])),
-            patient_id=self._patients.outward(ctx, row["patient"]),
+            patient_id=self._patients.outward(ctx, self._cipher.open(row["patient"], "holds.patient")),
             expire_time=to_datetime(row["expire_s"]),
         )
 
@@ -312,7 +315,7 @@ class BookingDesk(WriterPort):
             column_id=row["column_id"],
             appointment_type_id=row["type_id"],
             interval=Interval(to_datetime(row["start_s"]), to_datetime(row["end_s"])),
-            patient_id=row["patient"],
+            patient_id=self._cipher.open(row["patient"], "appointments.patient"),
             partner_id=row["partner"],
             category=self._policy.category,
         )
@@ -365,7 +368,7 @@ class BookingDesk(WriterPort):
                     "INSERT INTO holds (id, practice, partner, column_id, type_id, start_s, end_s, patient, expire_s,"
                     " state, create_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)",
                     (hold_id, self._practice, ctx.partner_id, slot.column_id, slot.appointment_type_id, start, end,
-                     slot.patient_id, expire, self._now()),
+                     self._cipher.seal(slot.patient_id, "holds.patient"), expire, self._now()),
                 )  # fmt: skip
                 self._remember(tx, ctx, "hold", fingerprint, hold_id)
                 self._audit(tx, ctx, "hold", hold_id)
@@ -389,7 +392,8 @@ class BookingDesk(WriterPort):
                 raise FailedPrecondition(f"the hold expired at {to_datetime(hold['expire_s']).isoformat()}")
             appointment_id = _new_id("a")
             type_mode = self._policy.mode_for(hold["type_id"], self._adapter.calendar_writer is not None)
-            slot = SlotRequest(hold["type_id"], hold["column_id"], to_datetime(hold["start_s"]), hold["patient"])
+            patient = self._cipher.open(hold["patient"], "holds.patient")
+            slot = SlotRequest(hold["type_id"], hold["column_id"], to_datetime(hold["start_s"]), patient)
             interval = Interval(to_datetime(hold["start_s"]), to_datetime(hold["end_s"]))
             self._insert_appointment(tx, ctx, appointment_id, slot, interval, type_mode)
             # The hold's claim becomes the appointment's: no gap in which the time is free.
@@ -487,7 +491,8 @@ class BookingDesk(WriterPort):
             return await self._finish(ctx, known)
         old = await self._store.run(lambda tx: self._own(tx, ctx, "appointments", appointment_id))
         self._check_change(old, etag)
-        slot = SlotRequest(old["type_id"], column_id or old["column_id"], start, old["patient"])
+        patient = self._cipher.open(old["patient"], "appointments.patient")
+        slot = SlotRequest(old["type_id"], column_id or old["column_id"], start, patient)
         _, interval = await self._bookable(ctx, slot, replacing=old)
         mode = self._policy.mode_for(slot.appointment_type_id, self._adapter.calendar_writer is not None)
 

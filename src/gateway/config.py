@@ -81,6 +81,10 @@ class GatewaySection(_Strict):
         "gateway-secret.key", description="file with the secret (created on first start); relative to the config"
     )
     tls: TlsServerConfig | None = None
+    encryption_keys: dict[str, str] = Field(
+        default_factory=dict, description="key id -> 32 bytes hex, for personal values at rest"
+    )
+    encryption_key: str | None = Field(None, description="the key id that seals new values")
     audience: str = Field("otv", min_length=1, max_length=200, description="this gateway's name in signatures")
     max_clock_skew_seconds: int = Field(300, ge=10, le=3600, description="how old or new a signed call may be")
     state_store: str = Field(
@@ -88,6 +92,17 @@ class GatewaySection(_Strict):
         description="sqlite:///path (relative to the config) or postgresql://... for several gateways",
         pattern="^(sqlite://|postgres(ql)?://)",
     )
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _keys_are_32_bytes(cls, value: dict[str, str]) -> dict[str, str]:
+        for key_id, key in value.items():
+            try:
+                if len(bytes.fromhex(key)) != 32:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"key {key_id!r} must be 32 bytes as 64 hex digits") from None
+        return value
 
     @field_validator("secret_key")
     @classmethod

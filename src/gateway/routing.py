@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from gateway.booking import BookingDesk, BookingPolicy
 from gateway.config import ConfigError, GatewayConfig, load_secret, read_file
+from gateway.encryption import FieldCipher, keys_from
 from gateway.patient_ids import PatientIdScope
 from gateway.plugins import load_factory
 from gateway.privacy import BookingFactory, protect
@@ -56,7 +57,9 @@ class PracticeRouter:
         scope: PatientIdScope,
         store: StateStore | None = None,
         policies: Mapping[str, BookingPolicy] | None = None,
+        cipher: FieldCipher | None = None,
     ) -> None:
+        self._cipher = cipher
         self._sources = dict(sources)
         self._scope = scope
         self._store = store
@@ -85,11 +88,11 @@ class PracticeRouter:
         return known[1]
 
     def _booking(self, practice_id: str) -> BookingFactory | None:
-        store = self._store
-        if store is None:
+        store, cipher = self._store, self._cipher
+        if store is None or cipher is None:
             return None
         policy = self._policies.get(practice_id, BookingPolicy())
-        return lambda adapter, patients: BookingDesk(practice_id, adapter, patients, store, policy)
+        return lambda adapter, patients: BookingDesk(practice_id, adapter, patients, store, policy, cipher)
 
     async def recover(self) -> None:
         """Finish PVS writes that a crash interrupted, practice by practice."""
@@ -119,7 +122,12 @@ def _describe_settings_error(prefix: str, error: Exception) -> str:
 
 async def build_router(config: GatewayConfig) -> PracticeRouter:
     """Create every practice's adapter source; raise ConfigError naming the field on failure."""
-    scope = PatientIdScope(load_secret(config))
+    secret = load_secret(config)
+    scope = PatientIdScope(secret)
+    try:
+        cipher = FieldCipher(*keys_from(config.gateway.encryption_keys, config.gateway.encryption_key, secret))
+    except ValueError as error:
+        raise ConfigError(f"gateway.encryption_keys: {error}") from None
     try:
         store = open_store(config.gateway.state_store, config.base_dir)
     except (ValueError, OSError) as error:
@@ -143,7 +151,7 @@ async def build_router(config: GatewayConfig) -> PracticeRouter:
     except BaseException:
         await PracticeRouter(sources, scope, store).aclose()  # release what was opened before the failure
         raise
-    return PracticeRouter(sources, scope, store, policies)
+    return PracticeRouter(sources, scope, store, policies, cipher)
 
 
 def _source(config: GatewayConfig, practice_id: str, where: str) -> AdapterSource:
