@@ -156,3 +156,32 @@ async def test_health_checks_need_no_signature(gateway: Gateway) -> None:
     async with grpc.aio.insecure_channel(gateway.address) as channel:
         response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_calls_on_personal_data_are_audited_without_personal_values(gateway: Gateway) -> None:
+    from otv.v1 import patient_lookup_service_pb2, patient_lookup_service_pb2_grpc, time_pb2
+
+    PartnerRegistry(gateway.router.store).grant(PARTNER_ID, "demo", ("reader", "patient_lookup"))
+    message = patient_lookup_service_pb2.FindOrCreatePatientRequest(
+        parent="practices/demo",
+        request_id="audit-1",
+        given_name="Erika",
+        family_name="Mustermann",
+        birth_date=time_pb2.Date(year=1964, month=8, day=12),
+    )
+    method = "/otv.v1.PatientLookupService/FindOrCreatePatient"
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        stub = patient_lookup_service_pb2_grpc.PatientLookupServiceStub(channel)
+        await stub.FindOrCreatePatient(message, metadata=signed(message, method=method), timeout=5)
+        bad = patient_lookup_service_pb2.FindOrCreatePatientRequest(parent="practices/demo", request_id="audit-2")
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.FindOrCreatePatient(bad, metadata=signed(bad, method=method), timeout=5)
+        await call(gateway, signed(request()))  # a reader call: no personal data, not audited
+    rows = gateway.router.store.run_sync(lambda tx: tx.all("SELECT * FROM audit ORDER BY at_s, outcome"))
+    assert sorted((r["partner"], r["practice"], r["action"], r["outcome"]) for r in rows) == [
+        (PARTNER_ID, "demo", method, "INVALID_ARGUMENT"),
+        (PARTNER_ID, "demo", method, "OK"),
+    ]
+    assert all(r["at_s"] > 0 for r in rows)
+    assert "Mustermann" not in repr(rows)
+    assert "Erika" not in repr(rows)

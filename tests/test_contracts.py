@@ -105,3 +105,34 @@ def test_every_enum_starts_with_unspecified() -> None:
                 seen += 1
                 assert enum.values_by_number[0].name.endswith("_UNSPECIFIED"), enum.full_name
     assert seen >= 8
+
+
+PERSONAL_MESSAGES = {"otv.v1.Patient", "otv.v1.Contact"}
+PERSONAL_FIELDS = {"given_name", "family_name", "birth_date", "contacts", "phone", "email", "note"}
+
+
+def _reachable(descriptor: Descriptor, seen: set[str]) -> set[str]:
+    if descriptor.full_name in seen:
+        return seen
+    seen.add(descriptor.full_name)
+    for field in descriptor.fields:
+        if field.message_type is not None:
+            _reachable(field.message_type, seen)
+    return seen
+
+
+def test_no_reader_response_can_carry_patient_data() -> None:
+    reader = reader_service_pb2.DESCRIPTOR.services_by_name["ReaderService"]
+    for method in reader.methods:
+        reachable = _reachable(method.output_type, set())
+        assert not reachable & PERSONAL_MESSAGES, method.name
+        pool = method.output_type.file.pool
+        for name in reachable:
+            fields = {f.name for f in pool.FindMessageTypeByName(name).fields}
+            assert not fields & PERSONAL_FIELDS, (method.name, name)
+
+
+def test_the_personal_data_walk_finds_patient_data_where_it_is() -> None:
+    lookup = patient_lookup_service_pb2.DESCRIPTOR.services_by_name["PatientLookupService"]
+    reachable = _reachable(lookup.methods_by_name["FindOrCreatePatient"].output_type, set())
+    assert PERSONAL_MESSAGES <= reachable

@@ -15,11 +15,15 @@ Then the grant: the partner may use this service of this practice, else PERMISSI
 same for practices that do not exist. Steps 4-6 and the grant are one store transaction.
 
 Health checking and reflection stay open: load balancers and tools do not sign.
+
+Every call to a service that reads or changes personal data (patient lookup, consent, writer) is
+recorded in the audit table: partner, time, practice, method and outcome, never a personal value.
 """
 
 from __future__ import annotations
 
 import contextvars
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -55,6 +59,8 @@ _SERVICES = {
     "otv.v1.ConsentService": "consent",
 }
 _CLEANUP_EVERY = 500
+# Services whose calls read or change personal data, and so are audited.
+_AUDITED = frozenset({"writer", "patient_lookup", "consent"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +126,17 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         async def behavior(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             request, verified = await self._admit(handler, raw, method, service, metadata, context)
             token = VERIFIED.set(verified)
+            outcome = "OK"
             try:
                 return await handler.unary_unary(request, context)
+            except BaseException:
+                code = context.code()
+                outcome = code.name if isinstance(code, grpc.StatusCode) else "ERROR"
+                raise
             finally:
                 VERIFIED.reset(token)
+                if service in _AUDITED:
+                    await self._audit(verified, _practice_of(request) or "", outcome)
 
         return grpc.unary_unary_rpc_method_handler(
             behavior, request_deserializer=None, response_serializer=handler.response_serializer
@@ -143,6 +156,16 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
 
         return grpc.unary_stream_rpc_method_handler(
             behavior, request_deserializer=None, response_serializer=handler.response_serializer
+        )
+
+    async def _audit(self, verified: Verified, practice: str, outcome: str) -> None:
+        entry = (secrets.token_hex(8), int(self._clock()), verified.partner_id, practice, verified.method, outcome)
+        await self._store.run(
+            lambda tx: tx.execute(
+                "INSERT INTO audit (id, at_s, partner, practice, action, subject, outcome)"
+                " VALUES (?, ?, ?, ?, ?, '', ?)",
+                entry,
+            )
         )
 
     async def _admit(
