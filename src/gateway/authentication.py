@@ -7,12 +7,14 @@ deserialises and runs the real one. Verification order, each failure UNAUTHENTIC
 1. the x-otv-* headers are present and the scheme is otv-ed25519-v1;
 2. the timestamp is within the allowed clock skew (default 5 minutes);
 3. x-otv-content-sha256 is the SHA-256 of the exact request bytes;
-4. the key id is an active key of a registered partner (from the store: revocations count at once);
+4. the key id is an active key of a registered partner;
 5. the Ed25519 signature over the canonical string verifies;
 6. the nonce was not seen in the window (recorded in the shared store only after step 5, so nobody
    can burn a partner's nonces).
 Then the grant: the partner may use this service of this practice, else PERMISSION_DENIED, the
-same for practices that do not exist. Steps 4-6 and the grant are one store transaction.
+same for practices that do not exist. The nonce, the key's validity and the grant are decided in
+one store transaction shared by all calls waiting at that moment (admissions.py), which re-reads
+keys and grants whenever any replica changed them: a revocation counts from the next batch on.
 
 Health checking and reflection stay open: load balancers and tools do not sign.
 
@@ -32,7 +34,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from gateway.state_store import StateStore, Tx
+from gateway.admissions import Admissions
+from gateway.state_store import StateStore
 from otv_sdk.resources import is_valid_practice_id
 from otv_sdk.signing import (
     CONTENT_HEADER,
@@ -45,8 +48,6 @@ from otv_sdk.signing import (
     canonical_string,
     content_hash,
     metadata_value,
-    public_key_bytes,
-    verify_signature,
 )
 
 __all__ = ["VERIFIED", "SignatureAuthenticator", "Verified"]
@@ -58,7 +59,6 @@ _SERVICES = {
     "otv.v1.PatientLookupService": "patient_lookup",
     "otv.v1.ConsentService": "consent",
 }
-_CLEANUP_EVERY = 500
 # Services whose calls read or change personal data, and so are audited.
 _AUDITED = frozenset({"writer", "patient_lookup", "consent"})
 
@@ -98,10 +98,11 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         self, store: StateStore, audience: str, max_skew_seconds: int = 300, clock: Callable[[], float] = time.time
     ) -> None:
         self._store = store
+        self._admissions = Admissions(store)
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
         self._audience = audience
         self._skew = max_skew_seconds
         self._clock = clock
-        self._calls = 0
 
     async def intercept_service(
         self,
@@ -112,19 +113,21 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or method.startswith(_OPEN):
             return handler
-        service = _SERVICES.get(method.split("/")[1] if method.count("/") >= 2 else "", "")
-        metadata = tuple(handler_call_details.invocation_metadata or ())
-        if handler.unary_unary is not None:
-            return self._unary(handler, method, service, metadata)
-        if handler.unary_stream is not None:
-            return self._stream(handler, method, service, metadata)
-        return handler  # the contract has no client-streaming methods
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:  # built once per method: the call's metadata comes from its context
+            service = _SERVICES.get(method.split("/")[1] if method.count("/") >= 2 else "", "")
+            if handler.unary_unary is not None:
+                wrapped = self._unary(handler, method, service)
+            elif handler.unary_stream is not None:
+                wrapped = self._stream(handler, method, service)
+            else:
+                return handler  # the contract has no client-streaming methods
+            self._wrapped[method] = wrapped
+        return wrapped
 
-    def _unary(
-        self, handler: Any, method: str, service: str, metadata: tuple[Any, ...]
-    ) -> grpc.RpcMethodHandler[Any, Any]:
+    def _unary(self, handler: Any, method: str, service: str) -> grpc.RpcMethodHandler[Any, Any]:
         async def behavior(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            request, verified = await self._admit(handler, raw, method, service, metadata, context)
+            request, verified = await self._admit(handler, raw, method, service, context)
             token = VERIFIED.set(verified)
             outcome = "OK"
             try:
@@ -142,11 +145,9 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
             behavior, request_deserializer=None, response_serializer=handler.response_serializer
         )
 
-    def _stream(
-        self, handler: Any, method: str, service: str, metadata: tuple[Any, ...]
-    ) -> grpc.RpcMethodHandler[Any, Any]:
+    def _stream(self, handler: Any, method: str, service: str) -> grpc.RpcMethodHandler[Any, Any]:
         async def behavior(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            request, verified = await self._admit(handler, raw, method, service, metadata, context)
+            request, verified = await self._admit(handler, raw, method, service, context)
             token = VERIFIED.set(verified)
             try:
                 async for item in handler.unary_stream(request, context):
@@ -169,14 +170,9 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         )
 
     async def _admit(
-        self,
-        handler: Any,
-        raw: bytes,
-        method: str,
-        service: str,
-        metadata: tuple[Any, ...],
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, handler: Any, raw: bytes, method: str, service: str, context: grpc.aio.ServicerContext[Any, Any]
     ) -> tuple[Any, Verified]:
+        metadata = tuple(context.invocation_metadata() or ())
         try:
             request = handler.request_deserializer(raw) if handler.request_deserializer else raw
         except DecodeError:
@@ -216,35 +212,18 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         if len(nonce) > 64 or len(key_id) > 128:
             raise _unauthenticated("x-otv-nonce or x-otv-key-id is too long")
         message = canonical_string(key_id, self._audience, method, timestamp, nonce, digest)
-        self._calls += 1
-        cleanup = self._calls % _CLEANUP_EVERY == 0
-
-        def work(tx: Tx) -> str:
-            key = tx.one("SELECT partner, public_key, revoke_s FROM partner_keys WHERE key_id = ?", (key_id,))
-            if key is None or key["revoke_s"] is not None:
-                raise _unauthenticated(f"{KEY_ID_HEADER} is not an active key of a registered partner")
-            if not verify_signature(public_key_bytes(key["public_key"]), message, signature):
-                raise _unauthenticated(
-                    "the signature does not verify: check the key, the audience, the method and the canonical string"
-                )
-            if cleanup:
-                tx.execute("DELETE FROM nonces WHERE expire_s < ?", (now - self._skew,))
-            fresh = tx.execute(
-                "INSERT INTO nonces (partner, nonce, expire_s) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                (key["partner"], nonce, int(timestamp) + self._skew),
+        # Signature, key, nonce and grant are decided together for all waiting calls (admissions.py).
+        decision = await self._admissions.admit(
+            key_id, message, signature, nonce, int(timestamp) + self._skew, practice, service
+        )
+        if decision.outcome == "key":
+            raise _unauthenticated(f"{KEY_ID_HEADER} is not an active key of a registered partner")
+        if decision.outcome == "signature":
+            raise _unauthenticated(
+                "the signature does not verify: check the key, the audience, the method and the canonical string"
             )
-            if fresh != 1:
-                raise _unauthenticated("this nonce was already used: sign every call, retries included, afresh")
-            if practice is not None:
-                grant = tx.one(
-                    "SELECT services FROM grants WHERE partner = ? AND practice = ?", (key["partner"], practice)
-                )
-                allowed = set((grant or {}).get("services", "").split(","))
-                if "*" not in allowed and service not in allowed:
-                    raise _Refused(
-                        grpc.StatusCode.PERMISSION_DENIED, "this partner may not use that service of that practice"
-                    )
-            partner: str = key["partner"]
-            return partner
-
-        return await self._store.run(work)
+        if decision.outcome == "replay":
+            raise _unauthenticated("this nonce was already used: sign every call, retries included, afresh")
+        if decision.outcome == "denied":
+            raise _Refused(grpc.StatusCode.PERMISSION_DENIED, "this partner may not use that service of that practice")
+        return decision.partner

@@ -14,7 +14,7 @@ from gateway.state_store import StateStore, Tx
 from otv_sdk.resources import is_valid_practice_id
 from otv_sdk.signing import public_key_bytes
 
-__all__ = ["SERVICES", "PartnerKey", "PartnerRegistry"]
+__all__ = ["SERVICES", "PartnerKey", "PartnerRegistry", "bump_version"]
 
 # What a grant may name; "*" means all of them.
 SERVICES = ("reader", "writer", "patient_lookup", "consent")
@@ -28,6 +28,14 @@ class PartnerKey:
     revoked: bool
 
 
+def bump_version(tx: Tx) -> None:
+    """Tell every gateway that keys or grants changed."""
+    tx.execute(
+        "INSERT INTO registry_version (id, version) VALUES (1, 1)"
+        " ON CONFLICT (id) DO UPDATE SET version = registry_version.version + 1"
+    )
+
+
 class PartnerRegistry:
     def __init__(self, store: StateStore) -> None:
         self._store = store
@@ -35,12 +43,15 @@ class PartnerRegistry:
     def add_partner(self, partner_id: str, display_name: str = "") -> None:
         if not partner_id or len(partner_id) > 64 or not partner_id.replace("-", "").replace("_", "").isalnum():
             raise ValueError("partner ids are 1-64 letters, digits, '-' or '_'")
-        self._store.run_sync(
-            lambda tx: tx.execute(
+
+        def work(tx: Tx) -> None:
+            tx.execute(
                 "INSERT INTO partners (id, display_name, create_s) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 (partner_id, display_name or partner_id, int(time.time())),
             )
-        )
+            bump_version(tx)
+
+        self._store.run_sync(work)
 
     def add_key(self, partner_id: str, key_id: str, public_key: str) -> None:
         public_key_bytes(public_key)  # refuse anything that is not an Ed25519 public key
@@ -54,16 +65,19 @@ class PartnerRegistry:
                 "INSERT INTO partner_keys (key_id, partner, public_key, create_s) VALUES (?, ?, ?, ?)",
                 (key_id, partner_id, public_key, int(time.time())),
             )
+            bump_version(tx)
 
         self._store.run_sync(work)
 
     def revoke_key(self, key_id: str) -> None:
-        changed = self._store.run_sync(
-            lambda tx: tx.execute(
+        def work(tx: Tx) -> int:
+            changed = tx.execute(
                 "UPDATE partner_keys SET revoke_s = ? WHERE key_id = ? AND revoke_s IS NULL", (int(time.time()), key_id)
             )
-        )
-        if changed != 1:
+            bump_version(tx)
+            return changed
+
+        if self._store.run_sync(work) != 1:
             raise ValueError(f"no active key {key_id!r}")
 
     def grant(self, partner_id: str, practice_id: str, services: tuple[str, ...] = ("*",)) -> None:
@@ -72,18 +86,23 @@ class PartnerRegistry:
         unknown = [s for s in services if s != "*" and s not in SERVICES]
         if unknown:
             raise ValueError(f"unknown services {unknown}; choose from {', '.join(SERVICES)} or *")
-        self._store.run_sync(
-            lambda tx: tx.execute(
+
+        def work(tx: Tx) -> None:
+            tx.execute(
                 "INSERT INTO grants (partner, practice, services) VALUES (?, ?, ?)"
                 " ON CONFLICT (partner, practice) DO UPDATE SET services = excluded.services",
                 (partner_id, practice_id, ",".join(services)),
             )
-        )
+            bump_version(tx)
+
+        self._store.run_sync(work)
 
     def revoke_grant(self, partner_id: str, practice_id: str) -> None:
-        self._store.run_sync(
-            lambda tx: tx.execute("DELETE FROM grants WHERE partner = ? AND practice = ?", (partner_id, practice_id))
-        )
+        def work(tx: Tx) -> None:
+            tx.execute("DELETE FROM grants WHERE partner = ? AND practice = ?", (partner_id, practice_id))
+            bump_version(tx)
+
+        self._store.run_sync(work)
 
     def list_keys(self) -> list[PartnerKey]:
         rows = self._store.run_sync(

@@ -118,6 +118,11 @@ SCHEMA = [
         PRIMARY KEY (partner, nonce)
     )""",
     "CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expire_s)",
+    # Bumped by every change to partners, keys or grants, so every gateway notices it on its next check.
+    """CREATE TABLE IF NOT EXISTS registry_version (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version BIGINT NOT NULL
+    )""",
 ]
 
 

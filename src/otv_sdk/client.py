@@ -85,7 +85,10 @@ class _SignStream(_Signing, grpc.aio.UnaryStreamClientInterceptor):
 
 
 def signing_interceptors(signer: Signer) -> list[grpc.aio.ClientInterceptor]:
-    """Interceptors that sign every call of a channel (grpc.aio wants one object per call type)."""
+    """Interceptors that sign every call of a raw channel (grpc.aio wants one object per call type).
+
+    `PartnerClient` signs its requests itself, which is markedly cheaper than aio interceptors.
+    """
     return [_SignUnary(signer), _SignStream(signer)]
 
 
@@ -96,12 +99,24 @@ _RETRIES = (0.1, 0.4)
 class PartnerClient:
     """Async client for the four otv services on one channel."""
 
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    def __init__(self, channel: grpc.aio.Channel, signer: Signer | None = None) -> None:
         self._channel = channel
+        self._signer = signer
         self._reader = reader_service_pb2_grpc.ReaderServiceStub(channel)
         self._writer = writer_service_pb2_grpc.WriterServiceStub(channel)
         self._patients = patient_lookup_service_pb2_grpc.PatientLookupServiceStub(channel)
         self._consent = consent_service_pb2_grpc.ConsentServiceStub(channel)
+        # Full method names for signing, by stub method (grpc does not expose them on the callables).
+        self._methods: dict[int, str] = {}
+        for stub, file in (
+            (self._reader, reader_service_pb2),
+            (self._writer, writer_service_pb2),
+            (self._patients, patient_lookup_service_pb2),
+            (self._consent, consent_service_pb2),
+        ):
+            (service,) = file.DESCRIPTOR.services_by_name.values()
+            for method in service.methods:
+                self._methods[id(getattr(stub, method.name))] = f"/{service.full_name}/{method.name}"
 
     @classmethod
     def connect(
@@ -116,13 +131,11 @@ class PartnerClient:
 
         With a `signer`, every call is signed (see otv_sdk.signing), as a gateway requires.
         """
-        if signer is not None:
-            interceptors = [*signing_interceptors(signer), *interceptors]
         if credentials is None:
             channel = grpc.aio.insecure_channel(target, interceptors=list(interceptors))
         else:
             channel = grpc.aio.secure_channel(target, credentials, interceptors=list(interceptors))
-        return cls(channel)
+        return cls(channel, signer)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -143,9 +156,13 @@ class PartnerClient:
         timeout: float | None,
         metadata: Metadata | None,
     ) -> T:
+        body = request.SerializeToString() if self._signer is not None else b""
         for pause in (*_RETRIES, None):
+            attempt = metadata
+            if self._signer is not None:  # every attempt gets a fresh nonce and signature
+                attempt = [*(metadata or ()), *self._signer.headers(self._methods[id(method)], body)]
             try:
-                response = await method(request, timeout=timeout, metadata=metadata)
+                response = await method(request, timeout=timeout, metadata=attempt)
                 break
             except grpc.aio.AioRpcError as error:
                 if error.code() is not grpc.StatusCode.UNAVAILABLE or pause is None:
