@@ -135,7 +135,9 @@ class Admissions:
                 )
                 for ok, item in zip(verified, batch, strict=True)
             ]
-        return self._store.run_sync(functools.partial(self._decide, batch=batch, verified=verified))
+        # Not durable: a seen nonce lost in a machine crash only reopens replay for calls signed in
+        # the moments before it, within the timestamp window (docs/security.md).
+        return self._store.run_sync(functools.partial(self._decide, batch=batch, verified=verified), durable=False)
 
     def _decide(self, tx: Tx, *, batch: list[_Waiting], verified: list[bool]) -> list[Decision]:
         self._refresh(tx)

@@ -17,6 +17,7 @@ the placeholders.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -141,11 +142,15 @@ class Tx(Protocol):
 
 
 class StateStore(ABC):
-    @abstractmethod
-    def run_sync(self, work: Callable[[Tx], T]) -> T: ...
+    """`durable=False` commits without waiting for the disk: the transaction survives a crash of
+    the gateway process, but may be lost if the machine itself goes down right after. Only for
+    records whose loss is harmless (seen nonces); bookings always commit durably."""
 
-    async def run(self, work: Callable[[Tx], T]) -> T:
-        return await asyncio.to_thread(self.run_sync, work)
+    @abstractmethod
+    def run_sync(self, work: Callable[[Tx], T], *, durable: bool = True) -> T: ...
+
+    async def run(self, work: Callable[[Tx], T], *, durable: bool = True) -> T:
+        return await asyncio.to_thread(functools.partial(self.run_sync, work, durable=durable))
 
     @abstractmethod
     def close(self) -> None: ...
@@ -185,16 +190,22 @@ class SqliteStore(StateStore):
             self._conn.execute("PRAGMA synchronous = FULL")
         self.run_sync(_create_schema)
 
-    def run_sync(self, work: Callable[[Tx], T]) -> T:
+    def run_sync(self, work: Callable[[Tx], T], *, durable: bool = True) -> T:
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            if not durable:
+                self._conn.execute("PRAGMA synchronous = NORMAL")  # WAL: no fsync at this commit
             try:
-                result = work(_SqliteTx(self._conn))
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-            return result
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(_SqliteTx(self._conn))
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+                return result
+            finally:
+                if not durable:
+                    self._conn.execute("PRAGMA synchronous = FULL")
 
     def close(self) -> None:
         with self._lock:
@@ -238,8 +249,10 @@ class PostgresStore(StateStore):
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         self.run_sync(_create_schema)
 
-    def run_sync(self, work: Callable[[Tx], T]) -> T:
+    def run_sync(self, work: Callable[[Tx], T], *, durable: bool = True) -> T:
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            if not durable:
+                cursor.execute("SET LOCAL synchronous_commit = off")
             return work(_PostgresTx(cursor))
 
     def close(self) -> None:
