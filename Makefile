@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_availability.py --json var/bench-availability.json
 	$(BIN)/python benchmarks/bench_patients.py --json var/bench-patients.json
 	$(BIN)/python benchmarks/bench_booking.py --json var/bench-booking.json
+	$(BIN)/python benchmarks/bench_signing.py --json var/bench-signing.json
 	$(BIN)/python benchmarks/bench_reader.py --json var/bench-reader.json
 
 clean:
