@@ -95,6 +95,10 @@ async def test_keys_and_partner_commands(tmp_path: Path) -> None:
     assert key.stat().st_mode & 0o777 == 0o600
     key_id = load_key_file(key).key_id
     assert key_id in out
+    code, _, err = await _run("keys", "generate", "--partner", "alpha", "--out", str(key))
+    assert code == 2
+    assert "refusing to overwrite" in err
+    assert load_key_file(key).key_id == key_id
     code, _, err = await _run("partner", "add", "--config", str(config), "--id", "alpha", "--key-file", str(key),
                               "--grant", "demo:reader,writer")  # fmt: skip
     assert code == 0, err

@@ -258,6 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LookupError, ValueError) as error:
         print(f"otv: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    except FileExistsError as error:
+        print(f"otv: {error.filename} exists; refusing to overwrite it (it may hold a private key)", file=sys.stderr)
+        return EXIT_CONFIG
     except OtvError as error:
         print(f"otv: {error.code.value}: {error.message}", file=sys.stderr)
         return EXIT_CALL_FAILED

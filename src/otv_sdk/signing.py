@@ -131,9 +131,12 @@ def metadata_value(metadata: Sequence[tuple[str, str | bytes]] | None, name: str
 
 
 def save_key_file(path: str | os.PathLike[str], partner: str, key_id: str, private_key: str, audience: str) -> None:
-    """A partner's key file (JSON, mode 0600): everything a client needs to sign."""
+    """A partner's key file (JSON, mode 0600): everything a client needs to sign.
+
+    Never overwrites: an existing file may hold the only copy of a private key (FileExistsError).
+    """
     data = json.dumps({"partner": partner, "key_id": key_id, "private_key": private_key, "audience": audience})
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
         handle.write(data + "\n")
 
 

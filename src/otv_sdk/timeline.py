@@ -85,9 +85,6 @@ class IntervalArray:
             return NotImplemented
         return np.array_equal(self.starts, other.starts) and np.array_equal(self.ends, other.ends)
 
-    def __hash__(self) -> int:  # pragma: no cover - arrays are not hashable; keep dataclass contract
-        raise TypeError("IntervalArray is not hashable")
-
     def __repr__(self) -> str:
         shown = ", ".join(f"[{s}, {e})" for s, e in self.pairs()[:4])
         more = f", ... {len(self)} in all" if len(self) > 4 else ""
