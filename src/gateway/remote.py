@@ -55,10 +55,12 @@ from otv_sdk.ports import (
     PatientLookupPort,
     PatientQuery,
     ReaderPort,
+    SandboxPort,
     SlotQuery,
     SlotRequest,
     WrittenEntry,
 )
+from otv_sdk.scenario import Scenario
 
 __all__ = ["RemoteAdapterSource"]
 
@@ -225,6 +227,22 @@ class _RemoteConsent(ConsentPort):
         )
 
 
+class _RemoteSandbox(SandboxPort):
+    def __init__(self, link: _Link) -> None:
+        self._link = link
+
+    async def load_scenario(self, ctx: CallContext, scenario: Scenario) -> None:
+        await self._link.call(
+            ctx,
+            lambda t, m: self._link.client.load_scenario(self._link.practice, scenario, timeout=t, metadata=m),
+        )
+
+    async def reset(self, ctx: CallContext) -> None:
+        await self._link.call(
+            ctx, lambda t, m: self._link.client.reset_sandbox(self._link.practice, timeout=t, metadata=m)
+        )
+
+
 class RemoteAdapterSource:
     """Builds the `Adapter` of a remote practice from what the remote says it supports."""
 
@@ -267,6 +285,7 @@ class RemoteAdapterSource:
             calendar_writer=_RemoteCalendarWriter(link) if Capability.WRITER in caps else None,
             patient_lookup=_RemotePatientLookup(link) if Capability.PATIENT_LOOKUP in caps else None,
             consent=_RemoteConsent(link) if Capability.CONSENT in caps else None,
+            sandbox=_RemoteSandbox(link) if Capability.SANDBOX in caps else None,
             extra_capabilities=caps & {Capability.CHANGE_FEED},
         )
 

@@ -74,7 +74,8 @@ async def serve_adapters(
         else dataclasses.replace(adapter, writer=CalendarWriterService(adapter.reader, adapter.calendar_writer))
         for practice_id, adapter in adapters.items()
     }
-    otv_server = build_server(_StaticResolver(served), _forwarded_identity)
+    # SandboxService answers UNIMPLEMENTED for practices whose adapter has no sandbox port.
+    otv_server = build_server(_StaticResolver(served), _forwarded_identity, sandbox=True)
     if credentials is None:
         port = otv_server.server.add_insecure_port(address)
     else:

@@ -27,6 +27,8 @@ from otv.v1 import (
     patient_pb2,
     reader_service_pb2,
     reader_service_pb2_grpc,
+    sandbox_service_pb2,
+    sandbox_service_pb2_grpc,
     writer_service_pb2,
     writer_service_pb2_grpc,
 )
@@ -48,6 +50,7 @@ from otv_sdk.models import (
 )
 from otv_sdk.ports import AppointmentQuery, MatchOutcome, Page, PageRequest, PatientQuery, SlotQuery, SlotRequest
 from otv_sdk.resources import format_name
+from otv_sdk.scenario import Scenario
 from otv_sdk.signing import Signer
 from otv_sdk.status import error_from_rpc_error
 
@@ -106,6 +109,7 @@ class PartnerClient:
         self._writer = writer_service_pb2_grpc.WriterServiceStub(channel)
         self._patients = patient_lookup_service_pb2_grpc.PatientLookupServiceStub(channel)
         self._consent = consent_service_pb2_grpc.ConsentServiceStub(channel)
+        self._sandbox = sandbox_service_pb2_grpc.SandboxServiceStub(channel)
         # Full method names for signing, by stub method (grpc does not expose them on the callables).
         self._methods: dict[int, str] = {}
         for stub, file in (
@@ -113,6 +117,7 @@ class PartnerClient:
             (self._writer, writer_service_pb2),
             (self._patients, patient_lookup_service_pb2),
             (self._consent, consent_service_pb2),
+            (self._sandbox, sandbox_service_pb2),
         ):
             (service,) = file.DESCRIPTOR.services_by_name.values()
             for method in service.methods:
@@ -541,6 +546,29 @@ class PartnerClient:
             timeout,
             metadata,
         )
+
+    # --- sandbox (adapter servers of certification installations only) -----------------------------
+
+    async def load_scenario(
+        self,
+        practice_id: str,
+        scenario: Scenario,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> None:
+        request = sandbox_service_pb2.LoadScenarioRequest(
+            name=format_name(practice_id),
+            scenario=cv.scenario_to_proto(practice_id, scenario),
+            request_id=_rid(None),
+        )
+        await self._call(self._sandbox.LoadScenario, request, lambda r: None, timeout, metadata)
+
+    async def reset_sandbox(
+        self, practice_id: str, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> None:
+        request = sandbox_service_pb2.ResetSandboxRequest(name=format_name(practice_id), request_id=_rid(None))
+        await self._call(self._sandbox.ResetSandbox, request, lambda r: None, timeout, metadata)
 
 
 def _rid(request_id: str | None) -> str:

@@ -87,6 +87,7 @@ class Capability(enum.Enum):
     PATIENT_LOOKUP = "patient_lookup"
     CONSENT = "consent"
     CHANGE_FEED = "change_feed"
+    SANDBOX = "sandbox"
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from otv_sdk.models import (
     PracticeProfile,
     Slot,
 )
+from otv_sdk.scenario import Scenario
 
 __all__ = [
     "Adapter",
@@ -53,6 +54,7 @@ __all__ = [
     "PatientLookupPort",
     "PatientQuery",
     "ReaderPort",
+    "SandboxPort",
     "SlotQuery",
     "SlotRequest",
     "WriterPort",
@@ -286,6 +288,7 @@ class Adapter:
     calendar_writer: CalendarWriterPort | None = None  # what the PVS can write
     patient_lookup: PatientLookupPort | None = None
     consent: ConsentPort | None = None
+    sandbox: SandboxPort | None = None  # certification installations only (otv_sdk.sandbox)
     extra_capabilities: frozenset[Capability] = field(default_factory=frozenset)
 
     @property
@@ -297,16 +300,30 @@ class Adapter:
             present.add(Capability.PATIENT_LOOKUP)
         if self.consent is not None:
             present.add(Capability.CONSENT)
+        if self.sandbox is not None:
+            present.add(Capability.SANDBOX)
         return frozenset(present) | self.extra_capabilities
 
     async def aclose(self) -> None:
         """Release connections; adapters with resources override by wrapping their ports."""
         seen: set[int] = set()
-        for port in (self.reader, self.writer, self.calendar_writer, self.patient_lookup, self.consent):
+        for port in (self.reader, self.writer, self.calendar_writer, self.patient_lookup, self.consent, self.sandbox):
             closer = getattr(port, "aclose", None)
             if closer is not None and id(port) not in seen:
                 seen.add(id(port))
                 await closer()
+
+
+class SandboxPort(ABC):
+    """Offered only by sandbox installations of an adapter; see otv_sdk.sandbox for the scenario."""
+
+    @abstractmethod
+    async def load_scenario(self, ctx: CallContext, scenario: Scenario) -> None:
+        """Replace everything the practice holds with the scenario, atomically."""
+
+    @abstractmethod
+    async def reset(self, ctx: CallContext) -> None:
+        """Remove everything the practice holds."""
 
 
 class AdapterFactory(Protocol):

@@ -12,7 +12,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from otv_sdk.servicers import AdapterResolver, Identify, add_servicers
+from otv_sdk.servicers import AdapterResolver, Identify, add_sandbox_servicer, add_servicers
 
 __all__ = ["OtvServer", "build_server"]
 
@@ -42,7 +42,9 @@ def build_server(
     identify: Identify,
     *,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    sandbox: bool = False,
 ) -> OtvServer:
+    """`sandbox` adds SandboxService: for adapter servers, never for the gateway."""
     server = grpc.aio.server(
         interceptors=list(interceptors),
         options=[
@@ -53,6 +55,8 @@ def build_server(
         ],
     )
     services = add_servicers(server, resolver, identify)
+    if sandbox:
+        services.append(add_sandbox_servicer(server, resolver, identify))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

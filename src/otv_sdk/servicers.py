@@ -27,6 +27,8 @@ from otv.v1 import (
     patient_lookup_service_pb2_grpc,
     reader_service_pb2,
     reader_service_pb2_grpc,
+    sandbox_service_pb2,
+    sandbox_service_pb2_grpc,
     time_pb2,
     writer_service_pb2,
     writer_service_pb2_grpc,
@@ -52,7 +54,7 @@ from otv_sdk.resources import parse_practice_child
 from otv_sdk.status import error_to_status
 from otv_sdk.timeline import from_datetime
 
-__all__ = ["AdapterResolver", "Identify", "add_servicers"]
+__all__ = ["AdapterResolver", "Identify", "add_sandbox_servicer", "add_servicers"]
 
 log = logging.getLogger("otv.servicers")
 
@@ -479,6 +481,38 @@ class ConsentServicer(_Base, consent_service_pb2_grpc.ConsentServiceServicer):
             return consent_service_pb2.RecordConsentResponse(consent=cv.consent_to_proto(practice_id, consent))
 
         return await self._run(context, "RecordConsent", handle, request.request_id)
+
+
+class SandboxServicer(_Base, sandbox_service_pb2_grpc.SandboxServiceServicer):
+    """Served by adapter servers only (see sandbox_service.proto), never by the gateway."""
+
+    async def LoadScenario(
+        self, request: sandbox_service_pb2.LoadScenarioRequest, context: _ServicerContext
+    ) -> sandbox_service_pb2.LoadScenarioResponse:
+        async def handle(ctx: CallContext) -> sandbox_service_pb2.LoadScenarioResponse:
+            practice_id = cv.practice_from_parent(request.name, "name")
+            scenario = cv.scenario_from_proto(practice_id, request.scenario)
+            port = _need((await self._adapter(practice_id, ctx, "name")).sandbox, "a sandbox")
+            await port.load_scenario(ctx, scenario)
+            return sandbox_service_pb2.LoadScenarioResponse()
+
+        return await self._run(context, "LoadScenario", handle, request.request_id)
+
+    async def ResetSandbox(
+        self, request: sandbox_service_pb2.ResetSandboxRequest, context: _ServicerContext
+    ) -> sandbox_service_pb2.ResetSandboxResponse:
+        async def handle(ctx: CallContext) -> sandbox_service_pb2.ResetSandboxResponse:
+            practice_id = cv.practice_from_parent(request.name, "name")
+            port = _need((await self._adapter(practice_id, ctx, "name")).sandbox, "a sandbox")
+            await port.reset(ctx)
+            return sandbox_service_pb2.ResetSandboxResponse()
+
+        return await self._run(context, "ResetSandbox", handle, request.request_id)
+
+
+def add_sandbox_servicer(server: grpc.aio.Server, resolver: AdapterResolver, identify: Identify) -> str:
+    sandbox_service_pb2_grpc.add_SandboxServiceServicer_to_server(SandboxServicer(resolver, identify), server)
+    return sandbox_service_pb2.DESCRIPTOR.services_by_name["SandboxService"].full_name
 
 
 def add_servicers(server: grpc.aio.Server, resolver: AdapterResolver, identify: Identify) -> list[str]:

@@ -37,6 +37,8 @@ class _CapabilityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Capability
     """Per-partner consent can be read and recorded."""
     CAPABILITY_CHANGE_FEED: _Capability.ValueType  # 5
     """The adapter pushes calendar changes as they happen."""
+    CAPABILITY_SANDBOX: _Capability.ValueType  # 6
+    """The adapter serves SandboxService: a certification run may load scenarios into it."""
 
 class Capability(_Capability, metaclass=_CapabilityEnumTypeWrapper):
     """What an adapter (and so a practice reached through it) can do."""
@@ -52,6 +54,8 @@ CAPABILITY_CONSENT: Capability.ValueType  # 4
 """Per-partner consent can be read and recorded."""
 CAPABILITY_CHANGE_FEED: Capability.ValueType  # 5
 """The adapter pushes calendar changes as they happen."""
+CAPABILITY_SANDBOX: Capability.ValueType  # 6
+"""The adapter serves SandboxService: a certification run may load scenarios into it."""
 Global___Capability: _TypeAlias = Capability  # noqa: Y015
 
 class _ColumnKind:

@@ -20,6 +20,7 @@ from otv_sdk.reference.database import Database
 from otv_sdk.reference.demo import DEMO_TIME_ZONE, seed_demo
 from otv_sdk.reference.patients import ReferencePatients
 from otv_sdk.reference.reader import ReferenceReader
+from otv_sdk.reference.sandbox import ReferenceSandbox
 from otv_sdk.reference.writer import ReferenceCalendarWriter
 from otv_sdk.wallclock import zone
 
@@ -39,6 +40,7 @@ class ReferenceSettings(BaseModel):
     display_name: str = "Zahnarztpraxis Dr. Berg & Kollegen"
     time_zone: str = DEMO_TIME_ZONE
     slot_grid_minutes: int = Field(5, description="slot starts every N minutes of local time")
+    sandbox: bool = Field(False, description="offer the sandbox hook (certification runs only: it replaces all data)")
 
     @field_validator("slot_grid_minutes")
     @classmethod
@@ -71,4 +73,5 @@ def create_adapter(practice_id: str, settings: Mapping[str, Any], *, base_dir: P
         calendar_writer=ReferenceCalendarWriter(database, reader.availability),
         patient_lookup=patients,
         consent=patients,
+        sandbox=ReferenceSandbox(database, reader.availability) if config.sandbox else None,
     )

@@ -31,7 +31,7 @@ from otv_sdk.ports import CallContext, ConsentPort, MatchOutcome, Page, PageRequ
 from otv_sdk.reference.database import Database
 from otv_sdk.timeline import to_datetime
 
-__all__ = ["ReferencePatients", "ReferencePractice"]
+__all__ = ["ReferencePatients", "ReferencePractice", "write_consent"]
 
 
 def _birth(text: str | None) -> date | None:
@@ -195,7 +195,7 @@ class ReferencePatients(PatientLookupPort, ConsentPort):
             current = _read_consent(conn, patient_id, ctx.partner_id)
             if current.state is ConsentState.DENIED:
                 raise NotFound.field("name", "no such patient")
-            _write_consent(conn, patient_id, ctx.partner_id, state, evidence, ConsentActor.PARTNER)
+            write_consent(conn, patient_id, ctx.partner_id, state, evidence, ConsentActor.PARTNER)
             return _read_consent(conn, patient_id, ctx.partner_id)
 
         return await self._db.run(work)
@@ -224,7 +224,7 @@ def _read_consent(conn: sqlite3.Connection, patient_id: str, partner_id: str) ->
     )
 
 
-def _write_consent(
+def write_consent(
     conn: sqlite3.Connection,
     patient_id: str,
     partner_id: str,
@@ -305,7 +305,7 @@ class ReferencePractice:
     def set_consent(self, patient_id: str, partner_id: str, state: ConsentState) -> None:
         evidence = ConsentEvidence(to_datetime(int(time.time())), ConsentMethod.PAPER, "practice")
         self._db.run_sync(
-            lambda conn: _write_consent(conn, patient_id, partner_id, state, evidence, ConsentActor.PRACTICE)
+            lambda conn: write_consent(conn, patient_id, partner_id, state, evidence, ConsentActor.PRACTICE)
         )
 
     def patient(self, patient_id: str) -> StoredPatient:
