@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-LINTED := src tests scripts benchmarks
+LINTED := src conformance tests scripts benchmarks
 
 .PHONY: install run test test-fast lint protos bench clean
 

@@ -87,6 +87,17 @@ class PracticeRouter:
             self._guarded[practice_id] = known
         return known[1]
 
+    async def configured_adapter(self, practice_id: str, ctx: CallContext) -> Adapter:
+        """The practice's adapter as configured, without the gateway's protection around it.
+
+        For operators and certification runs (the PVS-contract checks and the sandbox hook), never
+        for serving partners.
+        """
+        source = self._sources.get(practice_id)
+        if source is None:
+            raise NotFound.field("practice", "no practice with this id is connected to this gateway")
+        return await source.get(ctx)
+
     def _booking(self, practice_id: str) -> BookingFactory | None:
         store, cipher = self._store, self._cipher
         if store is None or cipher is None:

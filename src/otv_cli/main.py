@@ -32,6 +32,7 @@ from gateway.config import ConfigError, GatewayConfig, demo_config, load_config
 from gateway.partners import PartnerRegistry
 from gateway.plugins import load_factory
 from gateway.state_store import StateStore, open_store
+from otv_cli import conformance
 from otv_sdk.adapter_server import serve_adapters
 from otv_sdk.client import PartnerClient
 from otv_sdk.errors import OtvError
@@ -97,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--config", type=Path, required=True)
     revoke.add_argument("--key-id", required=True)
 
+    conformance.add_parser(commands)
     client = commands.add_parser("client", help="call a gateway as a partner").add_subparsers(
         dest="action", required=True
     )
@@ -250,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(run_gateway(_serve_config(load_config(args.config), args.listen)))
         elif args.command == "adapter":
             asyncio.run(_adapter_serve(args))
+        elif args.command == "conformance":
+            return asyncio.run(conformance.conformance_command(args))
         else:
             asyncio.run(_client(args))
     except ConfigError as error:

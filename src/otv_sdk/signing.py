@@ -83,6 +83,14 @@ class Signer:
         self.audience = audience
         self._key = SigningKey(raw)
 
+    @property
+    def public_key(self) -> str:
+        return _b64(bytes(self._key.verify_key))
+
+    def sign(self, message: bytes) -> str:
+        """A detached Ed25519 signature, base64url: for documents such as conformance reports."""
+        return _b64(self._key.sign(message).signature)
+
     def headers(self, method: str, body: bytes, now: float | None = None) -> tuple[tuple[str, str], ...]:
         """Fresh metadata for one call: every call (and every retry) gets a new nonce and signature."""
         timestamp = str(int(time.time() if now is None else now))
