@@ -14,13 +14,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from otv_sdk.availability import SlotPolicy
-from otv_sdk.models import AdapterInfo
+from otv_sdk.models import AdapterInfo, PracticeProfile
 from otv_sdk.ports import Adapter
 from otv_sdk.reference.database import Database
 from otv_sdk.reference.demo import DEMO_TIME_ZONE, seed_demo
 from otv_sdk.reference.patients import ReferencePatients
 from otv_sdk.reference.reader import ReferenceReader
-from otv_sdk.reference.sandbox import ReferenceSandbox
+from otv_sdk.reference.sandbox import ReferenceSandbox, insert_practice
 from otv_sdk.reference.writer import ReferenceCalendarWriter
 from otv_sdk.wallclock import zone
 
@@ -62,9 +62,13 @@ def create_adapter(practice_id: str, settings: Mapping[str, Any], *, base_dir: P
     if config.database != ":memory:" and base_dir is not None and not Path(config.database).is_absolute():
         path = base_dir / config.database
     database = Database(path)
-    if config.demo and database.is_empty():
-        anchor = config.demo_anchor or date.today()
-        database.run_sync(lambda conn: seed_demo(conn, anchor, config.display_name, config.time_zone))
+    profile = PracticeProfile(config.display_name, config.time_zone)
+    if database.is_empty():
+        if config.demo:
+            anchor = config.demo_anchor or date.today()
+            database.run_sync(lambda conn: seed_demo(conn, anchor, config.display_name, config.time_zone))
+        else:  # a practice without calendar data yet (a fresh sandbox)
+            database.run_sync(lambda conn: insert_practice(conn, profile))
     reader = ReferenceReader(database, SlotPolicy(grid_minutes=config.slot_grid_minutes))
     patients = ReferencePatients(database)
     return Adapter(
@@ -73,5 +77,5 @@ def create_adapter(practice_id: str, settings: Mapping[str, Any], *, base_dir: P
         calendar_writer=ReferenceCalendarWriter(database, reader.availability),
         patient_lookup=patients,
         consent=patients,
-        sandbox=ReferenceSandbox(database, reader.availability) if config.sandbox else None,
+        sandbox=ReferenceSandbox(database, reader.availability, profile) if config.sandbox else None,
     )

@@ -123,7 +123,7 @@ class ReferencePatients(PatientLookupPort, ConsentPort):
                     outcome = MatchOutcome(seen["outcome"])
                     shown = normalized.contacts if outcome is MatchOutcome.CREATED else None
                     return _patient(conn, seen["patient_id"], partner, shown), outcome
-            chosen = decide(normalized, candidates(conn, normalized, partner))
+            chosen = self.choose(conn, query, normalized, partner)
             if chosen is not None:
                 extra = new_contacts(normalized, chosen.contacts)
                 if extra:
@@ -164,6 +164,12 @@ class ReferencePatients(PatientLookupPort, ConsentPort):
             return _patient(conn, patient_id, partner, shown), outcome
 
         return await self._db.run(work)
+
+    def choose(
+        self, conn: sqlite3.Connection, query: PatientQuery, normalized: NormalizedQuery, partner_id: str
+    ) -> Candidate | None:
+        """The patient a booking is for, or None for a new one: where a PVS's own matching rules go."""
+        return decide(normalized, candidates(conn, normalized, partner_id))
 
     async def list_shared_patients(self, ctx: CallContext, page: PageRequest) -> Page[Patient]:
         def work(conn: sqlite3.Connection) -> Page[Patient]:

@@ -14,13 +14,13 @@ from datetime import time
 from otv_sdk.availability_service import EngineKeeper
 from otv_sdk.errors import InvalidArgument
 from otv_sdk.matching import match_key
-from otv_sdk.models import ConsentActor, WeeklySpan
+from otv_sdk.models import ConsentActor, PracticeProfile, WeeklySpan
 from otv_sdk.ports import CallContext, SandboxPort
 from otv_sdk.reference.database import Database
 from otv_sdk.reference.patients import write_consent
 from otv_sdk.scenario import EntryKind, Scenario
 
-__all__ = ["ReferenceSandbox"]
+__all__ = ["ReferenceSandbox", "insert_practice"]
 
 # Children before parents, for the foreign keys.
 _TABLES = (
@@ -64,9 +64,13 @@ def _wipe(conn: sqlite3.Connection) -> None:
         conn.execute(f"DELETE FROM {table}")
 
 
+def insert_practice(conn: sqlite3.Connection, profile: PracticeProfile) -> None:
+    conn.execute("INSERT INTO practice VALUES (1, ?, ?)", (profile.display_name, profile.time_zone))
+
+
 def _insert(conn: sqlite3.Connection, s: Scenario) -> None:
     cal = s.calendar
-    conn.execute("INSERT INTO practice VALUES (1, ?, ?)", (s.profile.display_name, s.profile.time_zone))
+    insert_practice(conn, s.profile)
     conn.executemany("INSERT INTO practitioners VALUES (?, ?)", [(p.id, p.display_name) for p in cal.practitioners])
     conn.executemany("INSERT INTO rooms VALUES (?, ?)", [(r.id, r.display_name) for r in cal.rooms])
     for position, column in enumerate(cal.columns):
@@ -173,9 +177,10 @@ def _insert(conn: sqlite3.Connection, s: Scenario) -> None:
 
 
 class ReferenceSandbox(SandboxPort):
-    def __init__(self, database: Database, availability: EngineKeeper) -> None:
+    def __init__(self, database: Database, availability: EngineKeeper, empty: PracticeProfile) -> None:
         self._db = database
         self._availability = availability
+        self._empty = empty  # what a reset sandbox is: the practice, with no calendar and no patients
 
     async def load_scenario(self, ctx: CallContext, scenario: Scenario) -> None:
         def work(conn: sqlite3.Connection) -> None:
@@ -192,7 +197,11 @@ class ReferenceSandbox(SandboxPort):
             self._availability.invalidate()
 
     async def reset(self, ctx: CallContext) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            _wipe(conn)
+            insert_practice(conn, self._empty)
+
         try:
-            await self._db.run(_wipe)
+            await self._db.run(work)
         finally:
             self._availability.invalidate()
