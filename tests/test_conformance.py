@@ -10,14 +10,14 @@ from pathlib import Path
 
 import conformance_faults
 import pytest
+
+from otv_cli.conformance import EXIT_CERTIFIED, EXIT_COULD_NOT_RUN, EXIT_NOT_CERTIFIED
+from otv_cli.main import main
 from otv_conformance import CouldNotRun, Target, all_cases, run_suite
 from otv_conformance.cases import Result
 from otv_conformance.report import build_report, sign_report, verify_report, write_reports
 from otv_conformance.requirements import REQUIREMENTS
 from otv_conformance.scenarios import RunValues, anchors_for, load_scenario, place_scenario
-
-from otv_cli.conformance import EXIT_CERTIFIED, EXIT_COULD_NOT_RUN, EXIT_NOT_CERTIFIED
-from otv_cli.main import main
 from otv_sdk.adapter_server import serve_adapters
 from otv_sdk.reference import create_adapter
 from otv_sdk.signing import Signer, generate_key_pair

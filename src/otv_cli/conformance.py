@@ -16,7 +16,6 @@ from otv_conformance.cases import Result
 from otv_conformance.report import build_report, sign_report, verify_report, write_reports
 from otv_conformance.runner import DEFAULT_SCENARIO, CaseResult, CouldNotRun, Target, run_suite
 from otv_conformance.scenarios import available_scenarios
-
 from otv_sdk.signing import Signer, generate_key_pair, load_key_file, save_key_file
 
 __all__ = ["EXIT_CERTIFIED", "EXIT_COULD_NOT_RUN", "EXIT_NOT_CERTIFIED", "add_parser", "conformance_command"]
