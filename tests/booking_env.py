@@ -18,6 +18,7 @@ from store_backends import store_for
 from gateway.app import Gateway
 from gateway.booking import BookingDesk
 from gateway.config import parse_config
+from gateway.routing import booking_desk
 from otv_sdk.adapter_server import AdapterServer, serve_adapters
 from otv_sdk.client import PartnerClient
 from otv_sdk.models import Interval, Slot
@@ -38,7 +39,7 @@ class BookingEnv:
 
     async def desk(self) -> BookingDesk:
         adapter = await self.gateway.router.resolve("demo", CallContext("test"), "parent")
-        return cast(BookingDesk, adapter.writer)
+        return cast(BookingDesk, booking_desk(adapter))
 
     async def patient(self, partner: str = "alpha", family: str = "Mustermann") -> str:
         patient, _ = await self.client.find_or_create_patient(

@@ -32,7 +32,7 @@ async def test_get_practice_reports_profile_and_capabilities(client: PartnerClie
     assert practice.time_zone == "Europe/Berlin"
     assert practice.display_name
     assert practice.capabilities == frozenset(
-        {Capability.READER, Capability.WRITER, Capability.PATIENT_LOOKUP, Capability.CONSENT}
+        {Capability.READER, Capability.WRITER, Capability.PATIENT_LOOKUP, Capability.CONSENT, Capability.CHANGE_FEED}
     )
     assert practice.adapter == ADAPTER_INFO
 
@@ -133,12 +133,15 @@ async def test_unknown_practice_is_permission_denied(client: PartnerClient) -> N
     assert caught.value.violations == ()
 
 
-async def test_the_change_feed_is_not_offered_yet(channel: grpc.aio.Channel) -> None:
+async def test_the_change_feed_refuses_an_unknown_column(channel: grpc.aio.Channel) -> None:
     stub = reader_service_pb2_grpc.ReaderServiceStub(channel)
-    stream = stub.WatchChanges(reader_service_pb2.WatchChangesRequest(parent=f"practices/{PRACTICE}"), timeout=5)
+    request = reader_service_pb2.WatchChangesRequest(
+        parent=f"practices/{PRACTICE}", columns=[f"practices/{PRACTICE}/columns/nope"]
+    )
+    stream = stub.WatchChanges(request, timeout=5)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stream.read()
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_health_check_answers_serving(channel: grpc.aio.Channel) -> None:

@@ -87,6 +87,10 @@ class GatewaySection(_Strict):
     encryption_key: str | None = Field(None, description="the key id that seals new values")
     audience: str = Field("otv", min_length=1, max_length=200, description="this gateway's name in signatures")
     max_clock_skew_seconds: int = Field(300, ge=10, le=3600, description="how old or new a signed call may be")
+    heartbeat_seconds: float = Field(15.0, gt=0, le=300, description="idle WatchChanges streams get a heartbeat")
+    change_retention: int = Field(
+        100_000, ge=100, description="change events kept per practice; older cursors must re-read a snapshot"
+    )
     state_store: str = Field(
         "sqlite:///gateway-state.sqlite",
         description="sqlite:///path (relative to the config) or postgresql://... for several gateways",

@@ -7,6 +7,7 @@ a PVS that is down at start does not keep the gateway from serving the other pra
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
@@ -16,6 +17,7 @@ import grpc
 from pydantic import ValidationError
 
 from gateway.booking import BookingDesk, BookingPolicy
+from gateway.change_feed import AnnouncingWriter, PracticeFeed
 from gateway.config import ConfigError, GatewayConfig, load_secret, read_file
 from gateway.encryption import FieldCipher, keys_from
 from gateway.patient_ids import PatientIdScope
@@ -26,7 +28,7 @@ from gateway.state_store import StateStore, open_store
 from otv_sdk.errors import NotFound, OtvError
 from otv_sdk.ports import Adapter, CallContext
 
-__all__ = ["AdapterSource", "LocalAdapterSource", "PracticeRouter", "build_router"]
+__all__ = ["AdapterSource", "LocalAdapterSource", "PracticeRouter", "booking_desk", "build_router"]
 
 log = logging.getLogger("otv.gateway.routing")
 
@@ -58,8 +60,10 @@ class PracticeRouter:
         store: StateStore | None = None,
         policies: Mapping[str, BookingPolicy] | None = None,
         cipher: FieldCipher | None = None,
+        feeds: Mapping[str, PracticeFeed] | None = None,
     ) -> None:
         self._cipher = cipher
+        self._feeds = dict(feeds or {})
         self._sources = dict(sources)
         self._scope = scope
         self._store = store
@@ -83,7 +87,10 @@ class PracticeRouter:
         adapter = await source.get(ctx)
         known = self._guarded.get(practice_id)
         if known is None or known[0] is not adapter:  # remote adapters are re-described now and then
-            known = (adapter, protect(adapter, self._scope, self._booking(practice_id)))
+            known = (
+                adapter,
+                self._with_feed(practice_id, adapter, protect(adapter, self._scope, self._booking(practice_id))),
+            )
             self._guarded[practice_id] = known
         return known[1]
 
@@ -98,6 +105,19 @@ class PracticeRouter:
             raise NotFound.field("practice", "no practice with this id is connected to this gateway")
         return await source.get(ctx)
 
+    def _with_feed(self, practice_id: str, adapter: Adapter, protected: Adapter) -> Adapter:
+        """Attach the practice's change feed: the adapter's own changes go in, partners watch it."""
+        feed = self._feeds.get(practice_id)
+        if feed is None:
+            return protected
+        if adapter.changes is not None and self._guarded.get(practice_id) is None:
+            adapter.changes.subscribe(feed.publish)
+        writer = None if protected.writer is None else AnnouncingWriter(protected.writer, feed)
+        return dataclasses.replace(protected, writer=writer, change_feed=feed)
+
+    def feed(self, practice_id: str) -> PracticeFeed | None:
+        return self._feeds.get(practice_id)
+
     def _booking(self, practice_id: str) -> BookingFactory | None:
         store, cipher = self._store, self._cipher
         if store is None or cipher is None:
@@ -110,19 +130,29 @@ class PracticeRouter:
         ctx = CallContext(partner_id="otv-gateway")
         for practice_id in self.practice_ids:
             try:
-                adapter = await self.resolve(practice_id, ctx, "practice")
-                if isinstance(adapter.writer, BookingDesk):
-                    completed = await adapter.writer.recover(ctx)
+                desk = booking_desk(await self.resolve(practice_id, ctx, "practice"))
+                if desk is not None:
+                    completed = await desk.recover(ctx)
                     if completed:
                         log.warning("completed %d interrupted bookings for practice %s", completed, practice_id)
             except OtvError as error:
                 log.warning("could not check practice %s for interrupted bookings: %s", practice_id, error.code.value)
 
     async def aclose(self) -> None:
+        for feed in self._feeds.values():
+            await feed.aclose()
         for source in self._sources.values():
             await source.aclose()
         if self._store is not None:
             self._store.close()
+
+
+def booking_desk(adapter: Adapter) -> BookingDesk | None:
+    """The booking desk behind a guarded adapter's writer, if it has one."""
+    writer = adapter.writer
+    if isinstance(writer, AnnouncingWriter):
+        writer = writer.inner
+    return writer if isinstance(writer, BookingDesk) else None
 
 
 def _describe_settings_error(prefix: str, error: Exception) -> str:
@@ -162,7 +192,17 @@ async def build_router(config: GatewayConfig) -> PracticeRouter:
     except BaseException:
         await PracticeRouter(sources, scope, store).aclose()  # release what was opened before the failure
         raise
-    return PracticeRouter(sources, scope, store, policies, cipher)
+    feeds = {
+        practice_id: PracticeFeed(
+            practice_id,
+            store,
+            cipher,
+            heartbeat_seconds=config.gateway.heartbeat_seconds,
+            retention=config.gateway.change_retention,
+        )
+        for practice_id in config.practices
+    }
+    return PracticeRouter(sources, scope, store, policies, cipher, feeds)
 
 
 def _source(config: GatewayConfig, practice_id: str, where: str) -> AdapterSource:

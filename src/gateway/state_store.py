@@ -119,6 +119,16 @@ SCHEMA = [
         PRIMARY KEY (partner, nonce)
     )""",
     "CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expire_s)",
+    # The change feed: numbered per practice; body is the sealed WatchChangesResponse without cursor.
+    """CREATE TABLE IF NOT EXISTS change_events (
+        practice TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        at_s BIGINT NOT NULL,
+        partner TEXT,
+        column_id TEXT,
+        body TEXT NOT NULL,
+        PRIMARY KEY (practice, seq)
+    )""",
     # Bumped by every change to partners, keys or grants, so every gateway notices it on its next check.
     """CREATE TABLE IF NOT EXISTS registry_version (
         id INTEGER PRIMARY KEY CHECK (id = 1),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -33,6 +33,7 @@ from otv.v1 import (
     writer_service_pb2_grpc,
 )
 from otv_sdk import conversion as cv
+from otv_sdk.changes import ChangeEvent
 from otv_sdk.errors import InternalError, OtvError
 from otv_sdk.models import (
     Absence,
@@ -251,6 +252,56 @@ class PartnerClient:
         """Busy time per column, clipped to window; never patient data."""
         request = self._window_request(reader_service_pb2.ListBusyTimesRequest, practice_id, window, column_ids)
         return await self._packed(self._reader.ListBusyTimes, request, "busy_times", practice_id, timeout, metadata)
+
+    async def busy_snapshot(
+        self,
+        practice_id: str,
+        window: Interval,
+        column_ids: Sequence[str] = (),
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> tuple[list[ColumnIntervals], str]:
+        """Busy time and the change-feed cursor to resume WatchChanges from without missing anything."""
+        request = self._window_request(reader_service_pb2.ListBusyTimesRequest, practice_id, window, column_ids)
+
+        def parse(response: reader_service_pb2.ListBusyTimesResponse) -> tuple[list[ColumnIntervals], str]:
+            busy = [
+                cv.unpack_intervals(packed, practice_id, f"busy_times[{index}]")
+                for index, packed in enumerate(response.busy_times)
+            ]
+            return busy, response.change_cursor
+
+        return await self._call(self._reader.ListBusyTimes, request, parse, timeout, metadata)
+
+    async def watch_changes(
+        self,
+        practice_id: str,
+        column_ids: Sequence[str] = (),
+        cursor: str = "",
+        *,
+        metadata: Metadata | None = None,
+    ) -> AsyncIterator[ChangeEvent]:
+        """The practice's changes after `cursor` (empty: from now), then live, with heartbeats.
+
+        Reconnecting is the caller's choice: pass the last event's cursor to resume without loss."""
+        request = reader_service_pb2.WatchChangesRequest(
+            parent=format_name(practice_id),
+            columns=[format_name(practice_id, "columns", c) for c in column_ids],
+            cursor=cursor,
+        )
+        method = self._reader.WatchChanges
+        attempt = metadata
+        if self._signer is not None:
+            attempt = [*(metadata or ()), *self._signer.headers(self._methods[id(method)], request.SerializeToString())]
+        call = method(request, metadata=attempt)
+        try:
+            async for response in call:
+                yield cv.change_from_proto(practice_id, response)
+        except grpc.aio.AioRpcError as error:
+            raise error_from_rpc_error(error) from None
+        finally:
+            call.cancel()
 
     async def get_free_time(
         self,

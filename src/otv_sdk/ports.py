@@ -14,13 +14,14 @@ from __future__ import annotations
 import enum
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from otv_sdk.availability import SlotPolicy
+from otv_sdk.changes import ChangeEvent, ChangeOutbox
 from otv_sdk.models import (
     Absence,
     AdapterInfo,
@@ -47,6 +48,7 @@ __all__ = [
     "CalendarEntry",
     "CalendarWriterPort",
     "CallContext",
+    "ChangeFeedPort",
     "ConsentPort",
     "MatchOutcome",
     "Page",
@@ -288,7 +290,9 @@ class Adapter:
     calendar_writer: CalendarWriterPort | None = None  # what the PVS can write
     patient_lookup: PatientLookupPort | None = None
     consent: ConsentPort | None = None
-    sandbox: SandboxPort | None = None  # certification installations only (otv_sdk.sandbox)
+    sandbox: SandboxPort | None = None  # certification installations only (otv_sdk.scenario)
+    changes: ChangeOutbox | None = None  # the adapter announces its own calendar changes here
+    change_feed: ChangeFeedPort | None = None  # the WatchChanges service; the gateway provides it
     extra_capabilities: frozenset[Capability] = field(default_factory=frozenset)
 
     @property
@@ -302,6 +306,8 @@ class Adapter:
             present.add(Capability.CONSENT)
         if self.sandbox is not None:
             present.add(Capability.SANDBOX)
+        if self.changes is not None or self.change_feed is not None:
+            present.add(Capability.CHANGE_FEED)
         return frozenset(present) | self.extra_capabilities
 
     async def aclose(self) -> None:
@@ -324,6 +330,21 @@ class SandboxPort(ABC):
     @abstractmethod
     async def reset(self, ctx: CallContext) -> None:
         """Remove everything the practice holds."""
+
+
+class ChangeFeedPort(ABC):
+    """A practice's change feed as one partner sees it (the gateway provides it)."""
+
+    @abstractmethod
+    def watch(self, ctx: CallContext, column_ids: Sequence[str], cursor: str) -> AsyncIterator[ChangeEvent]:
+        """Events after `cursor` (empty: from now), then live ones, with heartbeats while idle.
+
+        Raises FailedPrecondition for a cursor older than what is kept (re-read a snapshot) and
+        InvalidArgument for one this feed never issued."""
+
+    @abstractmethod
+    async def current_cursor(self, ctx: CallContext) -> str:
+        """The feed's position now: what a snapshot read returns so the partner can resume from it."""
 
 
 class AdapterFactory(Protocol):

@@ -34,6 +34,7 @@ from otv.v1 import (
     writer_service_pb2_grpc,
 )
 from otv_sdk import conversion as cv
+from otv_sdk.changes import ChangeEvent
 from otv_sdk.errors import InvalidArgument, OtvError, Unimplemented
 from otv_sdk.matching import normalize_query
 from otv_sdk.models import ColumnIntervals, Interval, Practice
@@ -225,8 +226,18 @@ class ReaderServicer(_Base, reader_service_pb2_grpc.ReaderServiceServicer):
     async def ListBusyTimes(
         self, request: reader_service_pb2.ListBusyTimesRequest, context: _ServicerContext
     ) -> reader_service_pb2.ListBusyTimesResponse:
-        packed = await self._packed_window(context, "ListBusyTimes", request, lambda r: r.list_busy_times)
-        return reader_service_pb2.ListBusyTimesResponse(busy_times=packed)
+        async def handle(ctx: CallContext) -> reader_service_pb2.ListBusyTimesResponse:
+            practice_id, window, columns = _window_request(request)
+            adapter = await self._adapter(practice_id, ctx, "parent")
+            # The cursor first: changes during the read are then replayed rather than missed.
+            cursor = "" if adapter.change_feed is None else await adapter.change_feed.current_cursor(ctx)
+            column_ids = await _checked_columns(adapter.reader, ctx, columns)
+            busy = await adapter.reader.list_busy_times(ctx, window, column_ids)
+            return reader_service_pb2.ListBusyTimesResponse(
+                busy_times=_pack(practice_id, window, busy), change_cursor=cursor
+            )
+
+        return await self._run(context, "ListBusyTimes", handle)
 
     async def GetFreeTime(
         self, request: reader_service_pb2.GetFreeTimeRequest, context: _ServicerContext
@@ -264,14 +275,22 @@ class ReaderServicer(_Base, reader_service_pb2_grpc.ReaderServiceServicer):
     async def WatchChanges(
         self, request: reader_service_pb2.WatchChangesRequest, context: _ServicerContext
     ) -> AsyncIterator[reader_service_pb2.WatchChangesResponse]:
-        async def handle(ctx: CallContext) -> list[reader_service_pb2.WatchChangesResponse]:
+        async def handle(ctx: CallContext) -> tuple[str, AsyncIterator[ChangeEvent]]:
             practice_id = cv.practice_from_parent(request.parent)
-            cv.column_ids_from_proto(request.columns, practice_id)
-            await self._adapter(practice_id, ctx, "parent")
-            raise Unimplemented("WatchChanges is not available yet: the change feed is not built")
+            requested = cv.column_ids_from_proto(request.columns, practice_id)
+            adapter = await self._adapter(practice_id, ctx, "parent")
+            feed = _need(adapter.change_feed, "a change feed")
+            column_ids = await _checked_columns(adapter.reader, ctx, requested)
+            events = feed.watch(ctx, column_ids if requested else (), request.cursor)
+            return practice_id, events
 
-        for event in await self._run(context, "WatchChanges", handle):
-            yield event
+        # A stream has no deadline per message; only opening it runs under _run's rules.
+        practice_id, events = await self._run(context, "WatchChanges", handle)
+        try:
+            async for event in events:
+                yield cv.change_to_proto(practice_id, event)
+        except OtvError as error:
+            await context.abort_with_status(error_to_status(error))
 
 
 def _window_request(request: Any) -> tuple[str, Interval, tuple[str, ...]]:

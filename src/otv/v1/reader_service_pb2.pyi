@@ -293,6 +293,11 @@ class ListBusyTimesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     BUSY_TIMES_FIELD_NUMBER: _builtins.int
+    CHANGE_CURSOR_FIELD_NUMBER: _builtins.int
+    change_cursor: _builtins.str
+    """Where the change feed stood when this snapshot was read: WatchChanges from here misses nothing.
+    Empty if the practice has no change feed.
+    """
     @_builtins.property
     def busy_times(self) -> _containers.RepeatedCompositeFieldContainer[_time_pb2.PackedIntervals]:
         """One entry per column. Intervals may overlap (double appointments) and are clipped to the window."""
@@ -301,10 +306,11 @@ class ListBusyTimesResponse(_message.Message):
         self,
         *,
         busy_times: _abc.Iterable[_time_pb2.PackedIntervals] | None = ...,
+        change_cursor: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["busy_times", b"busy_times"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["busy_times", b"busy_times", "change_cursor", b"change_cursor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from otv_sdk.availability import SlotPolicy
+from otv_sdk.changes import ChangeOutbox
 from otv_sdk.models import AdapterInfo, PracticeProfile
 from otv_sdk.ports import Adapter
 from otv_sdk.reference.database import Database
@@ -70,12 +71,14 @@ def create_adapter(practice_id: str, settings: Mapping[str, Any], *, base_dir: P
         else:  # a practice without calendar data yet (a fresh sandbox)
             database.run_sync(lambda conn: insert_practice(conn, profile))
     reader = ReferenceReader(database, SlotPolicy(grid_minutes=config.slot_grid_minutes))
+    changes = ChangeOutbox()  # the reference PVS changes only through this adapter, so it knows every change
     patients = ReferencePatients(database)
     return Adapter(
         info=ADAPTER_INFO,
         reader=reader,
-        calendar_writer=ReferenceCalendarWriter(database, reader.availability),
+        calendar_writer=ReferenceCalendarWriter(database, reader.availability, changes),
         patient_lookup=patients,
         consent=patients,
-        sandbox=ReferenceSandbox(database, reader.availability, profile) if config.sandbox else None,
+        sandbox=ReferenceSandbox(database, reader.availability, profile, changes) if config.sandbox else None,
+        changes=changes,
     )

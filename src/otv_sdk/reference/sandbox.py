@@ -12,6 +12,7 @@ import time as _time
 from datetime import time
 
 from otv_sdk.availability_service import EngineKeeper
+from otv_sdk.changes import CalendarConfigChanged, ChangeOutbox
 from otv_sdk.errors import InvalidArgument
 from otv_sdk.matching import match_key
 from otv_sdk.models import ConsentActor, PracticeProfile, WeeklySpan
@@ -177,7 +178,14 @@ def _insert(conn: sqlite3.Connection, s: Scenario) -> None:
 
 
 class ReferenceSandbox(SandboxPort):
-    def __init__(self, database: Database, availability: EngineKeeper, empty: PracticeProfile) -> None:
+    def __init__(
+        self,
+        database: Database,
+        availability: EngineKeeper,
+        empty: PracticeProfile,
+        changes: ChangeOutbox | None = None,
+    ) -> None:
+        self._changes = changes
         self._db = database
         self._availability = availability
         self._empty = empty  # what a reset sandbox is: the practice, with no calendar and no patients
@@ -195,6 +203,8 @@ class ReferenceSandbox(SandboxPort):
             ) from None
         finally:
             self._availability.invalidate()
+            if self._changes is not None:  # everything may have changed: partners re-read
+                self._changes.publish(CalendarConfigChanged())
 
     async def reset(self, ctx: CallContext) -> None:
         def work(conn: sqlite3.Connection) -> None:
@@ -205,3 +215,5 @@ class ReferenceSandbox(SandboxPort):
             await self._db.run(work)
         finally:
             self._availability.invalidate()
+            if self._changes is not None:  # everything may have changed: partners re-read
+                self._changes.publish(CalendarConfigChanged())

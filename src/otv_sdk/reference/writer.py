@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 
 from otv_sdk.availability_service import EngineKeeper
+from otv_sdk.changes import BusyTimeChanged, ChangeOutbox
 from otv_sdk.models import Interval
 from otv_sdk.ports import CalendarEntry, CalendarWriterPort, CallContext, WrittenEntry
 from otv_sdk.reference.database import Database
@@ -19,9 +20,10 @@ __all__ = ["ReferenceCalendarWriter"]
 
 
 class ReferenceCalendarWriter(CalendarWriterPort):
-    def __init__(self, database: Database, availability: EngineKeeper) -> None:
+    def __init__(self, database: Database, availability: EngineKeeper, changes: ChangeOutbox | None = None) -> None:
         self._db = database
         self._availability = availability
+        self._changes = changes
 
     async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
         start, end = from_datetime(entry.interval.start), from_datetime(entry.interval.end)
@@ -55,6 +57,8 @@ class ReferenceCalendarWriter(CalendarWriterPort):
         written, new = await self._db.run(work)
         if new:
             engine.add_busy(entry.column_id, start, end)
+            if self._changes is not None:
+                self._changes.publish(BusyTimeChanged(entry.column_id, added=(entry.interval,)))
         return written
 
     async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> CalendarEntry | None:
@@ -71,11 +75,14 @@ class ReferenceCalendarWriter(CalendarWriterPort):
         engine = self._availability.current
         if engine is not None and engine.covers(removed["start_utc"], removed["end_utc"]):
             engine.remove_busy(removed["column_id"], removed["start_utc"], removed["end_utc"])
+        interval = Interval(to_datetime(removed["start_utc"]), to_datetime(removed["end_utc"]))
+        if self._changes is not None:
+            self._changes.publish(BusyTimeChanged(removed["column_id"], removed=(interval,)))
         return CalendarEntry(
             reference=removed["reference"] or "",
             column_id=removed["column_id"],
             appointment_type_id=removed["appointment_type_id"] or "",
-            interval=Interval(to_datetime(removed["start_utc"]), to_datetime(removed["end_utc"])),
+            interval=interval,
             patient_id=removed["patient_id"] or "",
             partner_id=removed["source_partner"] or "",
             category=removed["category"] or "",

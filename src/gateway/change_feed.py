@@ -1,0 +1,304 @@
+"""The change feed of one practice: numbered and kept in the state store, fanned out in memory.
+
+Changes arrive from the adapter's outbox (busy time, configuration) and from the gateway itself
+(a partner's own appointments). One writer task per practice numbers them in arrival order in one
+transaction per batch, so cursors are monotonic and every replica sharing the store sees the
+same sequence. Watchers are async generators (no thread per watcher): they replay from the
+store after their cursor, then follow the in-memory tail, waking on new events, with a heartbeat
+when idle. A poller picks up events other replicas stored. Bodies are sealed like every other
+personal value at rest (an appointment event names the partner's patient).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gateway.encryption import FieldCipher
+from gateway.state_store import StateStore, Tx
+from otv.v1 import reader_service_pb2
+from otv_sdk import conversion as cv
+from otv_sdk.changes import AppointmentChanged, BusyTimeChanged, Change, ChangeEvent, Heartbeat
+from otv_sdk.errors import FailedPrecondition, InvalidArgument
+from otv_sdk.models import Appointment, Hold
+from otv_sdk.ports import AppointmentQuery, CallContext, ChangeFeedPort, Page, SlotRequest, WriterPort
+
+__all__ = ["AnnouncingWriter", "PracticeFeed"]
+
+log = logging.getLogger("otv.gateway.changes")
+
+_CURSOR_PREFIX = "c1-"
+_TAIL = 4096  # events kept in memory for live watchers
+_BATCH = 1000
+
+
+def _cursor(seq: int) -> str:
+    return f"{_CURSOR_PREFIX}{seq}"
+
+
+def _parse_cursor(text: str) -> int:
+    if not text.startswith(_CURSOR_PREFIX) or not text[len(_CURSOR_PREFIX) :].isdigit():
+        raise InvalidArgument.field("cursor", "is not a cursor this gateway issued")
+    return int(text[len(_CURSOR_PREFIX) :])
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    seq: int
+    at: int
+    partner: str | None
+    column_id: str | None
+    change: Change
+
+    def visible_to(self, partner_id: str, column_ids: Sequence[str]) -> bool:
+        if self.partner is not None and self.partner != partner_id:
+            return False
+        return not column_ids or self.column_id is None or self.column_id in column_ids
+
+
+class PracticeFeed(ChangeFeedPort):
+    def __init__(
+        self,
+        practice_id: str,
+        store: StateStore,
+        cipher: FieldCipher,
+        *,
+        heartbeat_seconds: float = 15.0,
+        retention: int = 100_000,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self._practice = practice_id
+        self._store = store
+        self._cipher = cipher
+        self._heartbeat = heartbeat_seconds
+        self._retention = retention
+        self._poll_seconds = poll_seconds
+        self._aad = f"change:{practice_id}"
+        self._tail: deque[_Stored] = deque(maxlen=_TAIL)
+        self._known = -1  # highest seq in the tail; -1 until first loaded
+        self._wakeup = asyncio.Event()
+        self._pending: list[tuple[Change, str | None]] = []
+        self._pending_ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lock = asyncio.Lock()
+
+    # --- in ---------------------------------------------------------------------------------
+
+    def publish(self, change: Change, partner_id: str | None = None) -> None:
+        """Queue a change; `partner_id` limits it to that partner. Never blocks, never raises."""
+        self._pending.append((change, partner_id))
+        self._pending_ready.set()
+        self._start()
+
+    def _start(self) -> None:
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._write_loop()), loop.create_task(self._poll_loop())]
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def _seal(self, change: Change) -> str:
+        body = cv.change_to_proto(self._practice, ChangeEvent("", datetime.now(UTC), change)).SerializeToString()
+        return self._cipher.seal(base64.b64encode(body).decode(), self._aad)
+
+    def _open(self, row: dict[str, object]) -> _Stored:
+        body = base64.b64decode(self._cipher.open(str(row["body"]), self._aad))
+        change = cv.change_from_proto(self._practice, reader_service_pb2.WatchChangesResponse.FromString(body)).change
+        partner, column = row["partner"], row["column_id"]
+        return _Stored(
+            int(str(row["seq"])),
+            int(str(row["at_s"])),
+            None if partner is None else str(partner),
+            None if column is None else str(column),
+            change,
+        )
+
+    def _storing(self, rows: list[tuple[str | None, str | None, str]], now: int) -> Callable[[Tx], None]:
+        def store(tx: Tx) -> None:
+            tx.lock(f"changes:{self._practice}")
+            last = tx.one("SELECT MAX(seq) AS seq FROM change_events WHERE practice = ?", (self._practice,))
+            seq = int(last["seq"]) if last and last["seq"] is not None else 0
+            for partner, column, body in rows:
+                seq += 1
+                tx.execute(
+                    "INSERT INTO change_events (practice, seq, at_s, partner, column_id, body)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (self._practice, seq, now, partner, column, body),
+                )
+            tx.execute(
+                "DELETE FROM change_events WHERE practice = ? AND seq <= ?", (self._practice, seq - self._retention)
+            )
+
+        return store
+
+    async def _write_loop(self) -> None:
+        await self._ensure_known()
+        while True:
+            await self._pending_ready.wait()
+            self._pending_ready.clear()
+            batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            rows = [
+                (partner, change.column_id if isinstance(change, BusyTimeChanged) else None, self._seal(change))
+                for change, partner in batch
+            ]
+            try:
+                await self._store.run(self._storing(rows, int(time.time())), durable=False)
+            except Exception:  # the feed must survive a store hiccup; watchers re-read a snapshot if needed
+                log.exception("could not store %d change events for practice %s", len(rows), self._practice)
+                continue
+            await self._catch_up()
+
+    async def _poll_loop(self) -> None:
+        """Events another replica stored reach this replica's watchers within a poll interval."""
+        while True:
+            await asyncio.sleep(self._poll_seconds)
+            with contextlib.suppress(Exception):
+                await self._catch_up()
+
+    async def _ensure_known(self) -> None:
+        async with self._lock:
+            if self._known < 0:
+                self._known = await self._last_seq()
+
+    async def _catch_up(self) -> None:
+        await self._ensure_known()
+        async with self._lock:
+            rows = await self._read_after(self._known, _BATCH)
+            for row in rows:
+                self._tail.append(row)
+                self._known = row.seq
+            if rows:
+                self._wakeup.set()
+                self._wakeup = asyncio.Event()
+
+    # --- reads ------------------------------------------------------------------------------------
+
+    async def _last_seq(self) -> int:
+        row = await self._store.run(
+            lambda tx: tx.one("SELECT MAX(seq) AS seq FROM change_events WHERE practice = ?", (self._practice,))
+        )
+        return int(row["seq"]) if row and row["seq"] is not None else 0
+
+    async def _read_after(self, seq: int, limit: int) -> list[_Stored]:
+        rows = await self._store.run(
+            lambda tx: tx.all(
+                "SELECT * FROM change_events WHERE practice = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (self._practice, seq, limit),
+            )
+        )
+        return [self._open(row) for row in rows]
+
+    async def _oldest_seq(self) -> int | None:
+        row = await self._store.run(
+            lambda tx: tx.one("SELECT MIN(seq) AS seq FROM change_events WHERE practice = ?", (self._practice,))
+        )
+        return int(row["seq"]) if row and row["seq"] is not None else None
+
+    async def current_cursor(self, ctx: CallContext) -> str:
+        self._start()
+        return _cursor(await self._last_seq())
+
+    async def _start_position(self, cursor: str) -> int:
+        last = await self._last_seq()
+        if not cursor:
+            return last
+        seq = _parse_cursor(cursor)
+        if seq > last:
+            raise InvalidArgument.field("cursor", "is ahead of this practice's feed; it was not issued here")
+        oldest = await self._oldest_seq()
+        if oldest is not None and seq < oldest - 1:
+            raise FailedPrecondition(
+                "the cursor is older than the changes this gateway keeps: re-read ListBusyTimes and resume from"
+                " its change_cursor"
+            )
+        return seq
+
+    def watch(self, ctx: CallContext, column_ids: Sequence[str], cursor: str) -> AsyncIterator[ChangeEvent]:
+        self._start()
+        return self._follow(ctx.partner_id, tuple(column_ids), cursor)
+
+    async def _follow(self, partner_id: str, column_ids: tuple[str, ...], cursor: str) -> AsyncIterator[ChangeEvent]:
+        last = await self._start_position(cursor)
+        while True:
+            wakeup = self._wakeup  # taken before looking, so an event stored meanwhile still wakes us
+            batch = self._from_tail(last)
+            if batch is None:
+                batch = await self._read_after(last, _BATCH)
+            for item in batch:
+                last = item.seq
+                if item.visible_to(partner_id, column_ids):
+                    yield ChangeEvent(_cursor(item.seq), datetime.fromtimestamp(item.at, UTC), item.change)
+            if batch:
+                continue
+            try:
+                await asyncio.wait_for(wakeup.wait(), self._heartbeat)
+            except TimeoutError:
+                yield ChangeEvent(_cursor(last), datetime.now(UTC), Heartbeat())
+
+    def _from_tail(self, last: int) -> list[_Stored] | None:
+        """Events after `last` from memory, or None when memory does not reach back that far."""
+        if self._known < 0 or last > self._known:
+            return None
+        if last == self._known:
+            return []
+        if not self._tail or self._tail[0].seq > last + 1:
+            return None
+        return [item for item in self._tail if item.seq > last]
+
+
+class AnnouncingWriter(WriterPort):
+    """The booking desk, announcing each change to one of a partner's appointments to that partner."""
+
+    def __init__(self, inner: WriterPort, feed: PracticeFeed) -> None:
+        self._inner = inner
+        self._feed = feed
+
+    @property
+    def inner(self) -> WriterPort:
+        return self._inner
+
+    def _announce(self, ctx: CallContext, appointment: Appointment) -> Appointment:
+        self._feed.publish(AppointmentChanged(appointment), ctx.partner_id)
+        return appointment
+
+    async def hold_slot(self, ctx: CallContext, slot: SlotRequest) -> Hold:
+        return await self._inner.hold_slot(ctx, slot)
+
+    async def confirm_hold(self, ctx: CallContext, hold_id: str) -> Appointment:
+        return self._announce(ctx, await self._inner.confirm_hold(ctx, hold_id))
+
+    async def release_hold(self, ctx: CallContext, hold_id: str) -> None:
+        await self._inner.release_hold(ctx, hold_id)
+
+    async def book_appointment(self, ctx: CallContext, slot: SlotRequest) -> Appointment:
+        return self._announce(ctx, await self._inner.book_appointment(ctx, slot))
+
+    async def cancel_appointment(self, ctx: CallContext, appointment_id: str, etag: str) -> Appointment:
+        return self._announce(ctx, await self._inner.cancel_appointment(ctx, appointment_id, etag))
+
+    async def reschedule_appointment(
+        self, ctx: CallContext, appointment_id: str, etag: str, start: datetime, column_id: str | None
+    ) -> Appointment:
+        moved = await self._inner.reschedule_appointment(ctx, appointment_id, etag, start, column_id)
+        return self._announce(ctx, moved)
+
+    async def get_appointment(self, ctx: CallContext, appointment_id: str) -> Appointment:
+        return await self._inner.get_appointment(ctx, appointment_id)
+
+    async def list_appointments(self, ctx: CallContext, query: AppointmentQuery) -> Page[Appointment]:
+        return await self._inner.list_appointments(ctx, query)

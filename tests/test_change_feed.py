@@ -1,0 +1,223 @@
+"""The change feed (ReaderService.WatchChanges) through the real gRPC stack."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import fake_adapters
+import pytest
+from conftest import SECRET, reference_settings, signer
+from patient_env import as_partner, header_identity
+
+from gateway.app import Gateway
+from gateway.config import parse_config
+from otv_sdk.changes import AppointmentChanged, BusyTimeChanged, CalendarConfigChanged, ChangeEvent, Heartbeat
+from otv_sdk.client import PartnerClient
+from otv_sdk.errors import FailedPrecondition, InvalidArgument
+from otv_sdk.models import Interval
+from otv_sdk.ports import Adapter, CalendarEntry, CallContext, PageRequest, PatientQuery, SlotQuery, SlotRequest
+from otv_sdk.reference import create_adapter
+
+ANCHOR = date.today() + timedelta(days=7 - date.today().weekday() + 7)
+
+
+class Env:
+    def __init__(self, gateway: Gateway, client: PartnerClient, adapter: Adapter) -> None:
+        self.gateway = gateway
+        self.client = client
+        self.adapter = adapter
+
+    def entry(self, hour: int, column: str = "berg", day: int = 1) -> CalendarEntry:
+        start = datetime.combine(ANCHOR + timedelta(days=day), datetime.min.time(), UTC) + timedelta(hours=hour)
+        return CalendarEntry(
+            f"ref-{uuid.uuid4()}",
+            column,
+            "kontrolle",
+            Interval(start, start + timedelta(minutes=20)),
+            "p-1001",
+            "x",
+            "",
+        )
+
+    async def pvs_write(self, entry: CalendarEntry) -> str:
+        """A change made in the PVS itself (staff, or another channel)."""
+        assert self.adapter.calendar_writer is not None
+        return (await self.adapter.calendar_writer.write_appointment(CallContext("staff"), entry)).pvs_id
+
+    def watch(
+        self, partner: str = "alpha", cursor: str = "", columns: tuple[str, ...] = ()
+    ) -> AsyncIterator[ChangeEvent]:
+        return self.client.watch_changes("demo", columns, cursor, metadata=as_partner(partner))
+
+    async def cursor(self, partner: str = "alpha") -> str:
+        window = Interval(datetime.now(UTC), datetime.now(UTC) + timedelta(days=1))
+        _, cursor = await self.client.busy_snapshot("demo", window, metadata=as_partner(partner))
+        return cursor
+
+
+@asynccontextmanager
+async def change_env(tmp_path: Path, *, state: str | None = None, **gateway: Any) -> AsyncIterator[Env]:
+    adapter = create_adapter(
+        "demo", reference_settings(database=str(tmp_path / "pvs.sqlite"), demo_anchor=ANCHOR.isoformat())
+    )
+    fake_adapters.SHARED["demo"] = adapter
+    section = {
+        "listen": "127.0.0.1:0",
+        "shutdown_grace_seconds": 0,
+        "secret_key": SECRET,
+        "state_store": state or f"sqlite:///{tmp_path / 'state.sqlite'}",
+        **gateway,
+    }
+    config = parse_config({"gateway": section, "practices": {"demo": {"adapter": {"plugin": "fake_adapters:shared"}}}})
+    started = await Gateway.start(config, identify=header_identity)
+    try:
+        async with PartnerClient.connect(started.address) as client:
+            yield Env(started, client, adapter)
+    finally:
+        await started.stop(0)
+        fake_adapters.SHARED.pop("demo", None)
+
+
+async def take(events: AsyncIterator[ChangeEvent], count: int, *, skip_heartbeats: bool = True) -> list[ChangeEvent]:
+    taken: list[ChangeEvent] = []
+    async with asyncio.timeout(10):
+        async for event in events:
+            if skip_heartbeats and isinstance(event.change, Heartbeat):
+                continue
+            taken.append(event)
+            if len(taken) == count:
+                return taken
+    return taken
+
+
+async def test_a_change_in_the_pvs_reaches_a_watcher_as_busy_time(tmp_path: Path) -> None:
+    async with change_env(tmp_path) as env:
+        cursor = await env.cursor()
+        entry = env.entry(9)
+        await env.pvs_write(entry)
+        (event,) = await take(env.watch(cursor=cursor), 1)
+        assert event.change == BusyTimeChanged("berg", added=(entry.interval,))
+        assert event.cursor != cursor
+
+
+async def test_resume_from_a_cursor_gets_every_later_event_once_in_order(tmp_path: Path) -> None:
+    async with change_env(tmp_path) as env:
+        start = await env.cursor()
+        entries = [env.entry(8 + i) for i in range(6)]
+        for entry in entries[:3]:
+            await env.pvs_write(entry)
+        first = await take(env.watch(cursor=start), 2)  # disconnect after two of three
+        for entry in entries[3:]:
+            await env.pvs_write(entry)
+        rest = await take(env.watch(cursor=first[-1].cursor), 4)
+        seen = [e.change.added[0] for e in first + rest if isinstance(e.change, BusyTimeChanged)]
+        assert seen == [e.interval for e in entries]
+        cursors = [e.cursor for e in first + rest]
+        assert len(set(cursors)) == len(cursors)
+
+
+async def test_cursor_and_events_survive_a_gateway_restart(tmp_path: Path) -> None:
+    async with change_env(tmp_path) as env:
+        cursor = await env.cursor()
+        before = env.entry(10)
+        await env.pvs_write(before)
+        (event,) = await take(env.watch(cursor=cursor), 1)
+    async with change_env(tmp_path) as env:  # same state store file, new gateway process state
+        after = env.entry(11)
+        await env.pvs_write(after)
+        replayed = await take(env.watch(cursor=cursor), 2)
+        assert [e.change.added[0] for e in replayed if isinstance(e.change, BusyTimeChanged)] == [
+            before.interval,
+            after.interval,
+        ]
+        assert replayed[0].cursor == event.cursor
+
+
+async def test_stale_and_foreign_cursors_get_clear_statuses(tmp_path: Path) -> None:
+    async with change_env(tmp_path, change_retention=100) as env:
+        old = await env.cursor()
+        feed = env.gateway.router.feed("demo")
+        assert feed is not None
+        for _ in range(150):
+            feed.publish(CalendarConfigChanged())
+        async with asyncio.timeout(10):
+            while int((await env.cursor()).removeprefix("c1-")) < int(old.removeprefix("c1-")) + 150:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)  # the writer task stores them in the background
+        with pytest.raises(FailedPrecondition, match="re-read ListBusyTimes"):
+            await take(env.watch(cursor=old), 1)
+        with pytest.raises(InvalidArgument) as bad:
+            await take(env.watch(cursor="garbage"), 1)
+        assert bad.value.violations[0].field == "cursor"
+        with pytest.raises(InvalidArgument):
+            await take(env.watch(cursor="c1-999999999"), 1)
+
+
+async def test_idle_streams_get_heartbeats_with_the_current_cursor(tmp_path: Path) -> None:
+    async with change_env(tmp_path, heartbeat_seconds=0.2) as env:
+        cursor = await env.cursor()
+        (beat,) = await take(env.watch(cursor=cursor), 1, skip_heartbeats=False)
+        assert isinstance(beat.change, Heartbeat)
+        assert beat.cursor == cursor
+
+
+async def test_own_appointments_reach_only_their_partner_and_columns_filter(tmp_path: Path) -> None:
+    async with change_env(tmp_path) as env:
+        cursor = await env.cursor()
+        patient, _ = await env.client.find_or_create_patient(
+            "demo", PatientQuery("Erika", "Mustermann", date(1964, 8, 12)), metadata=as_partner("alpha")
+        )
+        start = datetime.combine(ANCHOR, datetime.min.time(), UTC)
+        query = SlotQuery("kontrolle", Interval(start, start + timedelta(days=7)), ("weber",), PageRequest(1))
+        (slot,) = (await env.client.find_slots("demo", query, metadata=as_partner("alpha"))).items
+        booked = await env.client.book_appointment(
+            "demo", SlotRequest("kontrolle", "weber", slot.start, patient.id), metadata=as_partner("alpha")
+        )
+        mine = await take(env.watch("alpha", cursor), 2)
+        kinds = {type(e.change) for e in mine}
+        assert kinds == {BusyTimeChanged, AppointmentChanged}
+        own = next(e.change for e in mine if isinstance(e.change, AppointmentChanged))
+        assert own.appointment.id == booked.id
+        theirs = await take(env.watch("beta", cursor), 1)
+        assert isinstance(theirs[0].change, BusyTimeChanged)  # beta sees the time taken, nothing else
+        await env.pvs_write(env.entry(9, column="berg"))
+        (only_berg,) = await take(env.watch("beta", cursor, columns=("berg",)), 1)
+        assert isinstance(only_berg.change, BusyTimeChanged)
+        assert only_berg.change.column_id == "berg"
+
+
+async def test_signed_partners_watch_through_the_authenticated_gateway(gateway: Gateway) -> None:
+    if gateway.router.feed("demo") is None:
+        pytest.skip("no feed")
+    async with PartnerClient.connect(gateway.address, signer=signer()) as client:
+        window = Interval(datetime.now(UTC), datetime.now(UTC) + timedelta(days=1))
+        _, cursor = await client.busy_snapshot("demo", window)
+        assert cursor.startswith("c1-")
+        feed = gateway.router.feed("demo")
+        assert feed is not None
+        feed.publish(CalendarConfigChanged())
+        async with asyncio.timeout(10):
+            async for event in client.watch_changes("demo", cursor=cursor):
+                assert isinstance(event.change, CalendarConfigChanged)
+                break
+
+
+@pytest.mark.slow
+async def test_five_hundred_watchers_without_a_thread_each(tmp_path: Path) -> None:
+    async with change_env(tmp_path) as env:
+        cursor = await env.cursor()
+        threads_before = threading.active_count()
+        streams = [env.watch(f"p{i % 7}", cursor) for i in range(500)]
+        tasks = [asyncio.ensure_future(take(s, 1)) for s in streams]
+        await asyncio.sleep(1.0)  # let every stream open
+        entry = env.entry(12)
+        await env.pvs_write(entry)
+        results = await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        assert all(r[0].change == BusyTimeChanged("berg", added=(entry.interval,)) for r in results)
+        assert threading.active_count() - threads_before < 50
