@@ -88,21 +88,25 @@ class PracticeFeed(ChangeFeedPort):
         self._pending_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
+        self._closed = False
 
     # --- in ---------------------------------------------------------------------------------
 
     def publish(self, change: Change, partner_id: str | None = None) -> None:
         """Queue a change; `partner_id` limits it to that partner. Never blocks, never raises."""
+        if self._closed:  # an adapter outliving its gateway (tests, reloads) must not revive the feed
+            return
         self._pending.append((change, partner_id))
         self._pending_ready.set()
         self._start()
 
     def _start(self) -> None:
-        if not self._tasks:
+        if not self._tasks and not self._closed:
             loop = asyncio.get_running_loop()
             self._tasks = [loop.create_task(self._write_loop()), loop.create_task(self._poll_loop())]
 
     async def aclose(self) -> None:
+        self._closed = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
