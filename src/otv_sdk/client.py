@@ -218,10 +218,7 @@ class PartnerClient:
         metadata: Metadata | None,
     ) -> list[ColumnIntervals]:
         def parse(response: Any) -> list[ColumnIntervals]:
-            return [
-                cv.unpack_intervals(packed, practice_id, f"{field}[{index}]")
-                for index, packed in enumerate(getattr(response, field))
-            ]
+            return _unpacked(response, field, practice_id)
 
         return await self._call(method, request, parse, timeout, metadata)
 
@@ -250,8 +247,8 @@ class PartnerClient:
         metadata: Metadata | None = None,
     ) -> list[ColumnIntervals]:
         """Busy time per column, clipped to window; never patient data."""
-        request = self._window_request(reader_service_pb2.ListBusyTimesRequest, practice_id, window, column_ids)
-        return await self._packed(self._reader.ListBusyTimes, request, "busy_times", practice_id, timeout, metadata)
+        busy, _ = await self.busy_snapshot(practice_id, window, column_ids, timeout=timeout, metadata=metadata)
+        return busy
 
     async def busy_snapshot(
         self,
@@ -266,11 +263,7 @@ class PartnerClient:
         request = self._window_request(reader_service_pb2.ListBusyTimesRequest, practice_id, window, column_ids)
 
         def parse(response: reader_service_pb2.ListBusyTimesResponse) -> tuple[list[ColumnIntervals], str]:
-            busy = [
-                cv.unpack_intervals(packed, practice_id, f"busy_times[{index}]")
-                for index, packed in enumerate(response.busy_times)
-            ]
-            return busy, response.change_cursor
+            return _unpacked(response, "busy_times", practice_id), response.change_cursor
 
         return await self._call(self._reader.ListBusyTimes, request, parse, timeout, metadata)
 
@@ -620,6 +613,13 @@ class PartnerClient:
     ) -> None:
         request = sandbox_service_pb2.ResetSandboxRequest(name=format_name(practice_id), request_id=_rid(None))
         await self._call(self._sandbox.ResetSandbox, request, lambda r: None, timeout, metadata)
+
+
+def _unpacked(response: Any, field: str, practice_id: str) -> list[ColumnIntervals]:
+    return [
+        cv.unpack_intervals(packed, practice_id, f"{field}[{index}]")
+        for index, packed in enumerate(getattr(response, field))
+    ]
 
 
 def _rid(request_id: str | None) -> str:
