@@ -190,7 +190,7 @@ class ReaderServicer(_Base, reader_service_pb2_grpc.ReaderServiceServicer):
         request: Any,
         read: Callable[[ReaderPort], _PackedRead],
     ) -> list[time_pb2.PackedIntervals]:
-        """The shared body of ListWorkingHours and ListBusyTimes: per-column intervals, packed."""
+        """The shared body of ListWorkingHours and GetFreeTime: per-column intervals, packed."""
 
         async def handle(ctx: CallContext) -> list[time_pb2.PackedIntervals]:
             practice_id, window, columns = _window_request(request)
