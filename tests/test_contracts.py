@@ -12,9 +12,11 @@ import pytest
 from google.protobuf.descriptor import Descriptor, FileDescriptor
 
 from otv.v1 import (
+    connector_service_pb2,
     consent_service_pb2,
     patient_lookup_service_pb2,
     reader_service_pb2,
+    snapshot_service_pb2,
     writer_service_pb2,
 )
 
@@ -27,6 +29,8 @@ SERVICE_FILES: list[FileDescriptor] = [
     writer_service_pb2.DESCRIPTOR,
     patient_lookup_service_pb2.DESCRIPTOR,
     consent_service_pb2.DESCRIPTOR,
+    snapshot_service_pb2.DESCRIPTOR,
+    connector_service_pb2.DESCRIPTOR,
 ]
 
 
@@ -76,12 +80,17 @@ def _methods() -> list[tuple[str, Descriptor, Descriptor]]:
     ]
 
 
-MUTATING_PREFIXES = ("Hold", "Confirm", "Release", "Book", "Cancel", "Reschedule", "FindOrCreate", "Record")
+MUTATING_PREFIXES = (
+    "Hold", "Confirm", "Release", "Book", "Cancel", "Reschedule", "FindOrCreate", "Record", "Upload"
+)  # fmt: skip
 
 
 @pytest.mark.parametrize(("method", "request_type", "response_type"), _methods(), ids=lambda v: str(v).split(".")[-1])
 def test_method_conventions(method: str, request_type: Descriptor, response_type: Descriptor) -> None:
     name = method.rsplit(".", 1)[-1]
+    if method == "otv.v1.ConnectorService.Connect":  # a bidirectional stream: its hello names the practice
+        assert "parent" in request_type.fields_by_name["hello"].message_type.fields_by_name
+        return
     assert request_type.name == f"{name}Request"
     assert response_type.name == f"{name}Response"
     fields = request_type.fields_by_name

@@ -17,6 +17,7 @@ import asyncio
 import functools
 from dataclasses import dataclass, field
 
+from gateway.partners import PVS_SERVICES
 from gateway.state_store import StateStore, Tx
 from otv_sdk.signing import public_key_bytes, verify_signature
 
@@ -155,7 +156,7 @@ class Admissions:
                 continue
             if item.practice is not None:
                 allowed = self._registry.grants.get((key.partner, item.practice), frozenset())
-                if "*" not in allowed and item.service not in allowed:
+                if item.service not in allowed and ("*" not in allowed or item.service in PVS_SERVICES):
                     decisions.append(Decision("denied"))
                     continue
             fresh = tx.execute(

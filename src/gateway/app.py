@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 
 import grpc
 
 from gateway.authentication import SignatureAuthenticator
-from gateway.config import GatewayConfig, read_file
+from gateway.config import GatewayConfig, read_file, resolve_path
+from gateway.http_api import HttpApi
 from gateway.identity import signed_identity
 from gateway.routing import PracticeRouter, build_router
+from gateway.snapshot_service import SnapshotCalls, add_snapshot_servicer
 from otv_sdk.server import OtvServer, build_server
 from otv_sdk.servicers import Identify
 
@@ -28,8 +31,11 @@ log = logging.getLogger("otv.gateway")
 class Gateway:
     """A started gateway. `port` is the bound port, useful when listening on port 0."""
 
-    def __init__(self, config: GatewayConfig, router: PracticeRouter, otv_server: OtvServer, port: int) -> None:
+    def __init__(
+        self, config: GatewayConfig, router: PracticeRouter, otv_server: OtvServer, port: int, http: HttpApi | None
+    ) -> None:
         self.config = config
+        self.http = http
         self.router = router
         self._otv = otv_server
         self.port = port
@@ -42,14 +48,25 @@ class Gateway:
         `identify` replaces that with another way of naming the partner: for tests only.
         """
         router = await build_router(config)
+        http: HttpApi | None = None
         try:
+            calls = SnapshotCalls(router.snapshot_keepers, frozenset(router.practice_ids))
             if identify is None:
                 authenticator = SignatureAuthenticator(
                     router.store, config.gateway.audience, config.gateway.max_clock_skew_seconds
                 )
-                otv_server = build_server(router, signed_identity, interceptors=[authenticator])
+                otv_server = build_server(
+                    router,
+                    signed_identity,
+                    interceptors=[authenticator],
+                    extra_services=[lambda s: add_snapshot_servicer(s, router, signed_identity, calls)],
+                )
+                if config.gateway.http_listen is not None:
+                    http = HttpApi(calls, authenticator)
             else:
-                otv_server = build_server(router, identify)
+                otv_server = build_server(
+                    router, identify, extra_services=[lambda s: add_snapshot_servicer(s, router, identify, calls)]
+                )
             tls = config.gateway.tls
             if tls is None:
                 port = otv_server.server.add_insecure_port(config.gateway.listen)
@@ -70,20 +87,36 @@ class Gateway:
                 )
                 port = otv_server.server.add_secure_port(config.gateway.listen, credentials)
             await otv_server.server.start()
+            if http is not None and config.gateway.http_listen is not None:
+                await http.start(config.gateway.http_listen, _https_context(config))
         except BaseException:
+            if http is not None:
+                await http.stop()
             await router.aclose()
             raise
         await router.recover()
         await otv_server.set_serving(True)
-        return cls(config, router, otv_server, port)
+        return cls(config, router, otv_server, port, http)
 
     async def stop(self, grace: float | None = None) -> None:
         await self._otv.set_serving(False)
         await self._otv.server.stop(self.config.gateway.shutdown_grace_seconds if grace is None else grace)
+        if self.http is not None:
+            await self.http.stop()
         await self.router.aclose()
 
     async def wait_for_termination(self) -> None:
         await self._otv.server.wait_for_termination()
+
+
+def _https_context(config: GatewayConfig) -> ssl.SSLContext | None:
+    """HTTPS with the gateway's own certificate when it has one."""
+    tls = config.gateway.tls
+    if tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(resolve_path(config, tls.cert_file), resolve_path(config, tls.key_file))
+    return context
 
 
 async def run_gateway(

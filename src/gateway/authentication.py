@@ -50,14 +50,17 @@ from otv_sdk.signing import (
     metadata_value,
 )
 
-__all__ = ["VERIFIED", "SignatureAuthenticator", "Verified"]
+__all__ = ["SERVICE_GRANTS", "VERIFIED", "Refused", "SignatureAuthenticator", "Verified"]
 
 _OPEN = ("/grpc.health.", "/grpc.reflection.")
-_SERVICES = {
+# The grant (partners.py) each service needs.
+SERVICE_GRANTS = {
     "otv.v1.ReaderService": "reader",
     "otv.v1.WriterService": "writer",
     "otv.v1.PatientLookupService": "patient_lookup",
     "otv.v1.ConsentService": "consent",
+    "otv.v1.SnapshotService": "snapshot",
+    "otv.v1.ConnectorService": "connector",
 }
 # Services whose calls read or change personal data, and so are audited.
 _AUDITED = frozenset({"writer", "patient_lookup", "consent"})
@@ -73,15 +76,17 @@ class Verified:
 VERIFIED: contextvars.ContextVar[Verified | None] = contextvars.ContextVar("otv_verified", default=None)
 
 
-class _Refused(Exception):
+class Refused(Exception):
+    """A call that may not proceed, with the status it gets (HTTP maps the code to its own)."""
+
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
 
 
-def _unauthenticated(message: str) -> _Refused:
-    return _Refused(grpc.StatusCode.UNAUTHENTICATED, message)
+def _unauthenticated(message: str) -> Refused:
+    return Refused(grpc.StatusCode.UNAUTHENTICATED, message)
 
 
 def _practice_of(request: Any) -> str | None:
@@ -115,7 +120,7 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
             return handler
         wrapped = self._wrapped.get(method)
         if wrapped is None:  # built once per method: the call's metadata comes from its context
-            service = _SERVICES.get(method.split("/")[1] if method.count("/") >= 2 else "", "")
+            service = SERVICE_GRANTS.get(method.split("/")[1] if method.count("/") >= 2 else "", "")
             if handler.unary_unary is not None:
                 wrapped = self._unary(handler, method, service)
             elif handler.unary_stream is not None:
@@ -178,14 +183,15 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         except DecodeError:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message for this method")
         try:
-            partner = await self._verify(raw, method, service, metadata, _practice_of(request))
-        except _Refused as refused:
+            partner = await self.verify(raw, method, service, metadata, _practice_of(request))
+        except Refused as refused:
             await context.abort(refused.code, refused.message)
         return request, Verified(partner, method)
 
-    async def _verify(
+    async def verify(
         self, raw: bytes, method: str, service: str, metadata: tuple[Any, ...], practice: str | None
     ) -> str:
+        """The partner who signed the call, or Refused. The HTTP endpoint passes its headers as metadata."""
         values = {
             name: metadata_value(metadata, name)
             for name in (SCHEME_HEADER, KEY_ID_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, CONTENT_HEADER, SIGNATURE_HEADER)
@@ -225,5 +231,5 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         if decision.outcome == "replay":
             raise _unauthenticated("this nonce was already used: sign every call, retries included, afresh")
         if decision.outcome == "denied":
-            raise _Refused(grpc.StatusCode.PERMISSION_DENIED, "this partner may not use that service of that practice")
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED, "this partner may not use that service of that practice")
         return decision.partner

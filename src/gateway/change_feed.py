@@ -130,23 +130,43 @@ class PracticeFeed(ChangeFeedPort):
             change,
         )
 
+    def _insert(self, tx: Tx, rows: Sequence[tuple[str | None, str | None, str]], now: int) -> int:
+        """Number and store rows in tx; returns the last sequence number."""
+        tx.lock(f"changes:{self._practice}")
+        last = tx.one("SELECT MAX(seq) AS seq FROM change_events WHERE practice = ?", (self._practice,))
+        seq = int(last["seq"]) if last and last["seq"] is not None else 0
+        for partner, column, body in rows:
+            seq += 1
+            tx.execute(
+                "INSERT INTO change_events (practice, seq, at_s, partner, column_id, body) VALUES (?, ?, ?, ?, ?, ?)",
+                (self._practice, seq, now, partner, column, body),
+            )
+        tx.execute("DELETE FROM change_events WHERE practice = ? AND seq <= ?", (self._practice, seq - self._retention))
+        return seq
+
     def _storing(self, rows: list[tuple[str | None, str | None, str]], now: int) -> Callable[[Tx], None]:
         def store(tx: Tx) -> None:
-            tx.lock(f"changes:{self._practice}")
-            last = tx.one("SELECT MAX(seq) AS seq FROM change_events WHERE practice = ?", (self._practice,))
-            seq = int(last["seq"]) if last and last["seq"] is not None else 0
-            for partner, column, body in rows:
-                seq += 1
-                tx.execute(
-                    "INSERT INTO change_events (practice, seq, at_s, partner, column_id, body)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (self._practice, seq, now, partner, column, body),
-                )
-            tx.execute(
-                "DELETE FROM change_events WHERE practice = ? AND seq <= ?", (self._practice, seq - self._retention)
-            )
+            self._insert(tx, rows, now)
 
         return store
+
+    def append_in(self, tx: Tx, changes: Sequence[BusyTimeChanged]) -> str:
+        """Store changes inside the caller's transaction, so they commit or vanish with its data;
+        call `notify` after the commit. Returns the cursor after them."""
+        rows = [(None, change.column_id, self._seal(change)) for change in changes]
+        return _cursor(self._insert(tx, rows, int(time.time())))
+
+    def cursor_in(self, tx: Tx) -> str:
+        """The feed's position as the caller's transaction sees it."""
+        last = tx.one("SELECT MAX(seq) AS seq FROM change_events WHERE practice = ?", (self._practice,))
+        return _cursor(int(last["seq"]) if last and last["seq"] is not None else 0)
+
+    def notify(self) -> None:
+        """Wake watchers after events were stored by `append_in`."""
+        if self._closed:
+            return
+        self._start()
+        self._pending_ready.set()  # the writer task catches up even with nothing of its own to store
 
     async def _write_loop(self) -> None:
         await self._ensure_known()
@@ -155,6 +175,7 @@ class PracticeFeed(ChangeFeedPort):
             self._pending_ready.clear()
             batch, self._pending = self._pending, []
             if not batch:
+                await self._catch_up()
                 continue
             rows = [
                 (partner, change.column_id if isinstance(change, BusyTimeChanged) else None, self._seal(change))

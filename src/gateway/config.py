@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
+from datetime import time
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -29,9 +31,11 @@ __all__ = [
     "AdapterConfig",
     "BookingConfig",
     "ConfigError",
+    "ConnectorAdapterConfig",
     "GatewayConfig",
     "GatewaySection",
     "RemoteAdapterConfig",
+    "SnapshotAdapterConfig",
     "load_config",
 ]
 
@@ -72,6 +76,9 @@ class TlsClientConfig(_Strict):
 
 class GatewaySection(_Strict):
     listen: Address = Field("127.0.0.1:50051", description="address the gateway listens on")
+    http_listen: Address | None = Field(
+        None, description="address of the HTTP + JSON snapshot upload (for a PVS with curl); off when unset"
+    )
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=300)
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     secret_key: str | None = Field(
@@ -128,19 +135,95 @@ class RemoteAdapterConfig(_Strict):
     tls: TlsClientConfig | None = None
 
 
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _weekly_span(value: str) -> str:
+    """'mon 08:00-12:30': a weekday and a span of wall-clock time on it."""
+    day, _, span = value.strip().partition(" ")
+    start, _, end = span.strip().partition("-")
+    try:
+        if day.lower() not in _WEEKDAYS:
+            raise ValueError
+        first, last = time.fromisoformat(start), time.fromisoformat(end)
+    except ValueError:
+        raise ValueError(f"{value!r} is not like 'mon 08:00-12:30'") from None
+    if first >= last:
+        raise ValueError(f"{value!r} ends before it starts")
+    return value
+
+
+class SnapshotColumnConfig(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    display_name: str = Field(min_length=1, max_length=200)
+    weekly_hours: list[Annotated[str, AfterValidator(_weekly_span)]] = Field(
+        default_factory=list, description="e.g. 'mon 08:00-12:30'; wall-clock time of the practice"
+    )
+
+
+class SnapshotTypeConfig(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    display_name: str = Field(min_length=1, max_length=200)
+    minutes: int = Field(ge=5, le=24 * 60)
+    columns: list[str] = Field(min_length=1)
+
+
+class SnapshotAdapterConfig(_Strict):
+    """A PVS that can only upload its busy times: the gateway keeps them and serves the calendar."""
+
+    display_name: str = Field(min_length=1, max_length=200)
+    time_zone: str = "Europe/Berlin"
+    window_days: int = Field(90, ge=1, le=730, description="how far ahead the PVS uploads, from today")
+    upload_interval_seconds: int = Field(120, ge=10, le=3600, description="how often the PVS uploads")
+    columns: list[SnapshotColumnConfig] = Field(min_length=1)
+    appointment_types: list[SnapshotTypeConfig] = Field(default_factory=list)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _types_name_columns(self) -> SnapshotAdapterConfig:
+        ids = [column.id for column in self.columns]
+        if len(set(ids)) != len(ids):
+            raise ValueError("column ids must be unique")
+        for kind in self.appointment_types:
+            unknown = sorted(set(kind.columns) - set(ids))
+            if unknown:
+                raise ValueError(f"appointment type {kind.id!r} names unknown columns {unknown}")
+        return self
+
+
+class ConnectorAdapterConfig(_Strict):
+    """The practice's adapter dials out to the gateway (ConnectorService) instead of being dialled."""
+
+    practice: str | None = Field(None, description="practice id on the connector's side; default: the same id")
+    capability_cache_seconds: float = Field(60.0, ge=0)
+    ping_seconds: float = Field(15.0, gt=0, le=300, description="idle streams get a ping this often")
+
+
 class AdapterConfig(_Strict):
-    """Either an in-process plugin (entry-point name or 'module:factory') or a remote address."""
+    """Exactly one transport: an in-process plugin (entry-point name or 'module:factory'), a remote
+    address, snapshot uploads, or an outbound connector."""
 
     plugin: str | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
     remote: RemoteAdapterConfig | None = None
+    snapshot: SnapshotAdapterConfig | None = None
+    connector: ConnectorAdapterConfig | None = None
 
     @model_validator(mode="after")
     def _one_transport(self) -> AdapterConfig:
-        if (self.plugin is None) == (self.remote is None):
-            raise ValueError("set exactly one of 'plugin' (in-process) or 'remote'")
-        if self.remote is not None and self.settings:
-            raise ValueError("'settings' belong to plugins; a remote adapter is configured where it runs")
+        chosen = [self.plugin, self.remote, self.snapshot, self.connector]
+        if sum(item is not None for item in chosen) != 1:
+            raise ValueError("set exactly one of 'plugin' (in-process), 'remote', 'snapshot' or 'connector'")
+        if self.plugin is None and self.settings:
+            raise ValueError("'settings' belong to plugins; other adapters are configured where they run")
         return self
 
 

@@ -14,10 +14,13 @@ from gateway.state_store import StateStore, Tx
 from otv_sdk.resources import is_valid_practice_id
 from otv_sdk.signing import public_key_bytes
 
-__all__ = ["SERVICES", "PartnerKey", "PartnerRegistry", "bump_version"]
+__all__ = ["PVS_SERVICES", "SERVICES", "PartnerKey", "PartnerRegistry", "bump_version"]
 
-# What a grant may name; "*" means all of them.
+# What a grant may name; "*" means all of these partner services.
 SERVICES = ("reader", "writer", "patient_lookup", "consent")
+# Services for a practice's own PVS, never included in "*": uploading snapshots or serving the
+# practice through a connector replaces what every partner sees, so each is granted by name.
+PVS_SERVICES = ("snapshot", "connector")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +86,9 @@ class PartnerRegistry:
     def grant(self, partner_id: str, practice_id: str, services: tuple[str, ...] = ("*",)) -> None:
         if not is_valid_practice_id(practice_id):
             raise ValueError(f"{practice_id!r} is not a practice id")
-        unknown = [s for s in services if s != "*" and s not in SERVICES]
+        unknown = [s for s in services if s != "*" and s not in SERVICES + PVS_SERVICES]
         if unknown:
-            raise ValueError(f"unknown services {unknown}; choose from {', '.join(SERVICES)} or *")
+            raise ValueError(f"unknown services {unknown}; choose from {', '.join(SERVICES + PVS_SERVICES)} or *")
 
         def work(tx: Tx) -> None:
             tx.execute(

@@ -24,6 +24,7 @@ from gateway.patient_ids import PatientIdScope
 from gateway.plugins import load_factory
 from gateway.privacy import BookingFactory, protect
 from gateway.remote import RemoteAdapterSource
+from gateway.snapshots import SnapshotKeeper, SnapshotPractice, snapshot_adapter
 from gateway.state_store import StateStore, open_store
 from otv_sdk.errors import NotFound, OtvError
 from otv_sdk.ports import Adapter, CallContext
@@ -61,7 +62,9 @@ class PracticeRouter:
         policies: Mapping[str, BookingPolicy] | None = None,
         cipher: FieldCipher | None = None,
         feeds: Mapping[str, PracticeFeed] | None = None,
+        snapshot_keepers: Mapping[str, SnapshotKeeper] | None = None,
     ) -> None:
+        self.snapshot_keepers = dict(snapshot_keepers or {})
         self._cipher = cipher
         self._feeds = dict(feeds or {})
         self._sources = dict(sources)
@@ -185,13 +188,6 @@ async def build_router(config: GatewayConfig) -> PracticeRouter:
         )
         for practice_id, practice in config.practices.items()
     }
-    sources: dict[str, AdapterSource] = {}
-    try:
-        for practice_id in config.practices:
-            sources[practice_id] = _source(config, practice_id, f"practices.{practice_id}.adapter")
-    except BaseException:
-        await PracticeRouter(sources, scope, store).aclose()  # release what was opened before the failure
-        raise
     feeds = {
         practice_id: PracticeFeed(
             practice_id,
@@ -202,7 +198,22 @@ async def build_router(config: GatewayConfig) -> PracticeRouter:
         )
         for practice_id in config.practices
     }
-    return PracticeRouter(sources, scope, store, policies, cipher, feeds)
+    sources: dict[str, AdapterSource] = {}
+    keepers: dict[str, SnapshotKeeper] = {}
+    try:
+        for practice_id, practice in config.practices.items():
+            snapshot = practice.adapter.snapshot
+            if snapshot is not None:
+                keepers[practice_id] = SnapshotKeeper(
+                    SnapshotPractice.from_config(practice_id, snapshot), store, feeds[practice_id]
+                )
+                sources[practice_id] = LocalAdapterSource(snapshot_adapter(keepers[practice_id]))
+            else:
+                sources[practice_id] = _source(config, practice_id, f"practices.{practice_id}.adapter")
+    except BaseException:
+        await PracticeRouter(sources, scope, store).aclose()  # release what was opened before the failure
+        raise
+    return PracticeRouter(sources, scope, store, policies, cipher, feeds, keepers)
 
 
 def _source(config: GatewayConfig, practice_id: str, where: str) -> AdapterSource:

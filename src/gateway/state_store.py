@@ -129,6 +129,25 @@ SCHEMA = [
         body TEXT NOT NULL,
         PRIMARY KEY (practice, seq)
     )""",
+    # Snapshot practices: the last upload of each column (busy times as little-endian int64 pairs,
+    # base64; no patient data), and the last upload's outcome for retries with the same request_id.
+    """CREATE TABLE IF NOT EXISTS snapshot_columns (
+        practice TEXT NOT NULL,
+        column_id TEXT NOT NULL,
+        window_lo BIGINT NOT NULL,
+        window_hi BIGINT NOT NULL,
+        upload_s BIGINT NOT NULL,
+        busy TEXT NOT NULL,
+        PRIMARY KEY (practice, column_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS snapshot_uploads (
+        practice TEXT PRIMARY KEY,
+        request_id TEXT NOT NULL,
+        upload_s BIGINT NOT NULL,
+        added BIGINT NOT NULL,
+        removed BIGINT NOT NULL,
+        backfilled TEXT NOT NULL
+    )""",
     # Bumped by every change to partners, keys or grants, so every gateway notices it on its next check.
     """CREATE TABLE IF NOT EXISTS registry_version (
         id INTEGER PRIMARY KEY CHECK (id = 1),

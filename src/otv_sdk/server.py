@@ -6,7 +6,7 @@ can be explored by tools such as `grpcurl` or `buf curl` without the .proto file
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -43,8 +43,12 @@ def build_server(
     *,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     sandbox: bool = False,
+    extra_services: Sequence[Callable[[grpc.aio.Server], str]] = (),
 ) -> OtvServer:
-    """`sandbox` adds SandboxService: for adapter servers, never for the gateway."""
+    """`sandbox` adds SandboxService: for adapter servers, never for the gateway.
+
+    `extra_services` register a server's own services (the gateway's snapshot uploads and
+    connectors) and return their full names, for health and reflection."""
     server = grpc.aio.server(
         interceptors=list(interceptors),
         options=[
@@ -57,6 +61,7 @@ def build_server(
     services = add_servicers(server, resolver, identify)
     if sandbox:
         services.append(add_sandbox_servicer(server, resolver, identify))
+    services.extend(register(server) for register in extra_services)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

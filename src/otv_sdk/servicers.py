@@ -36,6 +36,7 @@ from otv.v1 import (
 from otv_sdk import conversion as cv
 from otv_sdk.changes import ChangeEvent
 from otv_sdk.errors import InvalidArgument, OtvError, Unimplemented
+from otv_sdk.freshness import DATA_AGE_METADATA_KEY, collect_data_age
 from otv_sdk.matching import normalize_query
 from otv_sdk.models import ColumnIntervals, Interval, Practice
 from otv_sdk.ports import (
@@ -55,7 +56,7 @@ from otv_sdk.resources import parse_practice_child
 from otv_sdk.status import error_to_status
 from otv_sdk.timeline import from_datetime
 
-__all__ = ["AdapterResolver", "Identify", "add_sandbox_servicer", "add_servicers"]
+__all__ = ["AdapterResolver", "Identify", "ServicerBase", "add_sandbox_servicer", "add_servicers"]
 
 log = logging.getLogger("otv.servicers")
 
@@ -93,7 +94,10 @@ def _request_id(value: str) -> str:
     return value
 
 
-class _Base:
+class ServicerBase:
+    """Runs one call: who is calling, its deadline, and errors turned into rich statuses. The
+    gateway's own services (snapshot uploads, connectors) are built on it too."""
+
     def __init__(self, resolver: AdapterResolver, identify: Identify) -> None:
         self._resolver = resolver
         self._identify = identify
@@ -108,8 +112,12 @@ class _Base:
         """Run handler with the caller's context; request_id is given (maybe empty) for mutations."""
         try:
             ctx = self._identify(context, None if request_id is None else _request_id(request_id))
-            async with asyncio.timeout(ctx.time_remaining()):
-                return await handler(ctx)
+            with collect_data_age() as age:
+                async with asyncio.timeout(ctx.time_remaining()):
+                    result = await handler(ctx)
+            if age.seconds is not None:  # answered from a last known state, not live (freshness.py)
+                context.set_trailing_metadata(((DATA_AGE_METADATA_KEY, str(int(age.seconds))),))
+            return result
         except OtvError as error:
             await context.abort_with_status(error_to_status(error))
         except TimeoutError:
@@ -153,7 +161,7 @@ def _pack(practice_id: str, window: Interval, result: Sequence[ColumnIntervals])
     ]
 
 
-class ReaderServicer(_Base, reader_service_pb2_grpc.ReaderServiceServicer):
+class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer):
     async def GetPractice(
         self, request: reader_service_pb2.GetPracticeRequest, context: _ServicerContext
     ) -> reader_service_pb2.GetPracticeResponse:
@@ -310,7 +318,7 @@ def _slot(request: Any, practice_id: str) -> SlotRequest:
     )
 
 
-class WriterServicer(_Base, writer_service_pb2_grpc.WriterServiceServicer):
+class WriterServicer(ServicerBase, writer_service_pb2_grpc.WriterServiceServicer):
     async def _writer(self, practice_id: str, ctx: CallContext, field: str) -> WriterPort:
         return _need((await self._adapter(practice_id, ctx, field)).writer, "writing appointments")
 
@@ -436,7 +444,7 @@ def _name_part(value: str, field: str) -> str:
     return cleaned
 
 
-class PatientLookupServicer(_Base, patient_lookup_service_pb2_grpc.PatientLookupServiceServicer):
+class PatientLookupServicer(ServicerBase, patient_lookup_service_pb2_grpc.PatientLookupServiceServicer):
     async def _lookup(self, practice_id: str, ctx: CallContext) -> PatientLookupPort:
         return _need((await self._adapter(practice_id, ctx, "parent")).patient_lookup, "patient lookup")
 
@@ -474,7 +482,7 @@ class PatientLookupServicer(_Base, patient_lookup_service_pb2_grpc.PatientLookup
         return await self._run(context, "ListSharedPatients", handle)
 
 
-class ConsentServicer(_Base, consent_service_pb2_grpc.ConsentServiceServicer):
+class ConsentServicer(ServicerBase, consent_service_pb2_grpc.ConsentServiceServicer):
     async def _consent(self, practice_id: str, ctx: CallContext) -> ConsentPort:
         return _need((await self._adapter(practice_id, ctx, "name")).consent, "consent records")
 
@@ -502,7 +510,7 @@ class ConsentServicer(_Base, consent_service_pb2_grpc.ConsentServiceServicer):
         return await self._run(context, "RecordConsent", handle, request.request_id)
 
 
-class SandboxServicer(_Base, sandbox_service_pb2_grpc.SandboxServiceServicer):
+class SandboxServicer(ServicerBase, sandbox_service_pb2_grpc.SandboxServiceServicer):
     """Served by adapter servers only (see sandbox_service.proto), never by the gateway."""
 
     async def LoadScenario(

@@ -1,0 +1,140 @@
+"""SnapshotService over plain HTTP + JSON, for a PVS that can only run curl.
+
+    POST /v1/practices/{practice}/snapshot:window   body: GetUploadWindowRequest as JSON (may be {})
+    POST /v1/practices/{practice}/snapshot:upload   body: UploadSnapshotRequest as JSON
+
+Bodies and answers use protobuf's JSON mapping (camelCase names, RFC 3339 times); the practice
+comes from the path. Authentication is the gateway's one scheme (otv_sdk.signing) with its six
+headers sent as HTTP headers: the content hash covers the exact body bytes and the method in the
+canonical string is the gRPC method (/otv.v1.SnapshotService/UploadSnapshot), so one signer works
+for both transports. Errors are JSON, {"code", "message", "fieldViolations": [{"field",
+"description"}]}, under the HTTP status Google's API design gives the gRPC code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from gateway.authentication import Refused, SignatureAuthenticator
+from gateway.snapshot_service import SnapshotCalls
+from otv.v1 import snapshot_service_pb2
+from otv_sdk.errors import OtvError
+from otv_sdk.ports import CallContext
+from otv_sdk.resources import format_name, is_valid_practice_id
+from otv_sdk.server import MAX_MESSAGE_BYTES
+
+__all__ = ["HttpApi"]
+
+log = logging.getLogger("otv.gateway.http")
+
+Req = TypeVar("Req", bound=Message)
+
+_HTTP_STATUS = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "ABORTED": 409,
+    "ALREADY_EXISTS": 409,
+    "RESOURCE_EXHAUSTED": 429,
+    "UNIMPLEMENTED": 501,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+
+
+def _error(code: str, message: str, violations: list[dict[str, str]] | None = None) -> web.Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if violations:
+        body["fieldViolations"] = violations
+    return web.json_response(body, status=_HTTP_STATUS.get(code, 500))
+
+
+class HttpApi:
+    """The HTTP listener; started and stopped with the gateway."""
+
+    def __init__(self, calls: SnapshotCalls, authenticator: SignatureAuthenticator) -> None:
+        self._calls = calls
+        self._authenticator = authenticator
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
+        app.router.add_post("/v1/practices/{practice}/snapshot:window", self._window)
+        app.router.add_post("/v1/practices/{practice}/snapshot:upload", self._upload)
+        self._app = app
+
+    async def start(self, address: str, ssl_context: ssl.SSLContext | None = None) -> None:
+        host, _, port = address.rpartition(":")
+        runner = web.AppRunner(self._app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, int(port), ssl_context=ssl_context)
+        await site.start()
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _window(self, request: web.Request) -> web.Response:
+        return await self._handle(
+            request, "GetUploadWindow", snapshot_service_pb2.GetUploadWindowRequest, self._calls.get_upload_window
+        )
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        return await self._handle(
+            request, "UploadSnapshot", snapshot_service_pb2.UploadSnapshotRequest, self._calls.upload_snapshot
+        )
+
+    async def _handle(
+        self,
+        request: web.Request,
+        name: str,
+        message_type: type[Req],
+        call: Callable[[CallContext, Req], Awaitable[Message]],
+    ) -> web.Response:
+        practice = request.match_info["practice"]
+        raw = await request.read()
+        metadata = tuple(
+            (key.lower(), value) for key, value in request.headers.items() if key.lower().startswith("x-otv-")
+        )
+        method = f"/otv.v1.SnapshotService/{name}"
+        try:
+            partner = await self._authenticator.verify(
+                raw, method, "snapshot", metadata, practice if is_valid_practice_id(practice) else None
+            )
+        except Refused as refused:
+            return _error(refused.code.name, refused.message)
+        try:
+            message = json_format.Parse(raw or b"{}", message_type())
+        except (json_format.ParseError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            return _error("INVALID_ARGUMENT", f"the body is not a {message_type.DESCRIPTOR.name} in JSON: {error}")
+        parent = format_name(practice) if is_valid_practice_id(practice) else practice
+        if getattr(message, "parent", "") not in ("", parent):
+            return _error(
+                "INVALID_ARGUMENT", "parent differs from the path", [{"field": "parent", "description": "must match"}]
+            )
+        message.parent = parent  # type: ignore[attr-defined]
+        try:
+            response = await call(CallContext(partner_id=partner), message)
+        except OtvError as error:
+            violations = [{"field": v.field, "description": v.description} for v in error.violations]
+            return _error(error.code.value, error.message, violations)
+        except Exception as error:  # a bug must not leak details or take the listener down
+            error_id = secrets.token_hex(6)
+            log.error("unexpected %s in HTTP %s (error id %s)", type(error).__name__, name, error_id)
+            return _error(grpc.StatusCode.INTERNAL.name, f"the gateway failed (error id {error_id})")
+        return web.Response(text=json_format.MessageToJson(response), content_type="application/json")

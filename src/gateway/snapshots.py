@@ -1,0 +1,323 @@
+"""Snapshot practices: a PVS that can only upload its busy times now and then.
+
+One seed PVS asks the booking service which period to upload, then uploads every appointment of
+it without patient data, with curl, every 60-120 s. For such a PVS the gateway is the calendar:
+it keeps the last upload of every column in the state store, turns each new upload into change
+events (otv_sdk.snapshot_diff: added, removed, a move is both) in the same transaction, and answers
+reads from what was uploaded, saying how old it is (otv_sdk.freshness).
+
+Rules a partner can rely on:
+- the first upload of a column backfills it: everything in it is announced as added;
+- a column left out of an upload keeps its previous snapshot; time outside the uploaded window is
+  unknown and counts as busy, so nobody is offered a slot the PVS never confirmed was free;
+- a column never uploaded is busy throughout (a practice may synchronise only some columns);
+  before the practice's first upload, reads answer UNAVAILABLE;
+- absences reach the gateway as busy time (the PVS uploads reservations like appointments).
+Working hours and appointment types are configured at the gateway ([practices.x.adapter.snapshot]).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
+from importlib import metadata
+
+import numpy as np
+
+from gateway.change_feed import PracticeFeed
+from gateway.config import SnapshotAdapterConfig
+from gateway.state_store import StateStore, Tx
+from otv_sdk.changes import BusyTimeChanged
+from otv_sdk.errors import InvalidArgument, Unavailable
+from otv_sdk.freshness import report_data_age
+from otv_sdk.models import (
+    Absence,
+    AdapterInfo,
+    AppointmentType,
+    Calendar,
+    Capability,
+    Column,
+    ColumnIntervals,
+    ColumnKind,
+    Interval,
+    PracticeProfile,
+    WeeklySpan,
+)
+from otv_sdk.ports import Adapter, CallContext, ReaderPort
+from otv_sdk.snapshot_diff import diff_column
+from otv_sdk.timeline import EMPTY, IntervalArray, concatenate, from_datetime, subtract, to_datetime
+from otv_sdk.timewindow import window_too_long
+from otv_sdk.wallclock import expand_weekly, to_utc, zone
+
+__all__ = ["SnapshotKeeper", "SnapshotPractice", "SnapshotUpload", "UploadOutcome", "snapshot_adapter"]
+
+_WEEKDAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
+_EVENT_SIZE = 1000  # busy times per change event, so a backfill is many small events, not one huge one
+_MAX_BUSY_TIMES = 200_000  # per upload; 24 months x 20 busy columns is about 30,000
+
+
+def _span(text: str) -> WeeklySpan:
+    day, _, hours = text.strip().partition(" ")
+    start, _, end = hours.strip().partition("-")
+    return WeeklySpan(_WEEKDAYS[day.lower()], clock_time.fromisoformat(start), clock_time.fromisoformat(end))
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotPractice:
+    """What the gateway knows of a snapshot practice without any upload: its configuration."""
+
+    practice_id: str
+    profile: PracticeProfile
+    calendar: Calendar
+    window_days: int
+    upload_interval: timedelta
+
+    @classmethod
+    def from_config(cls, practice_id: str, config: SnapshotAdapterConfig) -> SnapshotPractice:
+        columns = tuple(
+            Column(
+                id=column.id,
+                display_name=column.display_name,
+                kind=ColumnKind.PRACTITIONER,
+                weekly_hours=tuple(_span(text) for text in column.weekly_hours),
+            )
+            for column in config.columns
+        )
+        types = tuple(
+            AppointmentType(
+                id=kind.id,
+                display_name=kind.display_name,
+                duration=timedelta(minutes=kind.minutes),
+                column_ids=tuple(kind.columns),
+            )
+            for kind in config.appointment_types
+        )
+        return cls(
+            practice_id,
+            PracticeProfile(config.display_name, config.time_zone),
+            Calendar(columns=columns, appointment_types=types),
+            config.window_days,
+            timedelta(seconds=config.upload_interval_seconds),
+        )
+
+    def upload_window(self, now: datetime) -> Interval:
+        """From the start of today, practice time, for window_days local days (DST-exact)."""
+        tz = zone(self.profile.time_zone)
+        today = now.astimezone(tz).date()
+        return Interval(
+            to_utc(today, clock_time(0), tz), to_utc(today + timedelta(days=self.window_days), clock_time(0), tz)
+        )
+
+    def column_ids(self) -> tuple[str, ...]:
+        return tuple(column.id for column in self.calendar.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotUpload:
+    """One upload, columns in the order sent (errors name their position)."""
+
+    request_id: str
+    window: Interval
+    columns: tuple[tuple[str, IntervalArray], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UploadOutcome:
+    added: int
+    removed: int
+    backfilled: tuple[str, ...]
+    cursor: str
+    next_upload: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _ColumnState:
+    window_lo: int
+    window_hi: int
+    busy: IntervalArray  # sorted by start; duplicates are double bookings
+    upload_s: int
+
+
+def _encode(busy: IntervalArray) -> str:
+    return base64.b64encode(np.stack([busy.starts, busy.ends]).astype("<i8").tobytes()).decode()
+
+
+def _decode(text: str) -> IntervalArray:
+    raw = np.frombuffer(base64.b64decode(text), dtype="<i8").astype(np.int64).reshape(2, -1)
+    if raw.shape[1] == 0:
+        return EMPTY
+    return IntervalArray(np.ascontiguousarray(raw[0]), np.ascontiguousarray(raw[1]))
+
+
+def _events(column_id: str, added: IntervalArray, removed: IntervalArray) -> list[BusyTimeChanged]:
+    events = []
+    for lo in range(0, max(len(added), len(removed)), _EVENT_SIZE):
+        part_added = IntervalArray(added.starts[lo : lo + _EVENT_SIZE], added.ends[lo : lo + _EVENT_SIZE])
+        part_removed = IntervalArray(removed.starts[lo : lo + _EVENT_SIZE], removed.ends[lo : lo + _EVENT_SIZE])
+        events.append(BusyTimeChanged(column_id, tuple(part_added.intervals()), tuple(part_removed.intervals())))
+    return events
+
+
+class SnapshotKeeper:
+    """Keeps a practice's uploaded snapshots and turns each upload into change events."""
+
+    def __init__(
+        self,
+        practice: SnapshotPractice,
+        store: StateStore,
+        feed: PracticeFeed,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.practice = practice
+        self._store = store
+        self._feed = feed
+        self.clock = clock
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(int(self.clock()), UTC)
+
+    def _validate(self, upload: SnapshotUpload) -> None:
+        if window_too_long(upload.window.start, upload.window.end):
+            raise InvalidArgument.field("window", "is longer than 24 months")
+        known = set(self.practice.column_ids())
+        seen: set[str] = set()
+        lo, hi = from_datetime(upload.window.start), from_datetime(upload.window.end)
+        total = 0
+        for index, (column_id, busy) in enumerate(upload.columns):
+            if column_id not in known:
+                raise InvalidArgument.field(f"columns[{index}].column", "is not a column configured for this practice")
+            if column_id in seen:
+                raise InvalidArgument.field(f"columns[{index}].column", "appears twice in this upload")
+            seen.add(column_id)
+            outside = np.flatnonzero((busy.ends <= lo) | (busy.starts >= hi))
+            if outside.size:
+                raise InvalidArgument.field(
+                    f"columns[{index}].busy_times[{int(outside[0])}]", "lies outside the upload's window"
+                )
+            total += len(busy)
+        if total > _MAX_BUSY_TIMES:
+            raise InvalidArgument.field("columns", f"holds more than {_MAX_BUSY_TIMES} busy times; upload less")
+
+    async def upload(self, upload: SnapshotUpload) -> UploadOutcome:
+        self._validate(upload)
+        now = int(self.clock())
+        outcome = await self._store.run(lambda tx: self._apply(tx, upload, now))
+        self._feed.notify()
+        return outcome
+
+    def _apply(self, tx: Tx, upload: SnapshotUpload, now: int) -> UploadOutcome:
+        practice_id = self.practice.practice_id
+        tx.lock(f"snapshot:{practice_id}")
+        next_upload = to_datetime(now) + self.practice.upload_interval
+        last = tx.one("SELECT * FROM snapshot_uploads WHERE practice = ?", (practice_id,))
+        if last is not None and last["request_id"] == upload.request_id:  # a retry of the last upload
+            backfilled = tuple(filter(None, str(last["backfilled"]).split(",")))
+            cursor = self._feed.cursor_in(tx)
+            return UploadOutcome(int(last["added"]), int(last["removed"]), backfilled, cursor, next_upload)
+        lo, hi = from_datetime(upload.window.start), from_datetime(upload.window.end)
+        added_total = removed_total = 0
+        backfilled_columns: list[str] = []
+        changes: list[BusyTimeChanged] = []
+        for column_id, uploaded in upload.columns:
+            busy = uploaded.sorted()
+            row = tx.one(
+                "SELECT busy FROM snapshot_columns WHERE practice = ? AND column_id = ?", (practice_id, column_id)
+            )
+            if row is None:
+                backfilled_columns.append(column_id)
+                added, removed = busy, EMPTY
+            else:  # only what the new window covers is compared: earlier days just left the window
+                added, removed = diff_column(_decode(str(row["busy"])).overlapping(lo, hi), busy)
+            added_total += len(added)
+            removed_total += len(removed)
+            changes.extend(_events(column_id, added, removed))
+            tx.execute("DELETE FROM snapshot_columns WHERE practice = ? AND column_id = ?", (practice_id, column_id))
+            tx.execute(
+                "INSERT INTO snapshot_columns (practice, column_id, window_lo, window_hi, upload_s, busy)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (practice_id, column_id, lo, hi, now, _encode(busy)),
+            )
+        cursor = self._feed.append_in(tx, changes) if changes else self._feed.cursor_in(tx)
+        tx.execute("DELETE FROM snapshot_uploads WHERE practice = ?", (practice_id,))
+        tx.execute(
+            "INSERT INTO snapshot_uploads (practice, request_id, upload_s, added, removed, backfilled)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (practice_id, upload.request_id, now, added_total, removed_total, ",".join(backfilled_columns)),
+        )
+        return UploadOutcome(added_total, removed_total, tuple(backfilled_columns), cursor, next_upload)
+
+    async def columns(self) -> Mapping[str, _ColumnState]:
+        """Every uploaded column's last snapshot."""
+        practice_id = self.practice.practice_id
+        rows = await self._store.run(
+            lambda tx: tx.all("SELECT * FROM snapshot_columns WHERE practice = ?", (practice_id,))
+        )
+        return {
+            str(row["column_id"]): _ColumnState(
+                int(row["window_lo"]), int(row["window_hi"]), _decode(str(row["busy"])), int(row["upload_s"])
+            )
+            for row in rows
+        }
+
+
+class SnapshotReader(ReaderPort):
+    """The calendar as configured plus the busy times as last uploaded."""
+
+    def __init__(self, keeper: SnapshotKeeper) -> None:
+        self._keeper = keeper
+        self._practice = keeper.practice
+
+    async def get_practice(self, ctx: CallContext) -> PracticeProfile:
+        return self._practice.profile
+
+    async def list_calendars(self, ctx: CallContext) -> Calendar:
+        return self._practice.calendar
+
+    def _requested(self, column_ids: Sequence[str]) -> list[Column]:
+        wanted = set(column_ids)
+        return [column for column in self._practice.calendar.columns if not wanted or column.id in wanted]
+
+    async def list_working_hours(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        tz = zone(self._practice.profile.time_zone)
+        lo, hi = from_datetime(window.start), from_datetime(window.end)
+        return [
+            ColumnIntervals(column.id, expand_weekly(column.weekly_hours, window, tz).clipped(lo, hi))
+            for column in self._requested(column_ids)
+        ]
+
+    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
+        return []  # a snapshot PVS uploads its absences and reservations as busy time
+
+    async def list_busy_times(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        columns = self._requested(column_ids)
+        states = await self._keeper.columns()
+        if not states:
+            raise Unavailable("the practice's system has not uploaded its calendar yet")
+        lo, hi = from_datetime(window.start), from_datetime(window.end)
+        now = self._keeper.now().timestamp()
+        result = []
+        for column in columns:
+            state = states.get(column.id)
+            if state is None:  # never uploaded (not synchronised): unknown, so busy
+                result.append(ColumnIntervals(column.id, IntervalArray.of([(lo, hi)])))
+                continue
+            report_data_age(now - state.upload_s)
+            unknown = subtract(IntervalArray.of([(lo, hi)]), IntervalArray.of([(state.window_lo, state.window_hi)]))
+            result.append(ColumnIntervals(column.id, concatenate(state.busy.clipped(lo, hi), unknown)))
+        return result
+
+
+def snapshot_adapter(keeper: SnapshotKeeper) -> Adapter:
+    return Adapter(
+        info=AdapterInfo("otv", "snapshot uploads", metadata.version("otv")),
+        reader=SnapshotReader(keeper),
+        extra_capabilities=frozenset({Capability.CHANGE_FEED}),
+    )
