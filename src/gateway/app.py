@@ -16,6 +16,7 @@ import grpc
 
 from gateway.authentication import SignatureAuthenticator
 from gateway.config import GatewayConfig, read_file, resolve_path
+from gateway.connector_service import add_connector_servicer
 from gateway.http_api import HttpApi
 from gateway.identity import signed_identity
 from gateway.routing import PracticeRouter, build_router
@@ -59,13 +60,22 @@ class Gateway:
                     router,
                     signed_identity,
                     interceptors=[authenticator],
-                    extra_services=[lambda s: add_snapshot_servicer(s, router, signed_identity, calls)],
+                    extra_services=[
+                        lambda s: add_snapshot_servicer(s, router, signed_identity, calls),
+                        lambda s: add_connector_servicer(s, router.connectors, signed_identity),
+                    ],
                 )
                 if config.gateway.http_listen is not None:
                     http = HttpApi(calls, authenticator)
             else:
+                test_identify = identify
                 otv_server = build_server(
-                    router, identify, extra_services=[lambda s: add_snapshot_servicer(s, router, identify, calls)]
+                    router,
+                    identify,
+                    extra_services=[
+                        lambda s: add_snapshot_servicer(s, router, test_identify, calls),
+                        lambda s: add_connector_servicer(s, router.connectors, test_identify),
+                    ],
                 )
             tls = config.gateway.tls
             if tls is None:

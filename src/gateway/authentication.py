@@ -91,7 +91,8 @@ def _unauthenticated(message: str) -> Refused:
 
 def _practice_of(request: Any) -> str | None:
     """The practice a request addresses, if its name or parent is well formed (else the handler says so)."""
-    name = getattr(request, "parent", "") or getattr(request, "name", "")
+    hello = getattr(request, "hello", None)  # a connector's first message
+    name = getattr(request, "parent", "") or getattr(request, "name", "") or getattr(hello, "parent", "")
     parts = name.split("/") if isinstance(name, str) else []
     if len(parts) >= 2 and parts[0] == "practices" and is_valid_practice_id(parts[1]):
         return parts[1]
@@ -125,6 +126,8 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
                 wrapped = self._unary(handler, method, service)
             elif handler.unary_stream is not None:
                 wrapped = self._stream(handler, method, service)
+            elif handler.stream_stream is not None:
+                wrapped = self._bidirectional(handler, method, service)
             else:
                 return handler  # the contract has no client-streaming methods
             self._wrapped[method] = wrapped
@@ -161,6 +164,31 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
                 VERIFIED.reset(token)
 
         return grpc.unary_stream_rpc_method_handler(
+            behavior, request_deserializer=None, response_serializer=handler.response_serializer
+        )
+
+    def _bidirectional(self, handler: Any, method: str, service: str) -> grpc.RpcMethodHandler[Any, Any]:
+        """The signature covers the first message (the connector's hello), which must come first."""
+
+        async def behavior(raw_messages: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            first = await anext(aiter(raw_messages), None)
+            if first is None:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "send the first message, which is signed")
+            request, verified = await self._admit(handler, first, method, service, context)
+
+            async def messages() -> AsyncIterator[Any]:
+                yield request
+                async for raw in raw_messages:
+                    yield handler.request_deserializer(raw) if handler.request_deserializer else raw
+
+            token = VERIFIED.set(verified)
+            try:
+                async for item in handler.stream_stream(messages(), context):
+                    yield item
+            finally:
+                VERIFIED.reset(token)
+
+        return grpc.stream_stream_rpc_method_handler(
             behavior, request_deserializer=None, response_serializer=handler.response_serializer
         )
 

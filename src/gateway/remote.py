@@ -17,8 +17,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-import grpc
-
 from otv_sdk.adapter_server import PARTNER_METADATA_KEY
 from otv_sdk.client import Metadata, PartnerClient
 from otv_sdk.errors import (
@@ -246,15 +244,9 @@ class _RemoteSandbox(SandboxPort):
 class RemoteAdapterSource:
     """Builds the `Adapter` of a remote practice from what the remote says it supports."""
 
-    def __init__(
-        self,
-        address: str,
-        remote_practice: str,
-        *,
-        credentials: grpc.ChannelCredentials | None = None,
-        cache_seconds: float = 60.0,
-    ) -> None:
-        self._link = _Link(PartnerClient.connect(address, credentials=credentials), remote_practice)
+    def __init__(self, client: PartnerClient, remote_practice: str, *, cache_seconds: float = 60.0) -> None:
+        """`client` reaches the adapter server: over a channel of its own, or a connector's (connectors.py)."""
+        self._link = _Link(client, remote_practice)
         self._cache_seconds = cache_seconds
         self._adapter: Adapter | None = None
         self._fetched_at = 0.0

@@ -19,13 +19,16 @@ from pydantic import ValidationError
 from gateway.booking import BookingDesk, BookingPolicy
 from gateway.change_feed import AnnouncingWriter, PracticeFeed
 from gateway.config import ConfigError, GatewayConfig, load_secret, read_file
+from gateway.connectors import ConnectorHub
 from gateway.encryption import FieldCipher, keys_from
+from gateway.offline import ConnectorAdapterSource, OnlineOnlyWriter
 from gateway.patient_ids import PatientIdScope
 from gateway.plugins import load_factory
 from gateway.privacy import BookingFactory, protect
 from gateway.remote import RemoteAdapterSource
 from gateway.snapshots import SnapshotKeeper, SnapshotPractice, snapshot_adapter
 from gateway.state_store import StateStore, open_store
+from otv_sdk.client import PartnerClient
 from otv_sdk.errors import NotFound, OtvError
 from otv_sdk.ports import Adapter, CallContext
 
@@ -63,8 +66,10 @@ class PracticeRouter:
         cipher: FieldCipher | None = None,
         feeds: Mapping[str, PracticeFeed] | None = None,
         snapshot_keepers: Mapping[str, SnapshotKeeper] | None = None,
+        connectors: ConnectorHub | None = None,
     ) -> None:
         self.snapshot_keepers = dict(snapshot_keepers or {})
+        self.connectors = connectors or ConnectorHub({}, {})
         self._cipher = cipher
         self._feeds = dict(feeds or {})
         self._sources = dict(sources)
@@ -90,10 +95,10 @@ class PracticeRouter:
         adapter = await source.get(ctx)
         known = self._guarded.get(practice_id)
         if known is None or known[0] is not adapter:  # remote adapters are re-described now and then
-            known = (
-                adapter,
-                self._with_feed(practice_id, adapter, protect(adapter, self._scope, self._booking(practice_id))),
-            )
+            guarded = self._with_feed(practice_id, adapter, protect(adapter, self._scope, self._booking(practice_id)))
+            if isinstance(source, ConnectorAdapterSource) and guarded.writer is not None:
+                guarded = dataclasses.replace(guarded, writer=OnlineOnlyWriter(guarded.writer, source.online))
+            known = (adapter, guarded)
             self._guarded[practice_id] = known
         return known[1]
 
@@ -144,6 +149,7 @@ class PracticeRouter:
     async def aclose(self) -> None:
         for feed in self._feeds.values():
             await feed.aclose()
+        self.connectors.close()
         for source in self._sources.values():
             await source.aclose()
         if self._store is not None:
@@ -153,7 +159,7 @@ class PracticeRouter:
 def booking_desk(adapter: Adapter) -> BookingDesk | None:
     """The booking desk behind a guarded adapter's writer, if it has one."""
     writer = adapter.writer
-    if isinstance(writer, AnnouncingWriter):
+    while isinstance(writer, AnnouncingWriter | OnlineOnlyWriter):
         writer = writer.inner
     return writer if isinstance(writer, BookingDesk) else None
 
@@ -198,6 +204,15 @@ async def build_router(config: GatewayConfig) -> PracticeRouter:
         )
         for practice_id in config.practices
     }
+    connectors = {
+        practice_id: practice.adapter.connector
+        for practice_id, practice in config.practices.items()
+        if practice.adapter.connector is not None
+    }
+    hub = ConnectorHub(
+        {practice_id: c.practice or practice_id for practice_id, c in connectors.items()},
+        {practice_id: c.ping_seconds for practice_id, c in connectors.items()},
+    )
     sources: dict[str, AdapterSource] = {}
     keepers: dict[str, SnapshotKeeper] = {}
     try:
@@ -209,14 +224,14 @@ async def build_router(config: GatewayConfig) -> PracticeRouter:
                 )
                 sources[practice_id] = LocalAdapterSource(snapshot_adapter(keepers[practice_id]))
             else:
-                sources[practice_id] = _source(config, practice_id, f"practices.{practice_id}.adapter")
+                sources[practice_id] = _source(config, hub, practice_id, f"practices.{practice_id}.adapter")
     except BaseException:
         await PracticeRouter(sources, scope, store).aclose()  # release what was opened before the failure
         raise
-    return PracticeRouter(sources, scope, store, policies, cipher, feeds, keepers)
+    return PracticeRouter(sources, scope, store, policies, cipher, feeds, keepers, hub)
 
 
-def _source(config: GatewayConfig, practice_id: str, where: str) -> AdapterSource:
+def _source(config: GatewayConfig, hub: ConnectorHub, practice_id: str, where: str) -> AdapterSource:
     adapter_config = config.practices[practice_id].adapter
     if adapter_config.remote is not None:
         remote = adapter_config.remote
@@ -231,10 +246,14 @@ def _source(config: GatewayConfig, practice_id: str, where: str) -> AdapterSourc
                 ),
             )
         return RemoteAdapterSource(
-            remote.address,
+            PartnerClient.connect(remote.address, credentials=credentials),
             remote.practice or practice_id,
-            credentials=credentials,
             cache_seconds=remote.capability_cache_seconds,
+        )
+    if adapter_config.connector is not None:
+        connector = adapter_config.connector
+        return ConnectorAdapterSource(
+            hub, practice_id, connector.practice or practice_id, connector.capability_cache_seconds
         )
     assert adapter_config.plugin is not None  # AdapterConfig guarantees one of the two
     try:

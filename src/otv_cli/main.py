@@ -3,6 +3,8 @@
 otv demo                                  gateway with the demo practice (embedded default)
 otv gateway serve --config gateway.toml   gateway from a configuration file
 otv adapter serve --plugin reference --practice demo --listen 127.0.0.1:50061
+otv adapter serve --plugin reference --practice demo --connect gw.example:50051 --key praxis.key
+                                          the same, dialling out to the gateway (no inbound port)
 otv client calendars --practice demo      list the demo practice's calendars
 otv client busy --practice demo --days 7  busy times of the next 7 days
 otv client slots --practice demo --type kontrolle   the next bookable slots
@@ -35,6 +37,7 @@ from gateway.state_store import StateStore, open_store
 from otv_cli import conformance
 from otv_sdk.adapter_server import serve_adapters
 from otv_sdk.client import PartnerClient
+from otv_sdk.connector import OutboundConnector
 from otv_sdk.errors import OtvError
 from otv_sdk.models import Interval
 from otv_sdk.ports import PageRequest, SlotQuery
@@ -71,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     adapter_serve.add_argument("--tls-cert", type=Path, help="serve over TLS with this certificate ...")
     adapter_serve.add_argument("--tls-key", type=Path, help="... and key")
     adapter_serve.add_argument("--client-ca", type=Path, help="require gateway certificates signed by this CA (mTLS)")
+    adapter_serve.add_argument("--connect", metavar="GATEWAY", help="dial out to this gateway (outbound connector)")
+    adapter_serve.add_argument("--key", type=Path, help="the practice's key file, for --connect")
+    adapter_serve.add_argument("--gateway-practice", help="the practice's id at the gateway; default: --practice")
+    adapter_serve.add_argument("--gateway-ca", type=Path, help="reach the gateway over TLS, trusting this CA")
 
     certs = commands.add_parser("certs", help="development certificates").add_subparsers(dest="action", required=True)
     certs_init = certs.add_parser("init", help="a development CA, server and client certificates")
@@ -132,11 +139,28 @@ async def _adapter_serve(args: argparse.Namespace) -> None:
             require_client_auth=args.client_ca is not None,
         )
     practice = args.practice
+    if args.connect and args.key is None:
+        raise ValueError("--connect needs --key: the practice's key file, registered at the gateway")
     server = await serve_adapters({practice: adapter}, args.listen, credentials=credentials)
     print(f"otv adapter server for practice {practice!r} listening on port {server.port}", flush=True)
+    connector = None
+    if args.connect:
+        host = args.listen.rpartition(":")[0]
+        connector = OutboundConnector(
+            args.connect,
+            args.gateway_practice or practice,
+            f"{host}:{server.port}",
+            load_key_file(args.key),
+            local_practice=practice,
+            credentials=grpc.ssl_channel_credentials(args.gateway_ca.read_bytes()) if args.gateway_ca else None,
+        )
+        connector.start()
+        print(f"otv connector dialling {args.connect} for practice {practice!r}", flush=True)
     try:
         await server.wait_for_termination()
     finally:
+        if connector is not None:
+            await connector.stop()
         await server.stop()
 
 

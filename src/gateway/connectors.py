@@ -1,0 +1,261 @@
+"""Outbound connectors: practices whose adapter dials out to the gateway.
+
+A practice network that accepts no incoming connections runs `otv_sdk.connector`, which opens
+one long-lived ConnectorService.Connect stream to the gateway and answers the calls the gateway
+forwards over it. Here that stream becomes a `ConnectorChannel`: a grpc.aio.Channel whose calls
+travel over the practice's current stream. The remote transport (remote.py) works on it
+unchanged, so a connected practice is one more transport of the same ports.
+
+A newer connection of the same practice replaces the older one (a reconnect after a half-open
+TCP connection must not wait for the old one to time out). Calls pending on a stream that ends
+fail UNAVAILABLE; whether the PVS applied them is for the idempotent retry (request_id) to settle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2
+
+from otv.v1 import connector_service_pb2
+from otv_sdk.adapter_server import PARTNER_METADATA_KEY
+
+__all__ = ["ConnectorChannel", "ConnectorHub", "ConnectorLink", "serve_link"]
+
+log = logging.getLogger("otv.gateway.connectors")
+
+_Metadata = grpc.aio.Metadata
+
+
+def _failure(code: grpc.StatusCode, message: str, details: bytes = b"") -> grpc.aio.AioRpcError:
+    trailing = _Metadata(("grpc-status-details-bin", details)) if details else _Metadata()
+    return grpc.aio.AioRpcError(code, _Metadata(), trailing, message)
+
+
+class ConnectorLink:
+    """One connected stream: calls go out through `outgoing`, results come back through `resolve`."""
+
+    def __init__(self, practice_id: str, local_practice: str) -> None:
+        self.practice_id = practice_id
+        self.local_practice = local_practice
+        # None tells the stream's sender that the link closed.
+        self.outgoing: asyncio.Queue[connector_service_pb2.ConnectResponse | None] = asyncio.Queue()
+        self._pending: dict[str, asyncio.Future[connector_service_pb2.CallResult]] = {}
+        self._ids = itertools.count(1)
+        self.closed = False
+
+    async def call(
+        self, method: str, request: bytes, partner_id: str, timeout: float | None
+    ) -> connector_service_pb2.CallResult:
+        if self.closed:
+            raise _failure(grpc.StatusCode.UNAVAILABLE, "the practice's connector is offline")
+        call_id = str(next(self._ids))
+        future: asyncio.Future[connector_service_pb2.CallResult] = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = future
+        forwarded = connector_service_pb2.ForwardedCall(
+            call_id=call_id, method=method, request=request, partner_id=partner_id
+        )
+        if timeout is not None:
+            forwarded.timeout.FromNanoseconds(int(timeout * 1e9))
+        self.outgoing.put_nowait(connector_service_pb2.ConnectResponse(call=forwarded))
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise _failure(
+                grpc.StatusCode.DEADLINE_EXCEEDED, "the practice's connector did not answer in time"
+            ) from None
+        finally:
+            self._pending.pop(call_id, None)
+
+    def resolve(self, result: connector_service_pb2.CallResult) -> None:
+        future = self._pending.get(result.call_id)
+        if future is not None and not future.done():
+            future.set_result(result)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.outgoing.put_nowait(None)
+        self.closed = True
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(_failure(grpc.StatusCode.UNAVAILABLE, "the practice's connector went offline"))
+        self._pending.clear()
+
+
+class ConnectorHub:
+    """The current link of every connector practice."""
+
+    def __init__(self, practices: dict[str, str], ping_seconds: dict[str, float]) -> None:
+        self._practices = practices  # gateway practice id -> practice id on the connector's side
+        self._ping = ping_seconds
+        self._links: dict[str, ConnectorLink] = {}
+        self._changed = asyncio.Condition()
+
+    def serves(self, practice_id: str) -> bool:
+        return practice_id in self._practices
+
+    def ping_seconds(self, practice_id: str) -> float:
+        return self._ping.get(practice_id, 15.0)
+
+    def online(self, practice_id: str) -> bool:
+        link = self._links.get(practice_id)
+        return link is not None and not link.closed
+
+    def link(self, practice_id: str) -> ConnectorLink | None:
+        link = self._links.get(practice_id)
+        return None if link is None or link.closed else link
+
+    async def attach(self, practice_id: str, local_practice: str) -> ConnectorLink:
+        link = ConnectorLink(practice_id, local_practice or self._practices[practice_id])
+        old = self._links.get(practice_id)
+        if old is not None:
+            old.close()
+        self._links[practice_id] = link
+        log.info("connector of practice %s is online", practice_id)
+        async with self._changed:
+            self._changed.notify_all()
+        return link
+
+    async def detach(self, link: ConnectorLink) -> None:
+        link.close()
+        if self._links.get(link.practice_id) is link:
+            del self._links[link.practice_id]
+            log.warning("connector of practice %s is offline", link.practice_id)
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until predicate holds; it is checked whenever a connector comes or goes."""
+        async with self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def wait_online(self, practice_id: str, timeout: float) -> None:
+        """For operators and tests: wait until the practice's connector is connected."""
+        async with asyncio.timeout(timeout):
+            await self.wait_until(lambda: self.online(practice_id))
+
+    def channel(self, practice_id: str) -> ConnectorChannel:
+        return ConnectorChannel(self, practice_id)
+
+    def close(self) -> None:
+        for link in self._links.values():
+            link.close()
+        self._links.clear()
+
+
+class _UnaryUnary:
+    def __init__(self, channel: ConnectorChannel, method: str, serialize: Any, deserialize: Any) -> None:
+        self._channel = channel
+        self._method = method
+        self._serialize = serialize
+        self._deserialize = deserialize
+
+    def __call__(
+        self, request: Any, *, timeout: float | None = None, metadata: Any = None, **_: Any
+    ) -> asyncio.Task[Any]:
+        return asyncio.ensure_future(self._invoke(request, timeout, metadata))
+
+    async def _invoke(self, request: Any, timeout: float | None, metadata: Any) -> Any:
+        link = self._channel.hub.link(self._channel.practice_id)
+        if link is None:
+            raise _failure(grpc.StatusCode.UNAVAILABLE, "the practice's connector is offline")
+        partner = dict(metadata or ()).get(PARTNER_METADATA_KEY, "")
+        body = self._serialize(request) if self._serialize else request
+        result = await link.call(self._method, body, partner, timeout)
+        if result.status_code != grpc.StatusCode.OK.value[0]:
+            code = next((c for c in grpc.StatusCode if c.value[0] == result.status_code), grpc.StatusCode.UNKNOWN)
+            raise _failure(code, result.status_message, result.status_details)
+        return self._deserialize(result.response) if self._deserialize else result.response
+
+
+class _Unsupported:
+    """Streaming calls do not travel over a connector (the remote transport uses none)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise _failure(grpc.StatusCode.UNIMPLEMENTED, "streaming calls are not forwarded to connectors")
+
+
+class ConnectorChannel(grpc.aio.Channel):
+    """A channel whose unary calls go over the practice's connector stream."""
+
+    def __init__(self, hub: ConnectorHub, practice_id: str) -> None:
+        self.hub = hub
+        self.practice_id = practice_id
+
+    def unary_unary(
+        self, method: str, request_serializer: Any = None, response_deserializer: Any = None, **_: Any
+    ) -> Any:
+        return _UnaryUnary(self, method, request_serializer, response_deserializer)
+
+    def unary_stream(
+        self, method: str, request_serializer: Any = None, response_deserializer: Any = None, **_: Any
+    ) -> Any:
+        return _Unsupported()
+
+    def stream_unary(
+        self, method: str, request_serializer: Any = None, response_deserializer: Any = None, **_: Any
+    ) -> Any:
+        return _Unsupported()
+
+    def stream_stream(
+        self, method: str, request_serializer: Any = None, response_deserializer: Any = None, **_: Any
+    ) -> Any:
+        return _Unsupported()
+
+    async def close(self, grace: float | None = None) -> None:
+        return None
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return grpc.ChannelConnectivity.READY if self.hub.online(self.practice_id) else grpc.ChannelConnectivity.IDLE
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        await self.hub.wait_until(lambda: self.get_state() != last_observed_state)
+
+    async def channel_ready(self) -> None:
+        await self.hub.wait_until(lambda: self.hub.online(self.practice_id))
+
+    async def __aenter__(self) -> ConnectorChannel:
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        return None
+
+
+async def serve_link(
+    hub: ConnectorHub,
+    link: ConnectorLink,
+    results: AsyncIterator[connector_service_pb2.ConnectRequest],
+) -> AsyncIterator[connector_service_pb2.ConnectResponse]:
+    """The gateway's side of one stream: accept, then forward calls and pings while reading results."""
+    ping = hub.ping_seconds(link.practice_id)
+
+    async def read() -> None:
+        try:
+            async for message in results:
+                if message.HasField("result"):
+                    link.resolve(message.result)
+        finally:
+            await hub.detach(link)
+
+    reader = asyncio.get_running_loop().create_task(read())
+    try:
+        yield connector_service_pb2.ConnectResponse(
+            accepted=connector_service_pb2.ConnectorAccepted(ping_interval=duration_pb2.Duration(seconds=int(ping)))
+        )
+        while True:
+            try:
+                item = await asyncio.wait_for(link.outgoing.get(), ping)
+            except TimeoutError:
+                item = connector_service_pb2.ConnectResponse(ping=connector_service_pb2.ConnectorPing())
+            if item is None:
+                return
+            yield item
+    finally:
+        reader.cancel()
+        await hub.detach(link)
