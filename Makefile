@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_conformance.py --json var/bench-conformance.json
 	cd benchmarks && ../$(BIN)/python bench_changes.py --json ../var/bench-changes.json
 	$(BIN)/python benchmarks/bench_snapshot_diff.py --json var/bench-snapshot-diff.json
+	$(BIN)/python benchmarks/bench_snapshot_upload.py --json var/bench-snapshot-upload.json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

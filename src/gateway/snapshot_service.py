@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
+import numpy as np
 from google.protobuf import duration_pb2
 
 from gateway.snapshots import SnapshotKeeper, SnapshotUpload
@@ -15,11 +16,12 @@ from otv_sdk.errors import FailedPrecondition, InvalidArgument, NotFound
 from otv_sdk.ports import CallContext
 from otv_sdk.resources import format_name, parse_practice_child
 from otv_sdk.servicers import AdapterResolver, Identify, ServicerBase
-from otv_sdk.timeline import IntervalArray, from_datetime
+from otv_sdk.timeline import IntervalArray
 
 __all__ = ["SnapshotCalls", "add_snapshot_servicer"]
 
 _MAX_REQUEST_ID = 128
+_MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z, the end of Timestamp's range
 
 
 class SnapshotCalls:
@@ -61,11 +63,7 @@ class SnapshotCalls:
         columns = []
         for index, column in enumerate(request.columns):
             column_id = parse_practice_child(column.column, f"columns[{index}].column", "columns", practice_id)
-            pairs = []
-            for j, busy in enumerate(column.busy_times):
-                interval = cv.interval_from_proto(busy, f"columns[{index}].busy_times[{j}]")
-                pairs.append((from_datetime(interval.start), from_datetime(interval.end)))
-            columns.append((column_id, IntervalArray.of(pairs)))
+            columns.append((column_id, _busy_times(column, f"columns[{index}].busy_times")))
         outcome = await keeper.upload(SnapshotUpload(request_id, window, tuple(columns)))
         return snapshot_service_pb2.UploadSnapshotResponse(
             added_count=outcome.added,
@@ -74,6 +72,23 @@ class SnapshotCalls:
             change_cursor=outcome.cursor,
             next_upload_time=cv.datetime_to_timestamp(outcome.next_upload),
         )
+
+
+def _busy_times(column: snapshot_service_pb2.ColumnSnapshot, field: str) -> IntervalArray:
+    """All of a column's busy times as arrays; a bad one is named by the per-item parse."""
+    items = column.busy_times
+    starts = np.fromiter((busy.start_time.seconds for busy in items), np.int64, len(items))
+    ends = np.fromiter((busy.end_time.seconds for busy in items), np.int64, len(items))
+    sound = (
+        all(busy.HasField("start_time") and busy.HasField("end_time") for busy in items)
+        and all(0 <= busy.start_time.nanos < 10**9 and 0 <= busy.end_time.nanos < 10**9 for busy in items)
+        and bool(np.all((ends > starts) & (starts >= 0) & (ends <= _MAX_SECONDS)))
+    )
+    if sound:
+        return IntervalArray(starts, ends)
+    for j, busy in enumerate(items):  # find and name the first bad one
+        cv.interval_from_proto(busy, f"{field}[{j}]")
+    return IntervalArray.of([(int(s), int(e)) for s, e in zip(starts, ends, strict=True)])
 
 
 class _SnapshotServicer(ServicerBase, snapshot_service_pb2_grpc.SnapshotServiceServicer):
