@@ -21,12 +21,22 @@ from gateway.partners import PartnerRegistry
 from otv.v1 import reader_service_pb2, reader_service_pb2_grpc
 from otv_sdk import conversion as cv
 from otv_sdk.adapter_server import AdapterServer, serve_adapters
+from otv_sdk.changes import BusyTimeChanged, CalendarConfigChanged, Heartbeat
 from otv_sdk.client import PartnerClient, signing_interceptors
 from otv_sdk.connector import Backoff, OutboundConnector
 from otv_sdk.errors import PermissionDenied, Unavailable
 from otv_sdk.freshness import DATA_AGE_METADATA_KEY
 from otv_sdk.models import Interval
-from otv_sdk.ports import AppointmentQuery, PageRequest, PatientQuery, SlotQuery, SlotRequest
+from otv_sdk.ports import (
+    Adapter,
+    AppointmentQuery,
+    CalendarEntry,
+    CallContext,
+    PageRequest,
+    PatientQuery,
+    SlotQuery,
+    SlotRequest,
+)
 from otv_sdk.reference import create_adapter
 from otv_sdk.signing import Signer, generate_key_pair
 
@@ -45,6 +55,7 @@ class Env:
     adapters: AdapterServer
     client: PartnerClient
     database: Path
+    adapter: Adapter
     connector: OutboundConnector | None = None
 
     def start_connector(self, who: Signer | None = None, practice: str = "edge") -> OutboundConnector:
@@ -55,6 +66,7 @@ class Env:
             who or practice_signer(),
             local_practice="demo",
             backoff=FAST,
+            changes=self.adapter.changes,
         )
         self.connector.start()
         return self.connector
@@ -114,7 +126,7 @@ async def connector_env(tmp_path: Path) -> AsyncIterator[Env]:
     gateway = await Gateway.start(gateway_config(tmp_path))
     register_test_partner(gateway)
     register_practice_key(gateway)
-    env = Env(gateway, adapters, PartnerClient.connect(gateway.address, signer=signer()), database)
+    env = Env(gateway, adapters, PartnerClient.connect(gateway.address, signer=signer()), database, adapter)
     try:
         yield env
     finally:
@@ -146,6 +158,41 @@ async def test_a_booking_through_the_connector_lands_in_the_pvs(tmp_path: Path) 
             "edge", SlotRequest("kontrolle", slot.column_id, slot.start, patient.id)
         )
         assert booked.id in env.pvs_references()
+
+
+async def test_changes_in_the_pvs_reach_watchers_through_the_connector(tmp_path: Path) -> None:
+    async with connector_env(tmp_path) as env:
+        await env.online()
+        _, cursor = await env.client.busy_snapshot("edge", env.window(), ["berg"])
+        start = env.window().start + timedelta(days=1, hours=9)
+        entry = CalendarEntry("ref-pvs-1", "berg", "kontrolle", Interval(start, start + timedelta(minutes=20)),
+                              "p-1001", "staff", "")  # fmt: skip
+        assert env.adapter.calendar_writer is not None
+        await env.adapter.calendar_writer.write_appointment(CallContext("staff"), entry)  # staff, in the PVS
+        async with asyncio.timeout(10):
+            async for event in env.client.watch_changes("edge", (), cursor):
+                if isinstance(event.change, BusyTimeChanged):
+                    assert event.change == BusyTimeChanged("berg", added=(entry.interval,))
+                    break
+
+
+async def test_every_connect_tells_watchers_to_re_read(tmp_path: Path) -> None:
+    async with connector_env(tmp_path) as env:
+        connector = env.start_connector()
+        await env.online()
+        link = env.gateway.router.connectors.link("edge")
+        assert link is not None
+        await env.gateway.router.connectors.detach(link)
+        await asyncio.wait_for(connector.disconnected.wait(), 10)
+        await env.online()
+        assert connector.sessions == 2
+        seen = 0
+        async with asyncio.timeout(10):
+            async for event in env.client.watch_changes("edge", (), "c1-0"):
+                assert isinstance(event.change, CalendarConfigChanged | Heartbeat)
+                seen += isinstance(event.change, CalendarConfigChanged)
+                if seen == 2:  # one per session: what changed while offline was not forwarded
+                    break
 
 
 async def test_the_connector_reconnects_after_the_gateway_restarts(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ A practice network that accepts no incoming connections runs `otv_sdk.connector`
 one long-lived ConnectorService.Connect stream to the gateway and answers the calls the gateway
 forwards over it. Here that stream becomes a `ConnectorChannel`: a grpc.aio.Channel whose calls
 travel over the practice's current stream. The remote transport (remote.py) works on it
-unchanged, so a connected practice is one more transport of the same ports.
+unchanged, so a connected practice is one more transport of the same ports. Changes the PVS announces
+travel the other way on the same stream into the practice's change feed.
 
 A newer connection of the same practice replaces the older one (a reconnect after a half-open
 TCP connection must not wait for the old one to time out). Calls pending on a stream that ends
@@ -22,8 +23,11 @@ from typing import Any
 import grpc
 from google.protobuf import duration_pb2
 
-from otv.v1 import connector_service_pb2
+from otv.v1 import connector_service_pb2, reader_service_pb2
+from otv_sdk import conversion as cv
 from otv_sdk.adapter_server import PARTNER_METADATA_KEY
+from otv_sdk.changes import BusyTimeChanged, CalendarConfigChanged, Change
+from otv_sdk.errors import OtvError
 
 __all__ = ["ConnectorChannel", "ConnectorHub", "ConnectorLink", "serve_link"]
 
@@ -91,14 +95,30 @@ class ConnectorLink:
 class ConnectorHub:
     """The current link of every connector practice."""
 
-    def __init__(self, practices: dict[str, str], ping_seconds: dict[str, float]) -> None:
+    def __init__(
+        self,
+        practices: dict[str, str],
+        ping_seconds: dict[str, float],
+        publish: Callable[[str, Change], None] | None = None,
+    ) -> None:
         self._practices = practices  # gateway practice id -> practice id on the connector's side
         self._ping = ping_seconds
+        self._publish = publish  # into the practice's change feed
         self._links: dict[str, ConnectorLink] = {}
         self._changed = asyncio.Condition()
 
     def serves(self, practice_id: str) -> bool:
         return practice_id in self._practices
+
+    def announce(self, practice_id: str, message: reader_service_pb2.WatchChangesResponse) -> None:
+        """A change the connector's PVS announced: busy time or configuration only (no patient data)."""
+        try:
+            change = cv.change_from_proto(practice_id, message).change
+        except OtvError as error:
+            log.warning("dropped a malformed change from the connector of %s: %s", practice_id, error.message)
+            return
+        if self._publish is not None and isinstance(change, BusyTimeChanged | CalendarConfigChanged):
+            self._publish(practice_id, change)
 
     def ping_seconds(self, practice_id: str) -> float:
         return self._ping.get(practice_id, 15.0)
@@ -240,6 +260,8 @@ async def serve_link(
             async for message in results:
                 if message.HasField("result"):
                     link.resolve(message.result)
+                elif message.HasField("change"):
+                    hub.announce(link.practice_id, message.change)
         finally:
             await hub.detach(link)
 

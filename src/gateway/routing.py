@@ -212,6 +212,7 @@ async def build_router(config: GatewayConfig) -> PracticeRouter:
     hub = ConnectorHub(
         {practice_id: c.practice or practice_id for practice_id, c in connectors.items()},
         {practice_id: c.ping_seconds for practice_id, c in connectors.items()},
+        lambda practice_id, change: feeds[practice_id].publish(change),
     )
     sources: dict[str, AdapterSource] = {}
     keepers: dict[str, SnapshotKeeper] = {}

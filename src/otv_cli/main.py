@@ -153,6 +153,7 @@ async def _adapter_serve(args: argparse.Namespace) -> None:
             load_key_file(args.key),
             local_practice=practice,
             credentials=grpc.ssl_channel_credentials(args.gateway_ca.read_bytes()) if args.gateway_ca else None,
+            changes=adapter.changes,
         )
         connector.start()
         print(f"otv connector dialling {args.connect} for practice {practice!r}", flush=True)

@@ -3,8 +3,10 @@
 Runs inside the practice network next to an adapter server (`serve_adapters`, on loopback). It
 dials out to the gateway's ConnectorService, signs the stream with the practice's key (the
 gateway must have granted that key `connector` for the practice), and relays every call the
-gateway forwards to the local adapter server, answers and errors included. When the stream
-breaks it reconnects with exponential back-off and jitter (0.5 s doubling to 30 s), and treats
+gateway forwards to the local adapter server, answers and errors included. Given the adapter's
+outbox it forwards the PVS's busy-time and configuration changes on the same stream (and, after
+each reconnect, a configuration change, so that partners re-read what changed offline). When the
+stream breaks it reconnects with exponential back-off and jitter (0.5 s doubling to 30 s), and treats
 a stream on which it hears nothing, not even the gateway's pings, for three ping intervals as
 broken.
 """
@@ -17,12 +19,15 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import metadata
 
 import grpc
 
 from otv.v1 import connector_service_pb2, connector_service_pb2_grpc
+from otv_sdk import conversion as cv
 from otv_sdk.adapter_server import PARTNER_METADATA_KEY
+from otv_sdk.changes import BusyTimeChanged, CalendarConfigChanged, Change, ChangeEvent, ChangeOutbox
 from otv_sdk.resources import format_name
 from otv_sdk.signing import Signer
 
@@ -59,8 +64,10 @@ class OutboundConnector:
         local_practice: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         backoff: Backoff | None = None,
+        changes: ChangeOutbox | None = None,
     ) -> None:
-        """`practice_id` as the gateway names it; `adapter_target` the local adapter server."""
+        """`practice_id` as the gateway names it; `adapter_target` the local adapter server;
+        `changes` the adapter's outbox, whose busy-time and configuration changes are forwarded."""
         self._gateway = gateway
         self._practice = practice_id
         self._local_practice = local_practice or practice_id
@@ -73,6 +80,18 @@ class OutboundConnector:
         self.disconnected.set()
         self.sessions = 0  # streams the gateway accepted so far
         self._task: asyncio.Task[None] | None = None
+        self._outgoing: asyncio.Queue[connector_service_pb2.ConnectRequest] | None = None
+        if changes is not None:
+            changes.subscribe(self._forward_change)
+
+    def _forward_change(self, change: Change) -> None:
+        """Forward while connected; what happens offline is covered by the re-read asked for on reconnect."""
+        if self._outgoing is None or not self.connected.is_set():
+            return
+        if not isinstance(change, BusyTimeChanged | CalendarConfigChanged):
+            return  # appointments with patient data never leave the practice this way
+        event = cv.change_to_proto(self._practice, ChangeEvent("", datetime.now(UTC), change))
+        self._outgoing.put_nowait(connector_service_pb2.ConnectRequest(change=event))
 
     def start(self) -> None:
         if self._task is None:
@@ -141,14 +160,18 @@ class OutboundConnector:
                         accepted = True
                         self.sessions += 1
                         silence = 3 * max(1.0, message.accepted.ping_interval.ToTimedelta().total_seconds())
+                        self._outgoing = outgoing
                         self.disconnected.clear()
                         self.connected.set()
+                        # Changes made while offline were not forwarded: partners should re-read.
+                        self._forward_change(CalendarConfigChanged())
                         log.info("connector for practice %s is connected to %s", self._practice, self._gateway)
                     elif message.HasField("call"):
                         task = asyncio.get_running_loop().create_task(self._relay(message.call, outgoing))
                         calls.add(task)
                         task.add_done_callback(calls.discard)
             finally:
+                self._outgoing = None
                 for task in calls:
                     task.cancel()
                 stream.cancel()

@@ -6,6 +6,7 @@ isort:skip_file
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from otv.v1 import reader_service_pb2 as _reader_service_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -89,23 +90,31 @@ class ConnectRequest(_message.Message):
 
     HELLO_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___ConnectorHello:
         """The first message, exactly once."""
 
     @_builtins.property
     def result(self) -> Global___CallResult: ...
+    @_builtins.property
+    def change(self) -> _reader_service_pb2.WatchChangesResponse:
+        """A change the PVS announced (busy time or configuration; never appointments with patient
+        data); the gateway numbers it into the practice's change feed. The cursor is ignored.
+        """
+
     def __init__(
         self,
         *,
         hello: Global___ConnectorHello | None = ...,
         result: Global___CallResult | None = ...,
+        change: _reader_service_pb2.WatchChangesResponse | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["hello", b"hello", "kind", b"kind", "result", b"result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "hello", b"hello", "kind", b"kind", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hello", b"hello", "kind", b"kind", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "hello", b"hello", "kind", b"kind", "result", b"result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "result"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "result", "change"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
