@@ -52,31 +52,23 @@ class Gateway:
         http: HttpApi | None = None
         try:
             calls = SnapshotCalls(router.snapshot_keepers, frozenset(router.practice_ids))
+            authenticator = None
             if identify is None:
                 authenticator = SignatureAuthenticator(
                     router.store, config.gateway.audience, config.gateway.max_clock_skew_seconds
                 )
-                otv_server = build_server(
-                    router,
-                    signed_identity,
-                    interceptors=[authenticator],
-                    extra_services=[
-                        lambda s: add_snapshot_servicer(s, router, signed_identity, calls),
-                        lambda s: add_connector_servicer(s, router.connectors, signed_identity),
-                    ],
-                )
-                if config.gateway.http_listen is not None:
-                    http = HttpApi(calls, authenticator)
-            else:
-                test_identify = identify
-                otv_server = build_server(
-                    router,
-                    identify,
-                    extra_services=[
-                        lambda s: add_snapshot_servicer(s, router, test_identify, calls),
-                        lambda s: add_connector_servicer(s, router.connectors, test_identify),
-                    ],
-                )
+            who: Identify = signed_identity if identify is None else identify
+            otv_server = build_server(
+                router,
+                who,
+                interceptors=[] if authenticator is None else [authenticator],
+                extra_services=[
+                    lambda s: add_snapshot_servicer(s, router, who, calls),
+                    lambda s: add_connector_servicer(s, router.connectors, who),
+                ],
+            )
+            if authenticator is not None and config.gateway.http_listen is not None:
+                http = HttpApi(calls, authenticator)  # HTTP has no test identity: it is always signed
             tls = config.gateway.tls
             if tls is None:
                 port = otv_server.server.add_insecure_port(config.gateway.listen)

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from otv_sdk.models import WeeklySpan
 from otv_sdk.resources import is_valid_practice_id
 
 __all__ = [
@@ -138,18 +139,22 @@ class RemoteAdapterConfig(_Strict):
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def _weekly_span(value: str) -> str:
+def parse_weekly_span(value: str) -> WeeklySpan:
     """'mon 08:00-12:30': a weekday and a span of wall-clock time on it."""
     day, _, span = value.strip().partition(" ")
     start, _, end = span.strip().partition("-")
     try:
-        if day.lower() not in _WEEKDAYS:
-            raise ValueError
+        weekday = _WEEKDAYS.index(day.lower()) + 1
         first, last = time.fromisoformat(start), time.fromisoformat(end)
     except ValueError:
         raise ValueError(f"{value!r} is not like 'mon 08:00-12:30'") from None
     if first >= last:
         raise ValueError(f"{value!r} ends before it starts")
+    return WeeklySpan(weekday, first, last)
+
+
+def _weekly_span(value: str) -> str:
+    parse_weekly_span(value)
     return value
 
 

@@ -42,7 +42,7 @@ class _ConnectorServicer(connector_service_pb2_grpc.ConnectorServiceServicer):
                 grpc.StatusCode.FAILED_PRECONDITION, "this practice is not configured for an outbound connector"
             )
             return
-        link = await self._hub.attach(practice_id, first.hello.local_practice)
+        link = await self._hub.attach(practice_id)
         async for response in serve_link(self._hub, link, request_iterator):
             yield response
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from typing import Any
 
 import grpc
@@ -44,9 +44,8 @@ def _failure(code: grpc.StatusCode, message: str, details: bytes = b"") -> grpc.
 class ConnectorLink:
     """One connected stream: calls go out through `outgoing`, results come back through `resolve`."""
 
-    def __init__(self, practice_id: str, local_practice: str) -> None:
+    def __init__(self, practice_id: str) -> None:
         self.practice_id = practice_id
-        self.local_practice = local_practice
         # None tells the stream's sender that the link closed.
         self.outgoing: asyncio.Queue[connector_service_pb2.ConnectResponse | None] = asyncio.Queue()
         self._pending: dict[str, asyncio.Future[connector_service_pb2.CallResult]] = {}
@@ -97,11 +96,11 @@ class ConnectorHub:
 
     def __init__(
         self,
-        practices: dict[str, str],
+        practices: Collection[str],
         ping_seconds: dict[str, float],
         publish: Callable[[str, Change], None] | None = None,
     ) -> None:
-        self._practices = practices  # gateway practice id -> practice id on the connector's side
+        self._practices = frozenset(practices)  # the practices configured with a connector
         self._ping = ping_seconds
         self._publish = publish  # into the practice's change feed
         self._links: dict[str, ConnectorLink] = {}
@@ -131,8 +130,8 @@ class ConnectorHub:
         link = self._links.get(practice_id)
         return None if link is None or link.closed else link
 
-    async def attach(self, practice_id: str, local_practice: str) -> ConnectorLink:
-        link = ConnectorLink(practice_id, local_practice or self._practices[practice_id])
+    async def attach(self, practice_id: str) -> ConnectorLink:
+        link = ConnectorLink(practice_id)
         old = self._links.get(practice_id)
         if old is not None:
             old.close()
@@ -178,8 +177,8 @@ class _UnaryUnary:
 
     def __call__(
         self, request: Any, *, timeout: float | None = None, metadata: Any = None, **_: Any
-    ) -> asyncio.Task[Any]:
-        return asyncio.ensure_future(self._invoke(request, timeout, metadata))
+    ) -> Coroutine[Any, Any, Any]:
+        return self._invoke(request, timeout, metadata)
 
     async def _invoke(self, request: Any, timeout: float | None, metadata: Any) -> Any:
         link = self._channel.hub.link(self._channel.practice_id)

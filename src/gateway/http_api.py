@@ -62,6 +62,21 @@ def _error(code: str, message: str, violations: list[dict[str, str]] | None = No
     return web.json_response(body, status=_HTTP_STATUS.get(code, 500))
 
 
+# aiohttp's own refusals (unknown path, wrong verb, body too large) as the same JSON errors.
+_HTTP_CODES = {404: "NOT_FOUND", 405: "UNIMPLEMENTED", 413: "RESOURCE_EXHAUSTED"}
+
+
+@web.middleware
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as refused:
+        code = _HTTP_CODES.get(refused.status, "INVALID_ARGUMENT")
+        return web.json_response({"code": code, "message": refused.reason}, status=refused.status)
+
+
 class HttpApi:
     """The HTTP listener; started and stopped with the gateway."""
 
@@ -70,7 +85,7 @@ class HttpApi:
         self._authenticator = authenticator
         self._runner: web.AppRunner | None = None
         self.port = 0
-        app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
+        app = web.Application(client_max_size=MAX_MESSAGE_BYTES, middlewares=[_json_errors])
         app.router.add_post("/v1/practices/{practice}/snapshot:window", self._window)
         app.router.add_post("/v1/practices/{practice}/snapshot:upload", self._upload)
         self._app = app
@@ -107,7 +122,7 @@ class HttpApi:
         call: Callable[[CallContext, Req], Awaitable[Message]],
     ) -> web.Response:
         practice = request.match_info["practice"]
-        raw = await request.read()
+        raw = await request.read()  # over client_max_size: 413 RESOURCE_EXHAUSTED (middleware)
         metadata = tuple(
             (key.lower(), value) for key, value in request.headers.items() if key.lower().startswith("x-otv-")
         )

@@ -210,7 +210,7 @@ async def build_router(config: GatewayConfig) -> PracticeRouter:
         if practice.adapter.connector is not None
     }
     hub = ConnectorHub(
-        {practice_id: c.practice or practice_id for practice_id, c in connectors.items()},
+        connectors,
         {practice_id: c.ping_seconds for practice_id, c in connectors.items()},
         lambda practice_id, change: feeds[practice_id].publish(change),
     )

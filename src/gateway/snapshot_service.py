@@ -12,15 +12,14 @@ from google.protobuf import duration_pb2
 from gateway.snapshots import SnapshotKeeper, SnapshotUpload
 from otv.v1 import snapshot_service_pb2, snapshot_service_pb2_grpc
 from otv_sdk import conversion as cv
-from otv_sdk.errors import FailedPrecondition, InvalidArgument, NotFound
+from otv_sdk.errors import FailedPrecondition, NotFound
 from otv_sdk.ports import CallContext
 from otv_sdk.resources import format_name, parse_practice_child
-from otv_sdk.servicers import AdapterResolver, Identify, ServicerBase
+from otv_sdk.servicers import AdapterResolver, Identify, ServicerBase, validate_request_id
 from otv_sdk.timeline import IntervalArray
 
 __all__ = ["SnapshotCalls", "add_snapshot_servicer"]
 
-_MAX_REQUEST_ID = 128
 _MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z, the end of Timestamp's range
 
 
@@ -56,9 +55,7 @@ class SnapshotCalls:
     ) -> snapshot_service_pb2.UploadSnapshotResponse:
         keeper = self._keeper(request.parent)
         practice_id = keeper.practice.practice_id
-        request_id = request.request_id
-        if not request_id or len(request_id) > _MAX_REQUEST_ID or not request_id.isascii():
-            raise InvalidArgument.field("request_id", f"is required: 1-{_MAX_REQUEST_ID} ASCII characters")
+        request_id = validate_request_id(request.request_id)
         window = cv.window_from_proto(request)
         columns = []
         for index, column in enumerate(request.columns):

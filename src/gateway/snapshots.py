@@ -29,7 +29,7 @@ from importlib import metadata
 import numpy as np
 
 from gateway.change_feed import PracticeFeed
-from gateway.config import SnapshotAdapterConfig
+from gateway.config import SnapshotAdapterConfig, parse_weekly_span
 from gateway.state_store import StateStore, Tx
 from otv_sdk.changes import BusyTimeChanged
 from otv_sdk.errors import InvalidArgument, Unavailable
@@ -45,7 +45,6 @@ from otv_sdk.models import (
     ColumnKind,
     Interval,
     PracticeProfile,
-    WeeklySpan,
 )
 from otv_sdk.ports import Adapter, CallContext, ReaderPort
 from otv_sdk.snapshot_diff import diff_column
@@ -55,15 +54,8 @@ from otv_sdk.wallclock import expand_weekly, to_utc, zone
 
 __all__ = ["SnapshotKeeper", "SnapshotPractice", "SnapshotUpload", "UploadOutcome", "snapshot_adapter"]
 
-_WEEKDAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
 _EVENT_SIZE = 1000  # busy times per change event, so a backfill is many small events, not one huge one
 _MAX_BUSY_TIMES = 200_000  # per upload; 24 months x 20 busy columns is about 30,000
-
-
-def _span(text: str) -> WeeklySpan:
-    day, _, hours = text.strip().partition(" ")
-    start, _, end = hours.strip().partition("-")
-    return WeeklySpan(_WEEKDAYS[day.lower()], clock_time.fromisoformat(start), clock_time.fromisoformat(end))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +75,7 @@ class SnapshotPractice:
                 id=column.id,
                 display_name=column.display_name,
                 kind=ColumnKind.PRACTITIONER,
-                weekly_hours=tuple(_span(text) for text in column.weekly_hours),
+                weekly_hours=tuple(parse_weekly_span(text) for text in column.weekly_hours),
             )
             for column in config.columns
         )

@@ -56,7 +56,14 @@ from otv_sdk.resources import parse_practice_child
 from otv_sdk.status import error_to_status
 from otv_sdk.timeline import from_datetime
 
-__all__ = ["AdapterResolver", "Identify", "ServicerBase", "add_sandbox_servicer", "add_servicers"]
+__all__ = [
+    "AdapterResolver",
+    "Identify",
+    "ServicerBase",
+    "add_sandbox_servicer",
+    "add_servicers",
+    "validate_request_id",
+]
 
 log = logging.getLogger("otv.servicers")
 
@@ -86,7 +93,8 @@ def deadline_of(context: _ServicerContext) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
-def _request_id(value: str) -> str:
+def validate_request_id(value: str) -> str:
+    """The idempotency key of a mutating request, or INVALID_ARGUMENT naming `request_id`."""
     if not value:
         raise InvalidArgument.field("request_id", "is required on every mutating request")
     if len(value) > _MAX_REQUEST_ID or not value.isascii() or not value.isprintable():
@@ -111,7 +119,7 @@ class ServicerBase:
     ) -> T:
         """Run handler with the caller's context; request_id is given (maybe empty) for mutations."""
         try:
-            ctx = self._identify(context, None if request_id is None else _request_id(request_id))
+            ctx = self._identify(context, None if request_id is None else validate_request_id(request_id))
             with collect_data_age() as age:
                 async with asyncio.timeout(ctx.time_remaining()):
                     result = await handler(ctx)
