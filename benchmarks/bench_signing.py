@@ -52,6 +52,9 @@ from otv_sdk.signing import (
     Signer,
     canonical_string,
     content_hash,
+    generate_key_pair,
+    public_key_bytes,
+    verify_signature,
 )
 
 INFO = AdapterInfo("otv", "echo", "1")
@@ -191,8 +194,6 @@ def _median(samples: list[dict[str, float]], key: str) -> float:
 
 def _crypto_us(signer: Signer, public_key: str) -> dict[str, float]:
     """Median µs of one call's signature (all its headers) and of one verification, alone."""
-    from otv_sdk.signing import public_key_bytes, verify_signature
-
     body = reader_service_pb2.GetPracticeRequest(name="practices/demo").SerializeToString()
     key = public_key_bytes(public_key)
     headers = dict(signer.headers(METHOD, body))
@@ -218,8 +219,6 @@ def _crypto_us(signer: Signer, public_key: str) -> dict[str, float]:
 
 
 def run(seconds: float, concurrency: int, rounds: int) -> dict[str, Any]:
-    from otv_sdk.signing import generate_key_pair
-
     samples: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
