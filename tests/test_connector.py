@@ -178,21 +178,28 @@ async def test_changes_in_the_pvs_reach_watchers_through_the_connector(tmp_path:
 
 async def test_every_connect_tells_watchers_to_re_read(tmp_path: Path) -> None:
     async with connector_env(tmp_path) as env:
+
+        async def configuration_changes(expected: int) -> None:
+            """Watch the feed from its start until `expected` configuration changes have come."""
+            seen = 0
+            async with asyncio.timeout(10):
+                async for event in env.client.watch_changes("edge", (), "c1-0"):
+                    assert isinstance(event.change, CalendarConfigChanged | Heartbeat)
+                    seen += isinstance(event.change, CalendarConfigChanged)
+                    if seen == expected:
+                        return
+
         connector = env.start_connector()
         await env.online()
+        # The first session's announcement must have crossed the stream before the stream is dropped.
+        await configuration_changes(1)
         link = env.gateway.router.connectors.link("edge")
         assert link is not None
         await env.gateway.router.connectors.detach(link)
         await asyncio.wait_for(connector.disconnected.wait(), 10)
         await env.online()
         assert connector.sessions == 2
-        seen = 0
-        async with asyncio.timeout(10):
-            async for event in env.client.watch_changes("edge", (), "c1-0"):
-                assert isinstance(event.change, CalendarConfigChanged | Heartbeat)
-                seen += isinstance(event.change, CalendarConfigChanged)
-                if seen == 2:  # one per session: what changed while offline was not forwarded
-                    break
+        await configuration_changes(2)  # one per session: what changed while offline was not forwarded
 
 
 async def test_the_connector_reconnects_after_the_gateway_restarts(tmp_path: Path) -> None:
