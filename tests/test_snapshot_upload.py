@@ -14,23 +14,41 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 import pytest
 from conftest import SECRET, register_test_partner, signer
+from google.protobuf import json_format
 
 from gateway.app import Gateway
 from gateway.config import SnapshotAdapterConfig, parse_config
 from gateway.partners import PartnerRegistry
-from gateway.snapshots import SnapshotPractice
-from otv.v1 import reader_service_pb2, reader_service_pb2_grpc, snapshot_service_pb2, snapshot_service_pb2_grpc
+from gateway.snapshots import (
+    MAX_BUSY_SECONDS,
+    MAX_BUSY_TIMES,
+    WINDOW_TOLERANCE,
+    SnapshotKeeper,
+    SnapshotPractice,
+    SnapshotUpload,
+)
+from gateway.state_store import Tx
+from otv.v1 import (
+    reader_service_pb2,
+    reader_service_pb2_grpc,
+    snapshot_service_pb2,
+    snapshot_service_pb2_grpc,
+    time_pb2,
+)
 from otv_sdk import conversion as cv
 from otv_sdk.changes import BusyTimeChanged, ChangeEvent, Heartbeat
 from otv_sdk.client import PartnerClient, signing_interceptors
-from otv_sdk.errors import Unavailable
+from otv_sdk.errors import InvalidArgument, Unavailable
 from otv_sdk.freshness import DATA_AGE_METADATA_KEY
 from otv_sdk.models import Interval
 from otv_sdk.ports import PageRequest, SlotQuery
+from otv_sdk.server import MAX_MESSAGE_BYTES
 from otv_sdk.signing import Signer, generate_key_pair
 from otv_sdk.status import error_from_rpc_error
+from otv_sdk.timeline import IntervalArray
 from otv_sdk.wallclock import to_utc, zone
 
 BERLIN = zone("Europe/Berlin")
@@ -269,22 +287,6 @@ async def test_unknown_time_is_busy_and_nothing_uploaded_is_unavailable(tmp_path
         assert await env.busy("dr-b") == [Interval(at(today, 0), at(today + timedelta(days=14), 0))]
 
 
-@pytest.mark.parametrize(
-    ("columns", "field"),
-    [
-        ({"nobody": []}, "columns[0].column"),
-        ({"dr-a": [Interval(datetime(2020, 1, 1, 9, tzinfo=UTC), datetime(2020, 1, 1, 10, tzinfo=UTC))]},
-         "columns[0].busy_times[0]"),
-    ],
-)  # fmt: skip
-async def test_bad_uploads_name_the_field(tmp_path: Path, columns: dict[str, list[Interval]], field: str) -> None:
-    async with snapshot_env(tmp_path) as env:
-        with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await env.uploads.UploadSnapshot(env.request(columns))
-        assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-        assert [v.field for v in error_from_rpc_error(raised.value).violations] == [field]
-
-
 async def test_a_missing_request_id_is_refused_and_nothing_changes(tmp_path: Path) -> None:
     async with snapshot_env(tmp_path) as env:
         request = env.request({"dr-a": [span(env.tomorrow, 9)]})
@@ -356,7 +358,7 @@ async def test_curl_can_ask_for_the_window_and_upload(tmp_path: Path) -> None:
 async def test_curl_gets_json_errors_with_the_right_http_status(tmp_path: Path) -> None:
     async with snapshot_env(tmp_path) as env:
         bad_column = json.dumps(
-            {"requestId": "x", "window": {"startTime": "2026-01-01T00:00:00Z", "endTime": "2026-01-02T00:00:00Z"},
+            {"requestId": "x", "window": json_format.MessageToDict(env.request({})).get("window"),
              "columns": [{"column": "practices/up/columns/nobody"}]}
         ).encode()  # fmt: skip
         status, answer = await asyncio.to_thread(curl, env, "snapshot:upload", bad_column)
@@ -373,3 +375,341 @@ async def test_curl_gets_json_errors_with_the_right_http_status(tmp_path: Path) 
         stranger = Signer("nobody-1", generate_key_pair()[0], "otv")
         status, answer = await asyncio.to_thread(curl, env, "snapshot:window", b"{}", stranger)
         assert (status, answer["code"]) == (401, "UNAUTHENTICATED")
+
+
+# --- what an upload may hold: every refusal names the field and changes nothing ----------------------
+
+
+def keeper(env: Env) -> SnapshotKeeper:
+    return env.gateway.router.snapshot_keepers["up"]
+
+
+def pin_clock(env: Env, moment: datetime) -> None:
+    """The gateway's clock for snapshots (windows, checks), so a test never straddles midnight."""
+    keeper(env).clock = lambda: moment.timestamp()
+
+
+def local_window(first: date, days: int = 14) -> Interval:
+    return Interval(at(first, 0), at(first + timedelta(days=days), 0))
+
+
+async def stored_state(env: Env) -> tuple[list[dict[str, Any]], ...]:
+    """Everything an upload writes: the column snapshots, the last upload, the change feed."""
+
+    def read(tx: Tx) -> tuple[list[dict[str, Any]], ...]:
+        return (
+            tx.all("SELECT * FROM snapshot_columns WHERE practice = 'up' ORDER BY column_id"),
+            tx.all("SELECT * FROM snapshot_uploads WHERE practice = 'up'"),
+            tx.all("SELECT seq, column_id, body FROM change_events WHERE practice = 'up' ORDER BY seq"),
+        )
+
+    return await env.gateway.router.store.run(read)
+
+
+async def refusal(env: Env, request: snapshot_service_pb2.UploadSnapshotRequest, transport: str) -> list[str]:
+    """Send over gRPC or as JSON with curl; the refusal must be INVALID_ARGUMENT (HTTP 400). Its fields."""
+    if transport == "grpc":
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await env.uploads.UploadSnapshot(request)
+        assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT, raised.value.details()
+        return [v.field for v in error_from_rpc_error(raised.value).violations]
+    body = json_format.MessageToJson(request).encode()
+    status, answer = await asyncio.to_thread(curl, env, "snapshot:upload", body)
+    assert (status, answer["code"]) == (400, "INVALID_ARGUMENT"), answer
+    return [v["field"] for v in answer.get("fieldViolations", [])]
+
+
+def column(name: str, *busy: time_pb2.TimeInterval) -> snapshot_service_pb2.ColumnSnapshot:
+    return snapshot_service_pb2.ColumnSnapshot(column=name, busy_times=busy)
+
+
+def raw_interval(start: int, end: int, start_nanos: int = 0, end_nanos: int = 0) -> time_pb2.TimeInterval:
+    message = time_pb2.TimeInterval()
+    message.start_time.seconds, message.start_time.nanos = start, start_nanos
+    message.end_time.seconds, message.end_time.nanos = end, end_nanos
+    return message
+
+
+def _seconds(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _bad_requests(env: Env) -> dict[str, tuple[snapshot_service_pb2.UploadSnapshotRequest, str]]:
+    """Each case: a request that breaks one rule, and the field its refusal must name."""
+    today = env.tomorrow - timedelta(days=1)
+    window = local_window(today)
+    good = span(env.tomorrow, 9)
+    lo, hi = _seconds(window.start), _seconds(window.end)
+
+    def with_busy(*busy: Interval) -> snapshot_service_pb2.UploadSnapshotRequest:
+        return env.request({"dr-a": [good, *busy]})
+
+    def with_raw(*busy: time_pb2.TimeInterval) -> snapshot_service_pb2.UploadSnapshotRequest:
+        request = env.request({})
+        request.columns.append(column("practices/up/columns/dr-a", cv.interval_to_proto(good), *busy))
+        return request
+
+    twice = env.request({"dr-a": [good], "dr-b": []})
+    twice.columns.append(column("practices/up/columns/dr-a"))
+    missing_start = time_pb2.TimeInterval()
+    missing_start.end_time.seconds = lo + 60
+    longest = timedelta(seconds=MAX_BUSY_SECONDS)
+    return {
+        "window a day late": (env.request({}, window=local_window(env.tomorrow)), "window.end_time"),
+        "window from yesterday": (env.request({}, window=local_window(today - timedelta(days=1))), "window.start_time"),
+        "window in 2020": (env.request({}, window=local_window(date(2020, 1, 6))), "window.start_time"),
+        "window longer than asked": (env.request({}, window=local_window(today, 15)), "window.end_time"),
+        "busy time ending where the window starts": (
+            with_busy(Interval(window.start - timedelta(minutes=30), window.start)),
+            "columns[0].busy_times[1]",
+        ),
+        "busy time starting where the window ends": (
+            with_busy(Interval(window.end, window.end + timedelta(minutes=30))),
+            "columns[0].busy_times[1]",
+        ),
+        "busy time in 2020": (
+            with_busy(Interval(datetime(2020, 1, 1, 9, tzinfo=UTC), datetime(2020, 1, 1, 10, tzinfo=UTC))),
+            "columns[0].busy_times[1]",
+        ),
+        "busy time longer than the longest": (
+            with_busy(Interval(window.start, window.start + longest + timedelta(seconds=1))),
+            "columns[0].busy_times[1]",
+        ),
+        "busy time over the window and beyond 2038": (
+            with_busy(Interval(window.start - timedelta(hours=1), datetime(2040, 1, 1, tzinfo=UTC))),
+            "columns[0].busy_times[1]",
+        ),
+        "busy time ending where it starts": (
+            with_raw(raw_interval(lo + 60, lo + 60)),
+            "columns[0].busy_times[1].end_time",
+        ),
+        "busy time ending before it starts": (
+            with_raw(raw_interval(lo + 120, lo + 60)),
+            "columns[0].busy_times[1].end_time",
+        ),
+        "busy time without a start": (with_raw(missing_start), "columns[0].busy_times[1].start_time"),
+        "unknown column": (env.request({"nobody": []}), "columns[0].column"),
+        "column of another practice": (
+            snapshot_service_pb2.UploadSnapshotRequest(
+                parent="practices/up",
+                request_id=str(uuid.uuid4()),
+                window=cv.interval_to_proto(window),
+                columns=[column("practices/other/columns/dr-a")],
+            ),
+            "columns[0].column",
+        ),
+        "column named twice": (twice, "columns[2].column"),
+        "busy time later in a second column": (
+            env.request({"dr-a": [good], "dr-b": [good, good, Interval(window.end, window.end + longest)]}),
+            "columns[1].busy_times[2]",
+        ),
+    } | {
+        # the same busy times the window check reads, but only the gRPC encoding can carry these values
+        "busy time ending after year 9999 (gRPC)": (
+            with_raw(raw_interval(hi - 60, 253402300800)),
+            "columns[0].busy_times[1].end_time",
+        ),
+        "busy time with nanos of two seconds (gRPC)": (
+            with_raw(raw_interval(lo + 60, lo + 120, start_nanos=2 * 10**9)),
+            "columns[0].busy_times[1].start_time",
+        ),
+        "busy time shorter than a microsecond (gRPC)": (
+            with_raw(raw_interval(lo + 60, lo + 60, start_nanos=100, end_nanos=900)),
+            "columns[0].busy_times[1].end_time",
+        ),
+    }
+
+
+BAD_CASES = [
+    "window a day late",
+    "window from yesterday",
+    "window in 2020",
+    "window longer than asked",
+    "busy time ending where the window starts",
+    "busy time starting where the window ends",
+    "busy time in 2020",
+    "busy time longer than the longest",
+    "busy time over the window and beyond 2038",
+    "busy time ending where it starts",
+    "busy time ending before it starts",
+    "busy time without a start",
+    "unknown column",
+    "column of another practice",
+    "column named twice",
+    "busy time later in a second column",
+]
+GRPC_ONLY = [
+    "busy time ending after year 9999 (gRPC)",
+    "busy time with nanos of two seconds (gRPC)",
+    "busy time shorter than a microsecond (gRPC)",
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "transport"),
+    [(case, transport) for case in BAD_CASES for transport in ("grpc", "http")] + [(c, "grpc") for c in GRPC_ONLY],
+)
+async def test_a_bad_upload_names_the_field_and_changes_nothing(tmp_path: Path, case: str, transport: str) -> None:
+    async with snapshot_env(tmp_path) as env:
+        pin_clock(env, at(env.tomorrow - timedelta(days=1), 12))  # noon: no midnight within the tolerance
+        await env.upload({"dr-a": [span(env.tomorrow, 8)], "dr-b": [span(env.tomorrow, 11)]}, request_id="good-1")
+        before = await stored_state(env)
+        request, field = _bad_requests(env)[case]
+        assert await refusal(env, request, transport) == [field]
+        assert await stored_state(env) == before
+        # and the refused request_id was not remembered: a good upload with it is applied
+        good = env.request({"dr-a": [span(env.tomorrow, 9)]}, request_id=request.request_id)
+        applied = await env.uploads.UploadSnapshot(good)
+        assert (applied.added_count, applied.removed_count) == (1, 1)
+
+
+async def test_json_that_protobuf_cannot_parse_names_the_field(tmp_path: Path) -> None:
+    async with snapshot_env(tmp_path) as env:
+        await env.upload({"dr-a": [span(env.tomorrow, 8)]}, request_id="good-1")
+        before = await stored_state(env)
+        body = json_format.MessageToDict(env.request({"dr-a": [span(env.tomorrow, 9), span(env.tomorrow, 10)]}))
+        cases = [
+            (
+                ("columns", 0, "busyTimes", 1, "startTime"),
+                "10000-01-01T00:00:00Z",
+                "columns[0].busy_times[1].start_time",
+            ),
+            (("columns", 0, "busyTimes", 0, "endTime"), "2027-13-01T00:00:00Z", "columns[0].busy_times[0].end_time"),
+            (("window", "startTime"), "0000-01-01T00:00:00Z", "window.start_time"),
+            (("requestId",), 5, "request_id"),
+            (("columns",), {}, "columns"),
+        ]
+        for path, value, field in cases:
+            broken = json.loads(json.dumps(body))
+            target = broken
+            for step in path[:-1]:
+                target = target[step]
+            target[path[-1]] = value
+            status, answer = await asyncio.to_thread(curl, env, "snapshot:upload", json.dumps(broken).encode())
+            assert (status, answer["code"]) == (400, "INVALID_ARGUMENT"), answer
+            assert [v["field"] for v in answer["fieldViolations"]] == [field], answer
+        assert await stored_state(env) == before
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+async def test_the_window_tolerates_a_midnight_between_asking_and_uploading(tmp_path: Path, transport: str) -> None:
+    async with snapshot_env(tmp_path) as env:
+        today = env.tomorrow - timedelta(days=1)
+        yesterday_window = local_window(today - timedelta(days=1))
+        tomorrow_window = local_window(env.tomorrow)
+        minute = timedelta(minutes=1)
+        # asked just before midnight, uploads just after it: yesterday's window is still accepted
+        pin_clock(env, at(today, 0) + WINDOW_TOLERANCE - minute)
+        early = env.request({"dr-a": [span(today, 9)]}, window=yesterday_window)
+        assert (await env.uploads.UploadSnapshot(early)).added_count == 1
+        # a PVS clock slightly ahead: tomorrow's window just before midnight
+        pin_clock(env, at(env.tomorrow, 0) - WINDOW_TOLERANCE + minute)
+        ahead = env.request({"dr-a": [span(env.tomorrow, 9)]}, window=tomorrow_window)
+        assert (await env.uploads.UploadSnapshot(ahead)).added_count == 1
+        before = await stored_state(env)
+        # beyond the tolerance neither is
+        pin_clock(env, at(today, 0) + WINDOW_TOLERANCE + minute)
+        late = env.request({"dr-a": [span(today, 9)]}, window=yesterday_window)
+        assert await refusal(env, late, transport) == ["window.start_time"]
+        pin_clock(env, at(env.tomorrow, 0) - WINDOW_TOLERANCE - minute)
+        too_early = env.request({"dr-a": [span(env.tomorrow, 9)]}, window=tomorrow_window)
+        assert await refusal(env, too_early, transport) == ["window.end_time"]
+        assert await stored_state(env) == before
+
+
+async def test_a_part_of_the_window_busy_times_across_its_edges_and_sub_seconds_are_accepted(tmp_path: Path) -> None:
+    async with snapshot_env(tmp_path) as env:
+        today = env.tomorrow - timedelta(days=1)
+        pin_clock(env, at(today, 12))
+        window = local_window(today, 7)  # a shorter window than asked: the rest stays unknown (busy)
+        across_start = Interval(window.start - timedelta(days=3), window.start + timedelta(hours=8))  # an absence
+        across_end = Interval(window.end - timedelta(hours=1), window.end + timedelta(days=2))
+        longest = Interval(window.start, window.start + timedelta(seconds=MAX_BUSY_SECONDS))
+        request = env.request({"dr-a": [across_start, across_end, longest]}, window=window)
+        odd = request.columns[0].busy_times.add()  # 09:00:00.25 to 09:30:00.5
+        odd.CopyFrom(cv.interval_to_proto(span(env.tomorrow, 9)))
+        odd.start_time.nanos, odd.end_time.nanos = 250_000_000, 500_000_000
+        answer = await env.uploads.UploadSnapshot(request)
+        assert answer.added_count == 4
+        (event,) = await take(env.watch("c1-0"), 1)
+        rounded = Interval(span(env.tomorrow, 9).start, span(env.tomorrow, 9).end + timedelta(seconds=1))
+        assert isinstance(event.change, BusyTimeChanged)
+        assert sorted(event.change.added, key=lambda i: (i.start, i.end)) == sorted(
+            [across_start, across_end, longest, rounded], key=lambda i: (i.start, i.end)
+        )
+
+
+async def test_unsorted_and_overlapping_busy_times_are_a_multiset(tmp_path: Path) -> None:
+    """The contract allows any order and overlaps (double bookings): they are accepted, not refused."""
+    async with snapshot_env(tmp_path) as env:
+        day = env.tomorrow
+        first = await env.upload({"dr-a": [span(day, 10), span(day, 9, 60), span(day, 9, 30, 15), span(day, 9, 60)]})
+        assert first.added_count == 4
+        assert await env.busy("dr-a") == sorted(
+            [span(day, 10), span(day, 9, 60), span(day, 9, 30, 15), span(day, 9, 60)], key=lambda i: (i.start, i.end)
+        )
+        second = await env.upload({"dr-a": [span(day, 9, 30, 15), span(day, 9, 60), span(day, 10)]})
+        assert (second.added_count, second.removed_count) == (0, 1)
+        (event,) = await take(env.watch(first.change_cursor), 1)
+        assert event.change == BusyTimeChanged("dr-a", removed=(span(day, 9, 60),))
+
+
+async def test_too_many_busy_times_are_refused_before_they_are_read(tmp_path: Path) -> None:
+    async with snapshot_env(tmp_path) as env:
+        pin_clock(env, at(env.tomorrow - timedelta(days=1), 12))
+        await env.upload({"dr-a": [span(env.tomorrow, 8)]}, request_id="good-1")
+        before = await stored_state(env)
+        one = cv.interval_to_proto(span(env.tomorrow, 9))
+        request = env.request({})
+        half = MAX_BUSY_TIMES // 2 + 1  # over two columns: the limit is per upload
+        request.columns.extend(
+            [column("practices/up/columns/dr-a", *[one] * half), column("practices/up/columns/dr-b", *[one] * half)]
+        )
+        request.columns[1].busy_times[-1].end_time.seconds = 0  # malformed, but never read: counted first
+        assert request.ByteSize() < MAX_MESSAGE_BYTES
+        assert await refusal(env, request, "grpc") == ["columns"]
+        request.columns[1].busy_times.pop(0)  # one fewer per column: read, and the malformed one is named
+        request.columns[0].busy_times.pop(0)
+        assert await refusal(env, request, "grpc") == [f"columns[1].busy_times[{half - 2}].end_time"]
+        assert await stored_state(env) == before
+
+
+async def test_the_keeper_checks_what_callers_other_than_the_services_hand_it(tmp_path: Path) -> None:
+    """SnapshotKeeper.upload is the one place every upload passes: it checks even already parsed ones."""
+    async with snapshot_env(tmp_path) as env:
+        today = env.tomorrow - timedelta(days=1)
+        pin_clock(env, at(today, 12))
+        lo = _seconds(at(env.tomorrow, 9))
+        window = local_window(today)
+        empty = SnapshotUpload("k-1", window, (("dr-a", IntervalArray.of([(lo, lo + 60), (lo, lo)])),))
+        with pytest.raises(InvalidArgument) as raised:
+            await keeper(env).upload(empty)
+        assert [v.field for v in raised.value.violations] == ["columns[0].busy_times[1]"]
+        many = IntervalArray(np.full(MAX_BUSY_TIMES + 1, lo, np.int64), np.full(MAX_BUSY_TIMES + 1, lo + 60, np.int64))
+        with pytest.raises(InvalidArgument) as raised:
+            await keeper(env).upload(SnapshotUpload("k-2", window, (("dr-a", many),)))
+        assert [v.field for v in raised.value.violations] == ["columns"]
+        with pytest.raises(Unavailable):
+            await env.busy("dr-a")  # nothing was stored
+
+
+# --- instants before 1970 and after 2038 travel unchanged from upload to feed ----------------------
+
+
+@pytest.mark.parametrize("today", [date(2040, 6, 4), date(2150, 1, 12), date(1900, 6, 5)])
+async def test_busy_times_far_from_1970_reach_the_feed_with_their_dates(tmp_path: Path, today: date) -> None:
+    """A gateway whose clock says `today`: the upload, its diff and WatchChanges keep every date
+    (the diff once packed starts into 32 bits, and 2040 came back as 1903)."""
+    async with snapshot_env(tmp_path) as env:
+        pin_clock(env, at(today, 12))
+        window = cv.interval_from_proto((await env.window()).window, "window")
+        assert window == local_window(today)
+        day = today + timedelta(days=1)
+        kept, moved, moved_to = span(day, 10), span(day, 9), span(day, 9, minute=30)
+        first = await env.uploads.UploadSnapshot(env.request({"dr-a": [moved, kept, kept]}, window=window))
+        second = await env.uploads.UploadSnapshot(env.request({"dr-a": [kept, moved_to]}, window=window))
+        assert (second.added_count, second.removed_count) == (1, 2)
+        (event,) = await take(env.watch(first.change_cursor), 1)
+        assert event.change == BusyTimeChanged("dr-a", added=(moved_to,), removed=(moved, kept))
+        (busy,) = await env.partner.list_busy_times("up", window, ["dr-a"])
+        assert list(busy.intervals.intervals()) == [moved_to, kept]

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from aiohttp import web
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
 from gateway.authentication import Refused, SignatureAuthenticator
@@ -60,6 +62,38 @@ def _error(code: str, message: str, violations: list[dict[str, str]] | None = No
     if violations:
         body["fieldViolations"] = violations
     return web.json_response(body, status=_HTTP_STATUS.get(code, 500))
+
+
+# json_format names where parsing failed in two ways: "... at UploadSnapshotRequest.columns[0].busyTimes[1]
+# .startTime" (most errors), or only as a chain "Failed to parse requestId field: ..." (wrong types).
+_PARSE_CHAIN = re.compile(r"Failed to parse (\w+) field: ")
+_PATH_STEP = re.compile(r"\.(\w+)(?:\[(\d+)\])?")
+
+
+def _parse_error_field(message_type: type[Message], error: str) -> str | None:
+    """The request field a JSON parse error is about, named as gRPC errors name it
+    (`columns[0].busy_times[1].start_time`, not JSON's camelCase), or None when it names none.
+
+    Over gRPC a malformed timestamp reaches the gateway's own checks, which name the field; over
+    HTTP json_format refuses it first (year 0, year 10000, month 13), so its error is translated
+    here, and the PVS sees the same field name whichever transport it uses.
+    """
+    descriptor = cast(Descriptor, message_type.DESCRIPTOR)  # upb's class; isinstance agrees
+    at = re.search(rf'\bat "?{re.escape(descriptor.name)}((?:\.\w+(?:\[\d+\])?)*)', error)
+    steps = [(m[1], m[2]) for m in _PATH_STEP.finditer(at[1])] if at else []
+    if not steps:  # no path, or only the message itself ("repeated field columns must be in []")
+        steps = [(name, None) for name in _PARSE_CHAIN.findall(error)]
+    names: list[str] = []
+    current: Descriptor | None = descriptor
+    for json_name, index in steps:
+        found = None
+        if current is not None:
+            found = next((f for f in current.fields if json_name in (f.json_name, f.name)), None)
+        if found is None:
+            break
+        names.append(found.name if index is None else f"{found.name}[{index}]")
+        current = found.message_type
+    return ".".join(names) or None
 
 
 # aiohttp's own refusals (unknown path, wrong verb, body too large) as the same JSON errors.
@@ -136,7 +170,10 @@ class HttpApi:
         try:
             message = json_format.Parse(raw or b"{}", message_type())
         except (json_format.ParseError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            return _error("INVALID_ARGUMENT", f"the body is not a {message_type.DESCRIPTOR.name} in JSON: {error}")
+            text = f"the body is not a {message_type.DESCRIPTOR.name} in JSON: {error}"
+            field = _parse_error_field(message_type, str(error))
+            violations = [{"field": field, "description": "cannot be parsed from JSON"}] if field else None
+            return _error("INVALID_ARGUMENT", text, violations)
         parent = format_name(practice) if is_valid_practice_id(practice) else practice
         if getattr(message, "parent", "") not in ("", parent):
             return _error(

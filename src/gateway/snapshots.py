@@ -14,6 +14,12 @@ Rules a partner can rely on:
   before the practice's first upload, reads answer UNAVAILABLE;
 - absences reach the gateway as busy time (the PVS uploads reservations like appointments).
 Working hours and appointment types are configured at the gateway ([practices.x.adapter.snapshot]).
+
+An upload is checked whole before anything is stored (SnapshotKeeper.check, docs/changes.md): its
+window must lie inside the window GetUploadWindow gives, widened by WINDOW_TOLERANCE for a day that
+turned between asking and uploading; every busy time must overlap that window and be at most
+MAX_BUSY_SECONDS long; columns must be configured and named once; at most MAX_BUSY_TIMES busy times.
+A failure is INVALID_ARGUMENT naming the field, and nothing is applied.
 """
 
 from __future__ import annotations
@@ -49,13 +55,37 @@ from otv_sdk.models import (
 from otv_sdk.ports import Adapter, CallContext, ReaderPort
 from otv_sdk.snapshot_diff import diff_column
 from otv_sdk.timeline import EMPTY, IntervalArray, concatenate, from_datetime, subtract, to_datetime
-from otv_sdk.timewindow import window_too_long
 from otv_sdk.wallclock import expand_weekly, to_utc, zone
 
-__all__ = ["SnapshotKeeper", "SnapshotPractice", "SnapshotUpload", "UploadOutcome", "snapshot_adapter"]
+__all__ = [
+    "MAX_BUSY_SECONDS",
+    "MAX_BUSY_TIMES",
+    "WINDOW_TOLERANCE",
+    "SnapshotKeeper",
+    "SnapshotPractice",
+    "SnapshotUpload",
+    "UploadOutcome",
+    "check_busy_time_count",
+    "snapshot_adapter",
+]
 
 _EVENT_SIZE = 1000  # busy times per change event, so a backfill is many small events, not one huge one
-_MAX_BUSY_TIMES = 200_000  # per upload; 24 months x 20 busy columns is about 30,000
+MAX_BUSY_TIMES = 200_000  # per upload; 24 months x 20 busy columns is about 30,000
+# How far an upload's window may reach past the window GetUploadWindow gives now: the PVS asked
+# just before the practice's midnight and uploads just after it, or computes "today" on its own
+# clock, which a signed call already keeps within the signing scheme's default skew (5 minutes).
+WINDOW_TOLERANCE = timedelta(minutes=5)
+# The longest busy time: 731 days, the longest 24 months (the longest window anyone may ask for).
+# A busy time may start before the upload's window or end after it (an absence across its edge);
+# one longer than any window is a closure, to be uploaded as the part that overlaps the window.
+# It also keeps every stored instant within about two years of the gateway's clock.
+MAX_BUSY_SECONDS = 731 * 86_400
+
+
+def check_busy_time_count(total: int) -> None:
+    """Too many busy times, refused before they are converted (the service counts them first)."""
+    if total > MAX_BUSY_TIMES:
+        raise InvalidArgument.field("columns", f"holds more than {MAX_BUSY_TIMES} busy times; upload less")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +133,13 @@ class SnapshotPractice:
         return Interval(
             to_utc(today, clock_time(0), tz), to_utc(today + timedelta(days=self.window_days), clock_time(0), tz)
         )
+
+    def accepted_window(self, now: datetime, tolerance: timedelta) -> Interval:
+        """Where an upload's window may lie: from the start of the window as of `now - tolerance`
+        to the end of the window as of `now + tolerance`. Outside the tolerance around the
+        practice's midnight this is exactly upload_window(now); around it, yesterday's window (a
+        PVS that asked before midnight) and tomorrow's (a PVS whose clock is slightly ahead) fit."""
+        return Interval(self.upload_window(now - tolerance).start, self.upload_window(now + tolerance).end)
 
     def column_ids(self) -> tuple[str, ...]:
         return tuple(column.id for column in self.calendar.columns)
@@ -154,6 +191,30 @@ def _events(column_id: str, added: IntervalArray, removed: IntervalArray) -> lis
     return events
 
 
+def _check_busy_times(busy: IntervalArray, lo: int, hi: int, field: str) -> None:
+    """Every busy time ends after it starts, overlaps [lo, hi) and is at most MAX_BUSY_SECONDS long.
+
+    Vectorised over the column; the first busy time that fails (in the order sent) is named. A
+    busy time that fails several rules is named once, for the first rule it breaks below.
+    """
+    lengths = busy.ends - busy.starts
+    empty = lengths <= 0
+    outside = (busy.ends <= lo) | (busy.starts >= hi)
+    too_long = lengths > MAX_BUSY_SECONDS
+    wrong = np.flatnonzero(empty | outside | too_long)
+    if wrong.size == 0:
+        return
+    first = int(wrong[0])
+    if empty[first]:
+        raise InvalidArgument.field(f"{field}[{first}]", "must end after it starts")
+    if outside[first]:
+        raise InvalidArgument.field(f"{field}[{first}]", "does not overlap the upload's window")
+    raise InvalidArgument.field(
+        f"{field}[{first}]",
+        f"is longer than {MAX_BUSY_SECONDS // 86_400} days; upload the part that overlaps the window",
+    )
+
+
 class SnapshotKeeper:
     """Keeps a practice's uploaded snapshots and turns each upload into change events."""
 
@@ -163,18 +224,36 @@ class SnapshotKeeper:
         store: StateStore,
         feed: PracticeFeed,
         clock: Callable[[], float] = time.time,
+        window_tolerance: timedelta = WINDOW_TOLERANCE,
     ) -> None:
         self.practice = practice
         self._store = store
         self._feed = feed
         self.clock = clock
+        self.window_tolerance = window_tolerance
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(int(self.clock()), UTC)
 
-    def _validate(self, upload: SnapshotUpload) -> None:
-        if window_too_long(upload.window.start, upload.window.end):
-            raise InvalidArgument.field("window", "is longer than 24 months")
+    def check(self, upload: SnapshotUpload, now: datetime) -> None:
+        """Refuse an upload the gateway cannot apply as sent, naming the first wrong field.
+
+        Everything is checked before the transaction, so a refused upload changes nothing: not the
+        stored snapshots, not the change feed, not the last request_id. Linear in the busy times.
+        """
+        accepted = self.practice.accepted_window(now, self.window_tolerance)
+        if upload.window.start < accepted.start:
+            raise InvalidArgument.field(
+                "window.start_time",
+                f"lies before {accepted.start.isoformat()}, the start of the window to upload"
+                " (GetUploadWindow); ask for the window again",
+            )
+        if upload.window.end > accepted.end:
+            raise InvalidArgument.field(
+                "window.end_time",
+                f"lies after {accepted.end.isoformat()}, the end of the window to upload"
+                " (GetUploadWindow); ask for the window again",
+            )
         known = set(self.practice.column_ids())
         seen: set[str] = set()
         lo, hi = from_datetime(upload.window.start), from_datetime(upload.window.end)
@@ -183,20 +262,15 @@ class SnapshotKeeper:
             if column_id not in known:
                 raise InvalidArgument.field(f"columns[{index}].column", "is not a column configured for this practice")
             if column_id in seen:
-                raise InvalidArgument.field(f"columns[{index}].column", "appears twice in this upload")
+                raise InvalidArgument.field(f"columns[{index}].column", "names a column twice")
             seen.add(column_id)
-            outside = np.flatnonzero((busy.ends <= lo) | (busy.starts >= hi))
-            if outside.size:
-                raise InvalidArgument.field(
-                    f"columns[{index}].busy_times[{int(outside[0])}]", "lies outside the upload's window"
-                )
             total += len(busy)
-        if total > _MAX_BUSY_TIMES:
-            raise InvalidArgument.field("columns", f"holds more than {_MAX_BUSY_TIMES} busy times; upload less")
+            check_busy_time_count(total)
+            _check_busy_times(busy, lo, hi, f"columns[{index}].busy_times")
 
     async def upload(self, upload: SnapshotUpload) -> UploadOutcome:
-        self._validate(upload)
         now = int(self.clock())
+        self.check(upload, to_datetime(now))
         outcome = await self._store.run(lambda tx: self._apply(tx, upload, now))
         self._feed.notify()
         return outcome
