@@ -148,26 +148,64 @@ def create_leaky(practice_id: str, settings: Mapping[str, Any], *, base_dir: Pat
     )
 
 
-class StallingWriter(CalendarWriterPort):
-    """Writes to the PVS, announces it in a file, then stalls: a test kills the process right there."""
+# Where StallingWriter stalls: before or after the PVS write, before or after the PVS delete.
+STALL_STEPS = ("before_write", "after_write", "before_delete", "after_delete")
 
-    def __init__(self, inner: CalendarWriterPort, marker: Path) -> None:
+
+class StallingWriter(CalendarWriterPort):
+    """Writes to the PVS, announces it in a file, then stalls: a test kills the process right there.
+
+    `step` says where: before or after a write (the marker holds the entry's reference) or before
+    or after a delete (the marker holds the PVS id). The first `skip` calls of that kind go through
+    untouched, so a test can book the appointment it then moves through the same process.
+    """
+
+    def __init__(self, inner: CalendarWriterPort, marker: Path, step: str = "after_write", skip: int = 0) -> None:
+        if step not in STALL_STEPS:
+            raise ValueError(f"step must be one of {STALL_STEPS}, not {step!r}")
         self.inner = inner
         self.marker = marker
+        self.step = step
+        self.skip = skip
+        self.seen = 0
+
+    def _due(self, operation: str) -> bool:
+        if not self.step.endswith(operation):
+            return False
+        self.seen += 1
+        return self.seen > self.skip
+
+    async def _stall(self, announced: str) -> None:
+        self.marker.write_text(announced)
+        await asyncio.sleep(60)
 
     async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
+        due = self._due("write")
+        if due and self.step == "before_write":
+            await self._stall(entry.reference)
         written = await self.inner.write_appointment(ctx, entry)
-        self.marker.write_text(entry.reference)
-        await asyncio.sleep(60)
+        if due and self.step == "after_write":
+            await self._stall(entry.reference)
         return written
 
-    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> None:
-        await self.inner.delete_appointment(ctx, pvs_id)
+    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> CalendarEntry | None:
+        due = self._due("delete")
+        if due and self.step == "before_delete":
+            await self._stall(pvs_id)
+        removed = await self.inner.delete_appointment(ctx, pvs_id)
+        if due and self.step == "after_delete":
+            await self._stall(pvs_id)
+        return removed
 
 
 def create_stalling(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter:
+    """The reference adapter with a StallingWriter: settings `marker` (required), `stall_at` (one of
+    STALL_STEPS, default after_write) and `skip` (default 0); the rest goes to the reference adapter."""
     options = dict(settings)
     marker = Path(options.pop("marker"))
+    step = str(options.pop("stall_at", "after_write"))
+    skip = int(options.pop("skip", 0))
     reference = create_reference(practice_id, options, base_dir=base_dir)
     assert reference.calendar_writer is not None
-    return dataclasses.replace(reference, calendar_writer=StallingWriter(reference.calendar_writer, marker))
+    writer = StallingWriter(reference.calendar_writer, marker, step, skip)
+    return dataclasses.replace(reference, calendar_writer=writer)

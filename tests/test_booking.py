@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from booking_env import BookingEnv, booking_env, slot_request
 from patient_env import as_partner
 from store_backends import BACKENDS
 
+from gateway.state_store import Row, StateStore, Tx
 from otv_sdk.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from otv_sdk.models import AppointmentState
 from otv_sdk.ports import AppointmentQuery, CallContext, PageRequest, SlotRequest
 
 ALPHA, BETA = as_partner("alpha"), as_partner("beta")
+T = TypeVar("T")
 
 
 # Every state-store backend with the adapter in-process, and the PVS behind an adapter server.
@@ -274,3 +278,55 @@ def slot_interval(slot):  # type: ignore[no-untyped-def]
     from otv_sdk.models import Interval
 
     return Interval(slot.start, slot.end)
+
+
+class _LockNotingTx:
+    """A transaction that notes each key it locks, and otherwise does what the real one does."""
+
+    def __init__(self, inner: Tx, locks: list[str]) -> None:
+        self._inner = inner
+        self._locks = locks
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._inner.execute(sql, params)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        return self._inner.one(sql, params)
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self._inner.all(sql, params)
+
+    def lock(self, key: str) -> None:
+        self._locks.append(key)
+        self._inner.lock(key)
+
+
+class _LockSpy(StateStore):
+    """The desk's store, recording the keys its transactions lock."""
+
+    def __init__(self, inner: StateStore) -> None:
+        self.inner = inner
+        self.locks: list[str] = []
+
+    def run_sync(self, work: Callable[[Tx], T], *, durable: bool = True) -> T:
+        return self.inner.run_sync(lambda tx: work(_LockNotingTx(tx, self.locks)), durable=durable)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_confirm_hold_locks_the_column_whose_claim_it_hands_over(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with booking_env(backend, tmp_path) as env:
+        alpha = await env.patient()
+        slot = (await env.slots())[0]
+        hold = await env.client.hold_slot("demo", slot_request(slot, alpha), metadata=ALPHA)
+        desk = await env.desk()
+        spy = _LockSpy(desk._store)
+        monkeypatch.setattr(desk, "_store", spy)
+        appointment = await env.client.confirm_hold("demo", hold.id, metadata=ALPHA)
+        assert appointment.state is AppointmentState.BOOKED
+        # Serialised with every other change to this column's claims, as taking a claim is.
+        assert spy.locks == [f"demo/{slot.column_id}"]

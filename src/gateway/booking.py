@@ -19,6 +19,17 @@ the PVS write is idempotent on the appointment id. A crash after the write but b
 says BOOKED leaves a WRITING record whose claim still blocks the time; `recover()` (run at start)
 and any retry complete the write, which the PVS recognises. So no confirmed booking is lost and
 no slot is ever both booked and free.
+
+A move is decided in one transaction: the new appointment and its claim are committed together
+with `old.rescheduled_to = new`, while the old one stays as it was (booked, claimed, in the PVS).
+From then on the move is only ever completed, never undone, by one idempotent step
+(`_complete_move`): write the new one; once it is no longer WRITING (booked, or waiting in the
+practice inbox), delete the old PVS entry, then record the old one RESCHEDULED and drop its claim.
+That step runs on the normal path, on a retry with the same request_id, on GetAppointment of
+either appointment, and in `recover()`, which finds half-done moves as well as WRITING records.
+Killed at any point, at least one of the two holds the patient's time until the step has finished;
+after it exactly one does. While the PVS cannot be reached, the old one stays booked and linked,
+and changes to either are refused until the move is complete.
 """
 
 from __future__ import annotations
@@ -328,22 +339,120 @@ class BookingDesk(WriterPort):
             )
         )
 
-    async def recover(self, ctx: CallContext) -> int:
-        """Complete the PVS writes a crash interrupted; returns how many were completed."""
-        rows = await self._store.run(
-            lambda tx: tx.all("SELECT id FROM appointments WHERE practice = ? AND state = 'writing'", (self._practice,))
+    async def _row(self, appointment_id: str) -> Row | None:
+        return await self._store.run(
+            lambda tx: tx.one(
+                "SELECT * FROM appointments WHERE id = ? AND practice = ?", (appointment_id, self._practice)
+            )
         )
-        for row in rows:
-            await self._write(ctx, row["id"])
-        return len(rows)
+
+    def _own_unsettled(self, tx: Tx, ctx: CallContext, appointment_id: str) -> tuple[Row, bool]:
+        """The partner's appointment, and whether it has PVS work left that a crash or an unreachable
+        PVS interrupted: its own write, the move that created it, or the move away from it."""
+        row = self._own(tx, ctx, "appointments", appointment_id)
+        if row["state"] == "writing" or (row["rescheduled_to"] is not None and row["state"] != "rescheduled"):
+            return row, True
+        if row["rescheduled_from"] is None:
+            return row, False
+        old = tx.one("SELECT state FROM appointments WHERE id = ?", (row["rescheduled_from"],))
+        return row, old is not None and old["state"] in _HOLDING
+
+    async def _complete_move(self, ctx: CallContext, old_id: str, new_id: str) -> None:
+        """Finish the move of `old_id` to `new_id`; idempotent, and safe to run concurrently.
+
+        The move was decided when the new appointment was committed, so it is only ever completed.
+        The old one keeps its claim and PVS entry until the new one has left WRITING, so at every
+        moment at least one of them holds the patient's time; then the old PVS entry is deleted
+        (a repeated delete is no error) and only after that is the old one recorded RESCHEDULED and
+        its claim dropped. Raises the PVS's error when it cannot be reached; nothing is lost then.
+        """
+        await self._write(ctx, new_id)  # nothing to do unless the new one is still WRITING
+        new, old = await self._row(new_id), await self._row(old_id)
+        if new is None or old is None or new["state"] == "writing" or old["state"] not in _HOLDING:
+            return
+        if old["state"] == "writing":
+            # Never recorded as written (a move begun by an older gateway): it may still be in the
+            # PVS, and only the idempotent write tells its PVS id.
+            await self._write(ctx, old_id)
+            old = await self._row(old_id)
+            if old is None or old["state"] not in _HOLDING:
+                return
+        writer = self._adapter.calendar_writer
+        if old["pvs_id"] is not None and writer is not None:
+            await writer.delete_appointment(ctx, old["pvs_id"])
+
+        def release(tx: Tx) -> None:
+            changed = tx.execute(
+                "UPDATE appointments SET state = 'rescheduled', rescheduled_to = ?, version = version + 1"
+                f" WHERE id = ? AND state IN ({', '.join('?' for _ in _HOLDING)})",
+                (new_id, old_id, *_HOLDING),
+            )
+            if changed:
+                tx.execute("DELETE FROM claims WHERE owner = ?", (old_id,))
+
+        await self._store.run(release)
+
+    async def _settle(self, ctx: CallContext, appointment_id: str, *, strict: bool = False) -> bool:
+        """Bring one appointment to rest: its PVS write, the move into it, the move away from it.
+
+        Used by the call itself, by a retry with the same request_id, by GetAppointment and by
+        `recover()`, all of which may meet the same half-done work. Returns whether it is at rest;
+        when the PVS cannot be reached the work stays recorded for later, and `strict` raises the
+        error instead of logging it (for a change that must not go ahead meanwhile).
+        """
+        try:
+            row = await self._row(appointment_id)
+            if row is None:
+                return True
+            if row["rescheduled_from"] is not None:
+                await self._complete_move(ctx, row["rescheduled_from"], appointment_id)
+            else:
+                await self._write(ctx, appointment_id)
+            row = await self._row(appointment_id)
+            if row is not None and row["rescheduled_to"] is not None and row["state"] != "rescheduled":
+                await self._complete_move(ctx, appointment_id, row["rescheduled_to"])
+        except OtvError as error:
+            if strict:
+                raise
+            log.warning("PVS work for %s deferred: %s", appointment_id, error.code.value)
+            return False
+        return True
+
+    async def recover(self, ctx: CallContext) -> int:
+        """Complete what a crash interrupted: PVS writes (WRITING records) and moves whose old
+        appointment still holds its time. Returns how many appointments were brought to rest."""
+
+        def unfinished(tx: Tx) -> list[str]:
+            moves = tx.all(
+                "SELECT n.id FROM appointments n JOIN appointments o ON o.id = n.rescheduled_from"
+                f" WHERE n.practice = ? AND o.state IN ({', '.join('?' for _ in _HOLDING)}) ORDER BY n.id",
+                (self._practice, *_HOLDING),
+            )
+            writes = tx.all(
+                "SELECT id FROM appointments WHERE practice = ? AND state = 'writing' ORDER BY id", (self._practice,)
+            )
+            return list(dict.fromkeys(r["id"] for r in [*moves, *writes]))
+
+        settled = 0
+        for appointment_id in await self._store.run(unfinished):
+            if await self._settle(ctx, appointment_id):
+                settled += 1
+        return settled
 
     async def _finish(self, ctx: CallContext, appointment_id: str) -> Appointment:
-        """After the record is committed: write now if automatic. A failed write leaves WRITING (retried)."""
-        try:
-            await self._write(ctx, appointment_id)
-        except OtvError as error:
-            log.warning("PVS write of %s deferred: %s", appointment_id, error.code.value)
+        """After the record is committed, or on a retry: do the PVS work now if the PVS can be
+        reached. What fails stays recorded (WRITING, or a move not yet complete) and is retried."""
+        await self._settle(ctx, appointment_id)
         return await self._load(ctx, appointment_id)
+
+    async def _own_settled(self, ctx: CallContext, appointment_id: str) -> Row:
+        """The partner's appointment after its unfinished PVS work is done; raises if that cannot be
+        done now, so a change never goes ahead on top of it."""
+        row, unsettled = await self._store.run(lambda tx: self._own_unsettled(tx, ctx, appointment_id))
+        if not unsettled:
+            return row
+        await self._settle(ctx, appointment_id, strict=True)
+        return await self._store.run(lambda tx: self._own(tx, ctx, "appointments", appointment_id))
 
     # --- WriterPort ---------------------------------------------------------------------------
 
@@ -382,6 +491,10 @@ class BookingDesk(WriterPort):
         fingerprint = _fingerprint("confirm", hold_id)
 
         def work(tx: Tx) -> str:
+            # Handing the hold's claim over changes the column's claims: serialise it with every
+            # other change to them (as `_claim` does), then look at the request and the hold as
+            # they are under that lock.
+            tx.lock(f"{self._practice}/{self._own(tx, ctx, 'holds', hold_id)['column_id']}")
             again = self._replay(tx, ctx, "confirm", fingerprint)
             if again is not None:
                 return again
@@ -397,7 +510,11 @@ class BookingDesk(WriterPort):
             interval = Interval(to_datetime(hold["start_s"]), to_datetime(hold["end_s"]))
             self._insert_appointment(tx, ctx, appointment_id, slot, interval, type_mode)
             # The hold's claim becomes the appointment's: no gap in which the time is free.
-            tx.execute("UPDATE claims SET owner = ?, expire_s = NULL WHERE owner = ?", (appointment_id, hold_id))
+            handed = tx.execute(
+                "UPDATE claims SET owner = ?, expire_s = NULL WHERE owner = ?", (appointment_id, hold_id)
+            )
+            if handed != 1:
+                raise Aborted("the hold's time was released meanwhile; hold the slot again")
             tx.execute("UPDATE holds SET state = 'confirmed', appointment = ? WHERE id = ?", (appointment_id, hold_id))
             self._remember(tx, ctx, "confirm", fingerprint, appointment_id)
             self._audit(tx, ctx, "confirm", appointment_id)
@@ -450,6 +567,10 @@ class BookingDesk(WriterPort):
             raise Aborted("the appointment changed since you read it; read it again (etag is stale)")
         if row["state"] in ("cancelled", "rejected", "rescheduled"):
             raise FailedPrecondition(f"the appointment is already {row['state']}")
+        if row["state"] == "writing":
+            raise Aborted("the appointment is being written to the practice's calendar; read it again")
+        if row["rescheduled_to"] is not None:
+            raise FailedPrecondition(f"the appointment is already being moved to {row['rescheduled_to']}")
         if self._now() > row["start_s"] - int(self._policy.cancellation_deadline.total_seconds()):
             hours = int(self._policy.cancellation_deadline.total_seconds() // 3600)
             raise FailedPrecondition(f"online changes are possible until {hours} hours before the appointment")
@@ -459,7 +580,7 @@ class BookingDesk(WriterPort):
         replayed = await self._store.run(lambda tx: self._replay(tx, ctx, "cancel", fingerprint))
         if replayed is not None:
             return await self._load(ctx, appointment_id)
-        row = await self._store.run(lambda tx: self._own(tx, ctx, "appointments", appointment_id))
+        row = await self._own_settled(ctx, appointment_id)  # a pending write or move goes first
         self._check_change(row, etag)
         writer = self._adapter.calendar_writer
         if row["pvs_id"] is not None and writer is not None:
@@ -471,10 +592,13 @@ class BookingDesk(WriterPort):
                 return
             current = self._own(tx, ctx, "appointments", appointment_id)
             self._check_change(current, etag)
-            tx.execute(
-                "UPDATE appointments SET state = 'cancelled', cancel_s = ?, version = version + 1 WHERE id = ?",
-                (self._now(), appointment_id),
+            changed = tx.execute(
+                "UPDATE appointments SET state = 'cancelled', cancel_s = ?, version = version + 1"
+                " WHERE id = ? AND version = ?",
+                (self._now(), appointment_id, current["version"]),
             )
+            if changed != 1:
+                raise Aborted("the appointment changed meanwhile; read it again")
             tx.execute("DELETE FROM claims WHERE owner = ?", (appointment_id,))
             self._remember(tx, ctx, "cancel", fingerprint, appointment_id)
             self._audit(tx, ctx, "cancel", appointment_id)
@@ -488,8 +612,8 @@ class BookingDesk(WriterPort):
         fingerprint = _fingerprint("reschedule", appointment_id, etag, start.isoformat(), column_id)
         known = await self._store.run(lambda tx: self._replay(tx, ctx, "reschedule", fingerprint))
         if known is not None:
-            return await self._finish(ctx, known)
-        old = await self._store.run(lambda tx: self._own(tx, ctx, "appointments", appointment_id))
+            return await self._finish(ctx, known)  # completes the move if a crash interrupted it
+        old = await self._own_settled(ctx, appointment_id)
         self._check_change(old, etag)
         patient = self._cipher.open(old["patient"], "appointments.patient")
         slot = SlotRequest(old["type_id"], column_id or old["column_id"], start, patient)
@@ -506,31 +630,27 @@ class BookingDesk(WriterPort):
             lo, hi = from_datetime(interval.start), from_datetime(interval.end)
             self._claim(tx, slot.column_id, lo, hi, new_id, None, besides=appointment_id)
             self._insert_appointment(tx, ctx, new_id, slot, interval, mode, rescheduled_from=appointment_id)
+            # The move is decided here, durably: the old one keeps its state, claim and PVS entry
+            # but points at its successor, so whoever meets either of them next completes the move.
+            linked = tx.execute(
+                "UPDATE appointments SET rescheduled_to = ?, version = version + 1 WHERE id = ? AND version = ?",
+                (new_id, appointment_id, current["version"]),
+            )
+            if linked != 1:
+                raise Aborted("the appointment changed meanwhile; read it again")
             self._remember(tx, ctx, "reschedule", fingerprint, new_id)
             self._audit(tx, ctx, "reschedule", new_id)
             return new_id
 
         new_id = await self._store.run(secure)
-        moved = await self._finish(ctx, new_id)  # the new time is secured (and written) first ...
-        writer = self._adapter.calendar_writer
-        if old["pvs_id"] is not None and writer is not None:
-            await writer.delete_appointment(ctx, old["pvs_id"])  # ... then the old one is released
-
-        def release(tx: Tx) -> None:
-            tx.execute(
-                "UPDATE appointments SET state = 'rescheduled', rescheduled_to = ?, version = version + 1 WHERE id = ?",
-                (new_id, appointment_id),
-            )
-            tx.execute("DELETE FROM claims WHERE owner = ?", (appointment_id,))
-
-        await self._store.run(release)
-        return moved
+        # The new time is written first, then the old one is released (see _complete_move).
+        return await self._finish(ctx, new_id)
 
     async def get_appointment(self, ctx: CallContext, appointment_id: str) -> Appointment:
-        appointment = await self._load(ctx, appointment_id)
-        if appointment.state is AppointmentState.WRITING:
+        row, unsettled = await self._store.run(lambda tx: self._own_unsettled(tx, ctx, appointment_id))
+        if unsettled:
             return await self._finish(ctx, appointment_id)
-        return appointment
+        return self._appointment(ctx, row)
 
     async def list_appointments(self, ctx: CallContext, query: AppointmentQuery) -> Page[Appointment]:
         after_start, after_id = _page_position(query.page.page_token)
@@ -568,10 +688,13 @@ class BookingDesk(WriterPort):
 
         def work(tx: Tx) -> None:
             row = tx.one(
-                "SELECT state FROM appointments WHERE id = ? AND practice = ?", (appointment_id, self._practice)
+                "SELECT state, rescheduled_to FROM appointments WHERE id = ? AND practice = ?",
+                (appointment_id, self._practice),
             )
             if row is None or row["state"] != "pending_practice":
                 raise FailedPrecondition("the booking is not waiting for the practice's confirmation")
+            if row["rescheduled_to"] is not None:
+                raise FailedPrecondition("the booking is being moved to another time; decide on that one")
             if accept:
                 tx.execute(
                     "UPDATE appointments SET state = 'writing', version = version + 1 WHERE id = ?", (appointment_id,)
@@ -592,7 +715,7 @@ class BookingDesk(WriterPort):
         def work(tx: Tx) -> None:
             changed = tx.execute(
                 "UPDATE appointments SET state = 'booked', pvs_id = ?, version = version + 1"
-                " WHERE id = ? AND practice = ? AND state = 'pending_transfer'",
+                " WHERE id = ? AND practice = ? AND state = 'pending_transfer' AND rescheduled_to IS NULL",
                 (pvs_id, appointment_id, self._practice),
             )
             if changed != 1:
