@@ -42,7 +42,8 @@ class _Registry:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """`outcome` is "ok" (then `partner` is set), "key", "signature", "replay" or "denied"."""
+    """`outcome` is "ok", "key", "signature", "replay" or "denied"; `partner` is whose the key is,
+    set for every outcome but "key" (the audit names who was refused)."""
 
     outcome: str
     partner: str = ""
@@ -152,16 +153,16 @@ class Admissions:
                 decisions.append(Decision("key"))
                 continue
             if not good:
-                decisions.append(Decision("signature"))
+                decisions.append(Decision("signature", key.partner))
                 continue
             if item.practice is not None:
                 allowed = self._registry.grants.get((key.partner, item.practice), frozenset())
                 if item.service not in allowed and ("*" not in allowed or item.service in PVS_SERVICES):
-                    decisions.append(Decision("denied"))
+                    decisions.append(Decision("denied", key.partner))
                     continue
             fresh = tx.execute(
                 "INSERT INTO nonces (partner, nonce, expire_s) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (key.partner, item.nonce, item.expire_s),
             )
-            decisions.append(Decision("ok", key.partner) if fresh == 1 else Decision("replay"))
+            decisions.append(Decision("ok" if fresh == 1 else "replay", key.partner))
         return decisions

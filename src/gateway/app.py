@@ -15,10 +15,11 @@ import ssl
 import grpc
 
 from gateway.authentication import SignatureAuthenticator
-from gateway.config import GatewayConfig, read_file, resolve_path
+from gateway.config import GatewayConfig, RateLimitConfig, read_file, resolve_path
 from gateway.connector_service import add_connector_servicer
 from gateway.http_api import HttpApi
 from gateway.identity import signed_identity
+from gateway.rate_limits import PartnerRateLimits, Rate
 from gateway.routing import PracticeRouter, build_router
 from gateway.snapshot_service import SnapshotCalls, add_snapshot_servicer
 from otv_sdk.server import OtvServer, build_server
@@ -55,7 +56,10 @@ class Gateway:
             authenticator = None
             if identify is None:
                 authenticator = SignatureAuthenticator(
-                    router.store, config.gateway.audience, config.gateway.max_clock_skew_seconds
+                    router.store,
+                    config.gateway.audience,
+                    config.gateway.max_clock_skew_seconds,
+                    rate_limits=_rate_limits(config),
                 )
             who: Identify = signed_identity if identify is None else identify
             otv_server = build_server(
@@ -109,6 +113,14 @@ class Gateway:
 
     async def wait_for_termination(self) -> None:
         await self._otv.server.wait_for_termination()
+
+
+def _rate_limits(config: GatewayConfig) -> PartnerRateLimits:
+    def rate(limit: RateLimitConfig) -> Rate:
+        return Rate(limit.per_second, limit.burst)
+
+    partners = config.gateway.partner_rate_limits
+    return PartnerRateLimits(rate(config.gateway.rate_limit), {p: rate(r) for p, r in partners.items()})
 
 
 def _https_context(config: GatewayConfig) -> ssl.SSLContext | None:

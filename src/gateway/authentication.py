@@ -16,10 +16,18 @@ same for practices that do not exist. The nonce, the key's validity and the gran
 one store transaction shared by all calls waiting at that moment (admissions.py), which re-reads
 keys and grants whenever any replica changed them: a revocation counts from the next batch on.
 
+The request body is parsed only after the headers check out (1-3), so unsigned garbage is
+UNAUTHENTICATED, never INVALID_ARGUMENT; a signed body that does not parse is INVALID_ARGUMENT once
+the signature verified. Bodies larger than the service takes (limits.py) are RESOURCE_EXHAUSTED
+before they are hashed. Then each partner's rate limit (rate_limits.py): RESOURCE_EXHAUSTED with
+RetryInfo.
+
 Health checking and reflection stay open: load balancers and tools do not sign.
 
 Every call to a service that reads or changes personal data (patient lookup, consent, writer) is
 recorded in the audit table: partner, time, practice, method and outcome, never a personal value.
+Every refused call (UNAUTHENTICATED, PERMISSION_DENIED) to any service is recorded too, with the
+key id it named; a flood of refusals is recorded up to a rate, with the count of those left out.
 """
 
 from __future__ import annotations
@@ -32,10 +40,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf import duration_pb2
 from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from gateway.admissions import Admissions
+from gateway.rate_limits import PartnerRateLimits, Rate, TokenBucket
 from gateway.state_store import StateStore
+from otv_sdk.limits import MAX_PARTNER_REQUEST_BYTES, MAX_REQUEST_BYTES
 from otv_sdk.resources import is_valid_practice_id
 from otv_sdk.signing import (
     CONTENT_HEADER,
@@ -64,6 +77,11 @@ SERVICE_GRANTS = {
 }
 # Services whose calls read or change personal data, and so are audited.
 _AUDITED = frozenset({"writer", "patient_lookup", "consent"})
+# The PVS's services carry calendars; a partner's requests are small (limits.py).
+_REQUEST_BYTES = {"snapshot": MAX_REQUEST_BYTES, "connector": MAX_REQUEST_BYTES}
+# Refused calls recorded in the audit: enough to see an attack, not enough to fill the store.
+_REFUSALS_AUDITED = Rate(per_second=5, burst=50)
+_MAX_TIMESTAMP_DIGITS = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +117,25 @@ def _practice_of(request: Any) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Headers:
+    """The signature headers of one call, checked for form, time and body hash; not yet verified."""
+
+    key_id: str
+    timestamp: int
+    nonce: str
+    signature: str
+    digest: str
+
+
 class SignatureAuthenticator(grpc.aio.ServerInterceptor):
     def __init__(
-        self, store: StateStore, audience: str, max_skew_seconds: int = 300, clock: Callable[[], float] = time.time
+        self,
+        store: StateStore,
+        audience: str,
+        max_skew_seconds: int = 300,
+        clock: Callable[[], float] = time.time,
+        rate_limits: PartnerRateLimits | None = None,
     ) -> None:
         self._store = store
         self._admissions = Admissions(store)
@@ -109,6 +143,9 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         self._audience = audience
         self._skew = max_skew_seconds
         self._clock = clock
+        self._rate_limits = rate_limits
+        self._refusals = TokenBucket(_REFUSALS_AUDITED)
+        self._refusals_left_out = 0
 
     async def intercept_service(
         self,
@@ -133,10 +170,13 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
             self._wrapped[method] = wrapped
         return wrapped
 
+    # Each call runs in a task of its own, with its own copy of the context: VERIFIED is set for
+    # the call and never reset, since a stream may be closed from another context than its own.
+
     def _unary(self, handler: Any, method: str, service: str) -> grpc.RpcMethodHandler[Any, Any]:
         async def behavior(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             request, verified = await self._admit(handler, raw, method, service, context)
-            token = VERIFIED.set(verified)
+            VERIFIED.set(verified)
             outcome = "OK"
             try:
                 return await handler.unary_unary(request, context)
@@ -145,9 +185,8 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
                 outcome = code.name if isinstance(code, grpc.StatusCode) else "ERROR"
                 raise
             finally:
-                VERIFIED.reset(token)
                 if service in _AUDITED:
-                    await self._audit(verified, _practice_of(request) or "", outcome)
+                    await self._audit(verified.partner_id, _practice_of(request) or "", method, "", outcome)
 
         return grpc.unary_unary_rpc_method_handler(
             behavior, request_deserializer=None, response_serializer=handler.response_serializer
@@ -156,12 +195,9 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
     def _stream(self, handler: Any, method: str, service: str) -> grpc.RpcMethodHandler[Any, Any]:
         async def behavior(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             request, verified = await self._admit(handler, raw, method, service, context)
-            token = VERIFIED.set(verified)
-            try:
-                async for item in handler.unary_stream(request, context):
-                    yield item
-            finally:
-                VERIFIED.reset(token)
+            VERIFIED.set(verified)
+            async for item in handler.unary_stream(request, context):
+                yield item
 
         return grpc.unary_stream_rpc_method_handler(
             behavior, request_deserializer=None, response_serializer=handler.response_serializer
@@ -179,25 +215,27 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
             async def messages() -> AsyncIterator[Any]:
                 yield request
                 async for raw in raw_messages:
-                    yield handler.request_deserializer(raw) if handler.request_deserializer else raw
+                    try:
+                        yield handler.request_deserializer(raw) if handler.request_deserializer else raw
+                    except DecodeError:
+                        await context.abort(
+                            grpc.StatusCode.INVALID_ARGUMENT, "a message is not a valid message for this method"
+                        )
 
-            token = VERIFIED.set(verified)
-            try:
-                async for item in handler.stream_stream(messages(), context):
-                    yield item
-            finally:
-                VERIFIED.reset(token)
+            VERIFIED.set(verified)
+            async for item in handler.stream_stream(messages(), context):
+                yield item
 
         return grpc.stream_stream_rpc_method_handler(
             behavior, request_deserializer=None, response_serializer=handler.response_serializer
         )
 
-    async def _audit(self, verified: Verified, practice: str, outcome: str) -> None:
-        entry = (secrets.token_hex(8), int(self._clock()), verified.partner_id, practice, verified.method, outcome)
+    async def _audit(self, partner: str, practice: str, method: str, subject: str, outcome: str) -> None:
+        entry = (secrets.token_hex(8), int(self._clock()), partner, practice, method, subject, outcome)
         await self._store.run(
             lambda tx: tx.execute(
                 "INSERT INTO audit (id, at_s, partner, practice, action, subject, outcome)"
-                " VALUES (?, ?, ?, ?, ?, '', ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 entry,
             )
         )
@@ -205,21 +243,48 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
     async def _admit(
         self, handler: Any, raw: bytes, method: str, service: str, context: grpc.aio.ServicerContext[Any, Any]
     ) -> tuple[Any, Verified]:
+        """Headers, then the body, then the admission, then the partner's rate; or the call ends."""
+        limit = _REQUEST_BYTES.get(service, MAX_PARTNER_REQUEST_BYTES)
+        if len(raw) > limit:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, f"the request is larger than the {limit} bytes this method takes"
+            )
         metadata = tuple(context.invocation_metadata() or ())
+        request: Any = None
         try:
-            request = handler.request_deserializer(raw) if handler.request_deserializer else raw
-        except DecodeError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message for this method")
-        try:
-            partner = await self.verify(raw, method, service, metadata, _practice_of(request))
+            headers = await self._checked_headers(raw, method, metadata)
+            try:
+                request = handler.request_deserializer(raw) if handler.request_deserializer else raw
+            except DecodeError:
+                request = None  # said only to a caller whose signature verifies
+            partner = await self._admitted(headers, method, service, _practice_of(request) if request else None)
         except Refused as refused:
             await context.abort(refused.code, refused.message)
+        if request is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message for this method")
+        if self._rate_limits is not None:
+            wait = self._rate_limits.take(partner)
+            if wait > 0:
+                await context.abort_with_status(_rate_limited(wait))
         return request, Verified(partner, method)
 
     async def verify(
         self, raw: bytes, method: str, service: str, metadata: tuple[Any, ...], practice: str | None
     ) -> str:
         """The partner who signed the call, or Refused. The HTTP endpoint passes its headers as metadata."""
+        headers = await self._checked_headers(raw, method, metadata)
+        return await self._admitted(headers, method, service, practice)
+
+    async def _checked_headers(self, raw: bytes, method: str, metadata: tuple[Any, ...]) -> _Headers:
+        """Steps 1-3, which need no key: what fails here is refused before the body is parsed."""
+        try:
+            return self._headers(raw, metadata)
+        except Refused as refused:
+            key_id = metadata_value(metadata, KEY_ID_HEADER) or ""
+            await self._refused(key_id[:128], method, None, refused)
+            raise
+
+    def _headers(self, raw: bytes, metadata: tuple[Any, ...]) -> _Headers:
         values = {
             name: metadata_value(metadata, name)
             for name in (SCHEME_HEADER, KEY_ID_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, CONTENT_HEADER, SIGNATURE_HEADER)
@@ -230,34 +295,77 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         if values[SCHEME_HEADER] != SCHEME:
             raise _unauthenticated(f"unsupported {SCHEME_HEADER}; this gateway accepts {SCHEME}")
         timestamp = values[TIMESTAMP_HEADER] or ""
-        now = int(self._clock())
-        if not timestamp.isdigit() or abs(int(timestamp) - now) > self._skew:
+        # ASCII digits of a plausible Unix time: other scripts' digits and huge numbers are not one.
+        plausible = timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= _MAX_TIMESTAMP_DIGITS
+        if not plausible or abs(int(timestamp) - int(self._clock())) > self._skew:
             raise _unauthenticated(
                 f"{TIMESTAMP_HEADER} is not within {self._skew} seconds of the gateway's clock; check your clock"
             )
-        digest = content_hash(raw)
-        if values[CONTENT_HEADER] != digest:
-            raise _unauthenticated(f"{CONTENT_HEADER} does not match the request; hash the exact bytes you send")
         key_id, nonce, signature = (
             values[KEY_ID_HEADER] or "",
             values[NONCE_HEADER] or "",
             values[SIGNATURE_HEADER] or "",
         )
-        if len(nonce) > 64 or len(key_id) > 128:
-            raise _unauthenticated("x-otv-nonce or x-otv-key-id is too long")
-        message = canonical_string(key_id, self._audience, method, timestamp, nonce, digest)
-        # Signature, key, nonce and grant are decided together for all waiting calls (admissions.py).
-        decision = await self._admissions.admit(
-            key_id, message, signature, nonce, int(timestamp) + self._skew, practice, service
+        if len(nonce) > 64 or len(key_id) > 128 or len(signature) > 128:
+            raise _unauthenticated("x-otv-nonce, x-otv-key-id or x-otv-signature is too long")
+        digest = content_hash(raw)
+        if values[CONTENT_HEADER] != digest:
+            raise _unauthenticated(f"{CONTENT_HEADER} does not match the request; hash the exact bytes you send")
+        return _Headers(key_id, int(timestamp), nonce, signature, digest)
+
+    async def _admitted(self, headers: _Headers, method: str, service: str, practice: str | None) -> str:
+        """Steps 4-6 and the grant, decided with every call waiting at the moment (admissions.py)."""
+        message = canonical_string(
+            headers.key_id, self._audience, method, str(headers.timestamp), headers.nonce, headers.digest
         )
+        decision = await self._admissions.admit(
+            headers.key_id,
+            message,
+            headers.signature,
+            headers.nonce,
+            headers.timestamp + self._skew,
+            practice,
+            service,
+        )
+        refused: Refused | None = None
         if decision.outcome == "key":
-            raise _unauthenticated(f"{KEY_ID_HEADER} is not an active key of a registered partner")
-        if decision.outcome == "signature":
-            raise _unauthenticated(
+            refused = _unauthenticated(f"{KEY_ID_HEADER} is not an active key of a registered partner")
+        elif decision.outcome == "signature":
+            refused = _unauthenticated(
                 "the signature does not verify: check the key, the audience, the method and the canonical string"
             )
-        if decision.outcome == "replay":
-            raise _unauthenticated("this nonce was already used: sign every call, retries included, afresh")
-        if decision.outcome == "denied":
-            raise Refused(grpc.StatusCode.PERMISSION_DENIED, "this partner may not use that service of that practice")
+        elif decision.outcome == "replay":
+            refused = _unauthenticated("this nonce was already used: sign every call, retries included, afresh")
+        elif decision.outcome == "denied":
+            refused = Refused(
+                grpc.StatusCode.PERMISSION_DENIED, "this partner may not use that service of that practice"
+            )
+        if refused is not None:
+            await self._refused(headers.key_id, method, practice, refused, decision.partner)
+            raise refused
         return decision.partner
+
+    async def _refused(
+        self, key_id: str, method: str, practice: str | None, refused: Refused, partner: str | None = None
+    ) -> None:
+        """Audit a refusal, up to a rate; the next entry written says how many were left out."""
+        if self._refusals.take() > 0:
+            self._refusals_left_out += 1
+            return
+        outcome = refused.code.name
+        if self._refusals_left_out:
+            outcome += f" (+{self._refusals_left_out} refusals not recorded)"
+            self._refusals_left_out = 0
+        await self._audit(partner or "", practice or "", method, f"key:{key_id}" if key_id else "", outcome)
+
+
+def _rate_limited(wait_seconds: float) -> grpc.Status:
+    """RESOURCE_EXHAUSTED with google.rpc.RetryInfo: when the partner's next call will be admitted."""
+    whole = int(wait_seconds)
+    delay = duration_pb2.Duration(seconds=whole, nanos=int((wait_seconds - whole) * 1e9))
+    status = status_pb2.Status(
+        code=code_pb2.RESOURCE_EXHAUSTED,
+        message=f"this partner's rate limit is reached; retry in {wait_seconds:.3f} s",
+    )
+    status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    return rpc_status.to_status(status)

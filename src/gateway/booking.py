@@ -770,13 +770,15 @@ class BookingDesk(WriterPort):
 
 
 def _page_position(token: str) -> tuple[int, str]:
+    """`start:id` of the last item served; anything else, or a start no appointment can have, is refused
+    (a number past 64 bits would overflow the store's integers)."""
     if not token:
         return -(2**62), ""
     start, _, last_id = token.partition(":")
-    try:
-        return int(start), last_id
-    except ValueError:
-        raise InvalidArgument.field("page_token", "is not a token this server issued") from None
+    digits = start.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+        raise InvalidArgument.field("page_token", "is not a token this server issued")
+    return int(start), last_id
 
 
 class ClaimAwareReader(ReaderPort):

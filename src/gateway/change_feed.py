@@ -44,9 +44,12 @@ def _cursor(seq: int) -> str:
 
 
 def _parse_cursor(text: str) -> int:
-    if not text.startswith(_CURSOR_PREFIX) or not text[len(_CURSOR_PREFIX) :].isdigit():
+    """Sequence numbers are ASCII digits of a 64-bit integer; `isdigit` alone also admits other
+    scripts' digits, and `int` refuses thousands of them with an exception of its own."""
+    digits = text.removeprefix(_CURSOR_PREFIX)
+    if digits == text or not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
         raise InvalidArgument.field("cursor", "is not a cursor this gateway issued")
-    return int(text[len(_CURSOR_PREFIX) :])
+    return int(digits)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ __all__ = [
     "ConnectorAdapterConfig",
     "GatewayConfig",
     "GatewaySection",
+    "RateLimitConfig",
     "RemoteAdapterConfig",
     "SnapshotAdapterConfig",
     "load_config",
@@ -75,6 +76,11 @@ class TlsClientConfig(_Strict):
     key_file: str | None = None
 
 
+class RateLimitConfig(_Strict):
+    per_second: float = Field(200.0, gt=0, le=1_000_000, description="calls per second, sustained")
+    burst: int = Field(400, ge=1, le=1_000_000, description="calls allowed at once after a quiet spell")
+
+
 class GatewaySection(_Strict):
     listen: Address = Field("127.0.0.1:50051", description="address the gateway listens on")
     http_listen: Address | None = Field(
@@ -98,6 +104,13 @@ class GatewaySection(_Strict):
     heartbeat_seconds: float = Field(15.0, gt=0, le=300, description="idle WatchChanges streams get a heartbeat")
     change_retention: int = Field(
         100_000, ge=100, description="change events kept per practice; older cursors must re-read a snapshot"
+    )
+    rate_limit: RateLimitConfig = Field(
+        default_factory=RateLimitConfig,  # type: ignore[arg-type]
+        description="what each partner may call per gateway replica; beyond it RESOURCE_EXHAUSTED with RetryInfo",
+    )
+    partner_rate_limits: dict[str, RateLimitConfig] = Field(
+        default_factory=dict, description="partner id -> its own rate limit, instead of rate_limit"
     )
     state_store: str = Field(
         "sqlite:///gateway-state.sqlite",

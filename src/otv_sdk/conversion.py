@@ -9,7 +9,7 @@ parsers; a malformed one is the adapter's fault and is reported as such by the c
 from __future__ import annotations
 
 import calendar as _calendar
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta, timezone
 
 import numpy as np
@@ -27,6 +27,14 @@ from otv.v1 import (
 )
 from otv_sdk.changes import AppointmentChanged, BusyTimeChanged, CalendarConfigChanged, ChangeEvent, Heartbeat
 from otv_sdk.errors import InvalidArgument
+from otv_sdk.limits import (
+    EARLIEST_INSTANT,
+    EARLIEST_SECONDS,
+    LATEST_INSTANT,
+    LATEST_SECONDS,
+    MAX_CONTACT_VALUE,
+    MAX_TOKEN,
+)
 from otv_sdk.models import (
     UTC,
     Absence,
@@ -65,9 +73,6 @@ from otv_sdk.scenario import BirthDate, ClosedDay, EntryKind, Scenario, Scenario
 from otv_sdk.timeline import IntervalArray, from_datetime
 from otv_sdk.timewindow import MAX_WINDOW_MONTHS, window_too_long
 
-# Timestamp's documented range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
-_MIN_SECONDS = -62135596800
-_MAX_SECONDS = 253402300799
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Packed arrays are uint32 seconds.
 _UINT32_MAX = 2**32 - 1
@@ -77,8 +82,11 @@ _UINT32_MAX = 2**32 - 1
 
 
 def timestamp_to_datetime(ts: Timestamp, field: str) -> datetime:
-    if not _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS:
-        raise InvalidArgument.field(field, "timestamp is outside 0001-01-01 to 9999-12-31")
+    # Outside the calendar range (limits.py) a timestamp is refused before any arithmetic.
+    if not EARLIEST_SECONDS <= ts.seconds <= LATEST_SECONDS:
+        raise InvalidArgument.field(
+            field, f"must lie between {EARLIEST_INSTANT:%Y-%m-%d} and {LATEST_INSTANT:%Y-%m-%d} (UTC)"
+        )
     if not 0 <= ts.nanos <= 999_999_999:
         raise InvalidArgument.field(field, "nanos must be 0 to 999999999")
     return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
@@ -237,13 +245,18 @@ def practice_from_parent(name: str, field: str = "parent") -> str:
     return parse_practice(name, field)
 
 
-def column_ids_from_proto(names: Sequence[str], practice_id: str, field: str = "columns") -> tuple[str, ...]:
-    ids: list[str] = []
+def column_ids_from_proto(
+    names: Sequence[str], practice_id: str, field: str = "columns", limit: int | None = None
+) -> tuple[str, ...]:
+    """Column ids in the order given; `limit` caps how many a request may name."""
+    if limit is not None and len(names) > limit:
+        raise InvalidArgument.field(field, f"names more than {limit} columns")
+    ids: dict[str, None] = {}  # ordered, and a duplicate is found in constant time
     for index, name in enumerate(names):
         column_id = parse_practice_child(name, f"{field}[{index}]", "columns", practice_id)
         if column_id in ids:
             raise InvalidArgument.field(f"{field}[{index}]", "names a column twice")
-        ids.append(column_id)
+        ids[column_id] = None
     return tuple(ids)
 
 
@@ -266,6 +279,19 @@ def consent_name(practice_id: str, patient_id: str) -> str:
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
+
+
+def bounded_text(value: str, field: str, limit: int) -> str:
+    if len(value) > limit:
+        raise InvalidArgument.field(field, f"is longer than {limit} characters")
+    return value
+
+
+def token_from_proto(value: str, field: str) -> str:
+    """An opaque token the server issued (page token, cursor, etag): anything longer is not one."""
+    if len(value) > MAX_TOKEN:
+        raise InvalidArgument.field(field, f"is not a token this server issued (longer than {MAX_TOKEN} characters)")
+    return value
 
 
 def page_size_from_proto(value: int, field: str = "page_size") -> int:
@@ -604,7 +630,12 @@ def contact_kind_to_proto(kind: ContactKind) -> patient_pb2.ContactKind.ValueTyp
     return _CONTACT_KINDS[kind]
 
 
-def contacts_from_proto(contacts: Iterable[patient_pb2.Contact], field: str = "contacts") -> tuple[Contact, ...]:
+def contacts_from_proto(
+    contacts: Sequence[patient_pb2.Contact], field: str = "contacts", limit: int | None = None
+) -> tuple[Contact, ...]:
+    """`limit` caps how many a request may carry (a PVS's own records may hold more)."""
+    if limit is not None and len(contacts) > limit:
+        raise InvalidArgument.field(field, f"has more than {limit} contacts")
     result: list[Contact] = []
     for index, contact in enumerate(contacts):
         kind = _CONTACT_KINDS_BACK.get(contact.kind)
@@ -613,8 +644,8 @@ def contacts_from_proto(contacts: Iterable[patient_pb2.Contact], field: str = "c
         value = contact.value.strip()
         if not value:
             raise InvalidArgument.field(f"{field}[{index}].value", "is required")
-        if len(value) > 254:
-            raise InvalidArgument.field(f"{field}[{index}].value", "is longer than 254 characters")
+        if len(value) > MAX_CONTACT_VALUE:
+            raise InvalidArgument.field(f"{field}[{index}].value", f"is longer than {MAX_CONTACT_VALUE} characters")
         result.append(Contact(kind, value))
     return tuple(result)
 
@@ -702,7 +733,7 @@ def evidence_from_proto(parent: object, name: str, field: str) -> ConsentEvidenc
     return ConsentEvidence(
         decide_time=required_timestamp(msg, "decide_time", f"{field}.decide_time"),
         method=method,
-        text_version=msg.text_version,
+        text_version=bounded_text(msg.text_version, f"{field}.text_version", MAX_TOKEN),
     )
 
 

@@ -12,13 +12,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from otv_sdk.limits import MAX_REQUEST_BYTES
+from otv_sdk.request_decoding import RequestDecoding
 from otv_sdk.servicers import AdapterResolver, Identify, add_sandbox_servicer, add_servicers
 
 __all__ = ["OtvServer", "build_server"]
 
 # Metadata of 8 KiB is plenty for signatures and ids; gRPC's default (16 KiB) invites abuse.
 MAX_METADATA_BYTES = 8 * 1024
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+MAX_MESSAGE_BYTES = MAX_REQUEST_BYTES
 
 
 class OtvServer:
@@ -50,9 +52,12 @@ def build_server(
     `extra_services` register a server's own services (the gateway's snapshot uploads and
     connectors) and return their full names, for health and reflection."""
     server = grpc.aio.server(
-        interceptors=list(interceptors),
+        # Outermost: whatever no inner interceptor decodes itself is decoded with a proper status.
+        interceptors=[RequestDecoding(), *interceptors],
         options=[
+            # The soft limit alone refuses only some calls above it, at random; the absolute one all.
             ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),

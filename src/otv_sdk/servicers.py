@@ -16,7 +16,7 @@ import secrets
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeAlias, TypeVar
+from typing import Any, NoReturn, Protocol, TypeAlias, TypeVar
 
 import grpc
 
@@ -37,6 +37,7 @@ from otv_sdk import conversion as cv
 from otv_sdk.changes import ChangeEvent
 from otv_sdk.errors import InvalidArgument, OtvError, Unimplemented
 from otv_sdk.freshness import DATA_AGE_METADATA_KEY, collect_data_age
+from otv_sdk.limits import MAX_COLUMNS, MAX_CONTACTS, MAX_NAME_PART, MAX_REQUEST_ID
 from otv_sdk.matching import normalize_query
 from otv_sdk.models import ColumnIntervals, Interval, Practice
 from otv_sdk.ports import (
@@ -60,6 +61,7 @@ __all__ = [
     "AdapterResolver",
     "Identify",
     "ServicerBase",
+    "abort_for",
     "add_sandbox_servicer",
     "add_servicers",
     "validate_request_id",
@@ -71,9 +73,6 @@ T = TypeVar("T")
 _ServicerContext: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 _PackedRead = Callable[[CallContext, Interval, Sequence[str]], Awaitable[list[ColumnIntervals]]]
-
-# request_id is an idempotency key: a UUID or similar, never personal data.
-_MAX_REQUEST_ID = 128
 
 
 class AdapterResolver(Protocol):
@@ -97,9 +96,26 @@ def validate_request_id(value: str) -> str:
     """The idempotency key of a mutating request, or INVALID_ARGUMENT naming `request_id`."""
     if not value:
         raise InvalidArgument.field("request_id", "is required on every mutating request")
-    if len(value) > _MAX_REQUEST_ID or not value.isascii() or not value.isprintable():
-        raise InvalidArgument.field("request_id", f"must be 1-{_MAX_REQUEST_ID} printable ASCII characters")
+    if len(value) > MAX_REQUEST_ID or not value.isascii() or not value.isprintable():
+        raise InvalidArgument.field("request_id", f"must be 1-{MAX_REQUEST_ID} printable ASCII characters")
     return value
+
+
+async def abort_for(context: _ServicerContext, method: str, error: Exception) -> NoReturn:
+    """End the call with the status `error` stands for; never with the exception's own text.
+
+    Typed errors keep their code and message; a timeout is DEADLINE_EXCEEDED; anything else is a
+    bug on the server's side (INTERNAL with an error id), logged without its message, which may
+    hold personal data."""
+    if isinstance(error, OtvError):
+        await context.abort_with_status(error_to_status(error))
+    if isinstance(error, TimeoutError):
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the practice system did not answer in time")
+    error_id = secrets.token_hex(6)
+    frames = "".join(traceback.format_tb(error.__traceback__))
+    log.error("unexpected %s in %s (error id %s)\n%s", type(error).__name__, method, error_id, frames)
+    await context.abort(grpc.StatusCode.INTERNAL, f"the practice system failed to answer (error id {error_id})")
+    raise AssertionError("abort always raises")  # pragma: no cover
 
 
 class ServicerBase:
@@ -126,15 +142,8 @@ class ServicerBase:
             if age.seconds is not None:  # answered from a last known state, not live (freshness.py)
                 context.set_trailing_metadata(((DATA_AGE_METADATA_KEY, str(int(age.seconds))),))
             return result
-        except OtvError as error:
-            await context.abort_with_status(error_to_status(error))
-        except TimeoutError:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the practice system did not answer in time")
-        except Exception as error:  # an adapter bug must not take the server down
-            error_id = secrets.token_hex(6)
-            frames = "".join(traceback.format_tb(error.__traceback__))
-            log.error("unexpected %s in %s (error id %s)\n%s", type(error).__name__, method, error_id, frames)
-            await context.abort(grpc.StatusCode.INTERNAL, f"the practice system failed to answer (error id {error_id})")
+        except Exception as error:
+            await abort_for(context, method, error)
         raise AssertionError("abort always raises")  # pragma: no cover
 
     async def _adapter(self, practice_id: str, ctx: CallContext, field: str) -> Adapter:
@@ -154,8 +163,9 @@ async def _checked_columns(
     known = (await reader.list_calendars(ctx)).column_ids()
     if not requested:
         return known
+    lookup = frozenset(known)
     for index, column_id in enumerate(requested):
-        if column_id not in known:
+        if column_id not in lookup:
             raise InvalidArgument.field(f"{field}[{index}]", "is not a column of this practice")
     return tuple(requested)
 
@@ -230,10 +240,10 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
             reader = (await self._adapter(practice_id, ctx, "parent")).reader
             column_ids = await _checked_columns(reader, ctx, columns)
             absences = await reader.list_absences(ctx, window, column_ids)
-            wanted = set(column_ids)
+            order = {column_id: index for index, column_id in enumerate(column_ids)}
             kept = sorted(
-                (a for a in absences if a.column_id in wanted and a.interval.overlaps(window)),
-                key=lambda a: (column_ids.index(a.column_id), a.interval.start),
+                (a for a in absences if a.column_id in order and a.interval.overlaps(window)),
+                key=lambda a: (order[a.column_id], a.interval.start),
             )
             return reader_service_pb2.ListAbsencesResponse(absences=[cv.absence_to_proto(practice_id, a) for a in kept])
 
@@ -269,16 +279,19 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
             type_id = parse_practice_child(
                 request.appointment_type, "appointment_type", "appointmentTypes", practice_id
             )
-            page = PageRequest(cv.page_size_from_proto(request.page_size), request.page_token)
+            page = PageRequest(
+                cv.page_size_from_proto(request.page_size), cv.token_from_proto(request.page_token, "page_token")
+            )
             reader = (await self._adapter(practice_id, ctx, "parent")).reader
             calendar = await reader.list_calendars(ctx)
             kind = next((t for t in calendar.appointment_types if t.id == type_id), None)
             if kind is None:
                 raise InvalidArgument.field("appointment_type", "is not an appointment type of this practice")
+            known, offering = frozenset(calendar.column_ids()), frozenset(kind.column_ids)
             for index, column_id in enumerate(columns):
-                if column_id not in calendar.column_ids():
+                if column_id not in known:
                     raise InvalidArgument.field(f"columns[{index}]", "is not a column of this practice")
-                if column_id not in kind.column_ids:
+                if column_id not in offering:
                     raise InvalidArgument.field(f"columns[{index}]", "does not offer this appointment type")
             found = await reader.find_slots(ctx, SlotQuery(type_id, window, columns, page))
             return reader_service_pb2.FindSlotsResponse(
@@ -293,26 +306,28 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
     ) -> AsyncIterator[reader_service_pb2.WatchChangesResponse]:
         async def handle(ctx: CallContext) -> tuple[str, AsyncIterator[ChangeEvent]]:
             practice_id = cv.practice_from_parent(request.parent)
-            requested = cv.column_ids_from_proto(request.columns, practice_id)
+            requested = cv.column_ids_from_proto(request.columns, practice_id, limit=MAX_COLUMNS)
+            cursor = cv.token_from_proto(request.cursor, "cursor")
             adapter = await self._adapter(practice_id, ctx, "parent")
             feed = _need(adapter.change_feed, "a change feed")
             column_ids = await _checked_columns(adapter.reader, ctx, requested)
-            events = feed.watch(ctx, column_ids if requested else (), request.cursor)
+            events = feed.watch(ctx, column_ids if requested else (), cursor)
             return practice_id, events
 
-        # A stream has no deadline per message; only opening it runs under _run's rules.
+        # A stream has no deadline per message; only opening it runs under _run's rules. Whatever
+        # fails later (a bad cursor is found on the first read) ends the stream with its status.
         practice_id, events = await self._run(context, "WatchChanges", handle)
         try:
             async for event in events:
                 yield cv.change_to_proto(practice_id, event)
-        except OtvError as error:
-            await context.abort_with_status(error_to_status(error))
+        except Exception as error:
+            await abort_for(context, "WatchChanges", error)
 
 
 def _window_request(request: Any) -> tuple[str, Interval, tuple[str, ...]]:
     practice_id = cv.practice_from_parent(request.parent)
     window = cv.window_from_proto(request)
-    return practice_id, window, cv.column_ids_from_proto(request.columns, practice_id)
+    return practice_id, window, cv.column_ids_from_proto(request.columns, practice_id, limit=MAX_COLUMNS)
 
 
 def _slot(request: Any, practice_id: str) -> SlotRequest:
@@ -380,7 +395,8 @@ class WriterServicer(ServicerBase, writer_service_pb2_grpc.WriterServiceServicer
         async def handle(ctx: CallContext) -> writer_service_pb2.CancelAppointmentResponse:
             practice_id, appointment_id = cv.child_id_from_proto(request.name, "name", "appointments")
             writer = await self._writer(practice_id, ctx, "name")
-            appointment = await writer.cancel_appointment(ctx, appointment_id, request.etag)
+            etag = cv.token_from_proto(request.etag, "etag")
+            appointment = await writer.cancel_appointment(ctx, appointment_id, etag)
             return writer_service_pb2.CancelAppointmentResponse(
                 appointment=cv.appointment_to_proto(practice_id, appointment)
             )
@@ -396,8 +412,9 @@ class WriterServicer(ServicerBase, writer_service_pb2_grpc.WriterServiceServicer
             column_id = (
                 parse_practice_child(request.column, "column", "columns", practice_id) if request.column else None
             )
+            etag = cv.token_from_proto(request.etag, "etag")
             writer = await self._writer(practice_id, ctx, "name")
-            appointment = await writer.reschedule_appointment(ctx, appointment_id, request.etag, start, column_id)
+            appointment = await writer.reschedule_appointment(ctx, appointment_id, etag, start, column_id)
             return writer_service_pb2.RescheduleAppointmentResponse(
                 appointment=cv.appointment_to_proto(practice_id, appointment)
             )
@@ -426,7 +443,9 @@ class WriterServicer(ServicerBase, writer_service_pb2_grpc.WriterServiceServicer
             if start is not None and end is not None and end <= start:
                 raise InvalidArgument.field("end_time", "must be after start_time")
             query = AppointmentQuery(
-                page=PageRequest(cv.page_size_from_proto(request.page_size), request.page_token),
+                page=PageRequest(
+                    cv.page_size_from_proto(request.page_size), cv.token_from_proto(request.page_token, "page_token")
+                ),
                 start=start,
                 end=end,
                 include_cancelled=request.include_cancelled,
@@ -440,15 +459,12 @@ class WriterServicer(ServicerBase, writer_service_pb2_grpc.WriterServiceServicer
         return await self._run(context, "ListAppointments", handle)
 
 
-_MAX_NAME_PART = 200
-
-
 def _name_part(value: str, field: str) -> str:
     cleaned = value.strip()
     if not cleaned:
         raise InvalidArgument.field(field, "is required")
-    if len(cleaned) > _MAX_NAME_PART:
-        raise InvalidArgument.field(field, f"is longer than {_MAX_NAME_PART} characters")
+    if len(cleaned) > MAX_NAME_PART:
+        raise InvalidArgument.field(field, f"is longer than {MAX_NAME_PART} characters")
     return cleaned
 
 
@@ -465,7 +481,7 @@ class PatientLookupServicer(ServicerBase, patient_lookup_service_pb2_grpc.Patien
                 given_name=_name_part(request.given_name, "given_name"),
                 family_name=_name_part(request.family_name, "family_name"),
                 birth_date=cv.birth_date_from_proto(request, "birth_date", "birth_date"),
-                contacts=cv.contacts_from_proto(request.contacts),
+                contacts=cv.contacts_from_proto(request.contacts, limit=MAX_CONTACTS),
             )
             normalize_query(query)  # names with letters, readable phone numbers and e-mail addresses
             patient, outcome = await (await self._lookup(practice_id, ctx)).find_or_create_patient(ctx, query)
@@ -480,7 +496,9 @@ class PatientLookupServicer(ServicerBase, patient_lookup_service_pb2_grpc.Patien
     ) -> patient_lookup_service_pb2.ListSharedPatientsResponse:
         async def handle(ctx: CallContext) -> patient_lookup_service_pb2.ListSharedPatientsResponse:
             practice_id = cv.practice_from_parent(request.parent)
-            page_request = PageRequest(cv.page_size_from_proto(request.page_size), request.page_token)
+            page_request = PageRequest(
+                cv.page_size_from_proto(request.page_size), cv.token_from_proto(request.page_token, "page_token")
+            )
             page = await (await self._lookup(practice_id, ctx)).list_shared_patients(ctx, page_request)
             return patient_lookup_service_pb2.ListSharedPatientsResponse(
                 patients=[cv.patient_to_proto(practice_id, p) for p in page.items],
