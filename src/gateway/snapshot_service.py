@@ -13,6 +13,7 @@ from gateway.snapshots import SnapshotKeeper, SnapshotUpload, check_busy_time_co
 from otv.v1 import snapshot_service_pb2, snapshot_service_pb2_grpc
 from otv_sdk import conversion as cv
 from otv_sdk.errors import FailedPrecondition, NotFound
+from otv_sdk.limits import EARLIEST_SECONDS, LATEST_SECONDS
 from otv_sdk.ports import CallContext
 from otv_sdk.resources import format_name, parse_practice_child
 from otv_sdk.servicers import AdapterResolver, Identify, ServicerBase, validate_request_id
@@ -20,9 +21,8 @@ from otv_sdk.timeline import IntervalArray
 
 __all__ = ["SnapshotCalls", "add_snapshot_servicer"]
 
-# Timestamp's range, 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z, as cv.timestamp_to_datetime checks it.
-_MIN_SECONDS = -62135596800
-_MAX_SECONDS = 253402300799
+# The calendar range, as cv.timestamp_to_datetime checks it (limits.py).
+_MIN_SECONDS, _MAX_SECONDS = EARLIEST_SECONDS, LATEST_SECONDS
 
 
 class SnapshotCalls:
