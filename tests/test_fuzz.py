@@ -16,6 +16,7 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -38,6 +39,8 @@ from otv.v1 import (
     snapshot_service_pb2,
     writer_service_pb2,
 )
+from otv_sdk.adapter_server import AdapterServer, serve_adapters
+from otv_sdk.reference import create_adapter
 from otv_sdk.signing import Signer
 
 # What a client's mistake may earn; UNAVAILABLE is documented for practices that have no data yet
@@ -101,7 +104,7 @@ NAMES = [
     "+49 30 1234567",
     "erika@example.org",
 ]
-PRACTICES = ["practices/demo", "practices/snap", "practices/conn"]
+PRACTICES = ["practices/demo", "practices/remote", "practices/snap", "practices/conn"]
 HINTS = {
     "parent": PRACTICES,
     "name": [
@@ -110,9 +113,18 @@ HINTS = {
         "practices/demo/holds/h0000000000000000",
         "practices/demo/patients/p1/consent",
     ],
-    "columns": ["practices/demo/columns/berg", "practices/demo/columns/weber", "practices/snap/columns/dr-a"],
-    "column": ["practices/demo/columns/berg", "practices/snap/columns/dr-a"],
-    "appointment_type": ["practices/demo/appointmentTypes/kontrolle", "practices/snap/appointmentTypes/kontrolle"],
+    "columns": [
+        "practices/demo/columns/berg",
+        "practices/demo/columns/weber",
+        "practices/remote/columns/berg",
+        "practices/snap/columns/dr-a",
+    ],
+    "column": ["practices/demo/columns/berg", "practices/remote/columns/weber", "practices/snap/columns/dr-a"],
+    "appointment_type": [
+        "practices/demo/appointmentTypes/kontrolle",
+        "practices/remote/appointmentTypes/kontrolle",
+        "practices/snap/appointmentTypes/kontrolle",
+    ],
     "patient": ["practices/demo/patients/p1"],
     "request_id": ["r-1", "r-2", "r-3", "r-4", "r-5", "r-6", "r-7", "r-8"],
     "cursor": ["c1-0", "c1-1", "c1-99999999999999999999", "c1-١٢"],
@@ -127,7 +139,9 @@ class Running:
     loop: asyncio.AbstractEventLoop
 
 
-def _start(config: dict[str, Any]) -> Iterator[Running]:
+def _start(state: Path) -> Iterator[Running]:
+    """A gateway on its own loop in a thread: the demo practice in-process and behind a remote
+    adapter server, a snapshot practice and a connector practice that never connected."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -135,6 +149,25 @@ def _start(config: dict[str, Any]) -> Iterator[Running]:
     def run(coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, loop).result(60)
 
+    async def adapter_server() -> AdapterServer:
+        return await serve_adapters({"remote": create_adapter("remote", reference_settings())})
+
+    remote = run(adapter_server())
+    config = {
+        "gateway": {
+            "listen": "127.0.0.1:0",
+            "shutdown_grace_seconds": 0,
+            "secret_key": SECRET,
+            "state_store": f"sqlite:///{state}",
+            "rate_limit": {"per_second": 100_000, "burst": 100_000},  # the fuzzer is one busy partner
+        },
+        "practices": {
+            "demo": {"adapter": {"plugin": "reference", "settings": reference_settings()}},
+            "remote": {"adapter": {"remote": {"address": f"127.0.0.1:{remote.port}"}}},
+            "snap": {"adapter": {"snapshot": SNAPSHOT}},
+            "conn": {"adapter": {"connector": {}}},
+        },
+    }
     gateway: Gateway = run(Gateway.start(parse_config(config)))
     registry = PartnerRegistry(gateway.router.store)
     registry.add_partner(PARTNER_ID)
@@ -145,6 +178,7 @@ def _start(config: dict[str, Any]) -> Iterator[Running]:
         yield Running(gateway.address, loop)
     finally:
         run(gateway.stop(0))
+        run(remote.stop(0))
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
@@ -152,21 +186,7 @@ def _start(config: dict[str, Any]) -> Iterator[Running]:
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    state = tmp_path_factory.mktemp("fuzz") / "state.sqlite"
-    config = {
-        "gateway": {
-            "listen": "127.0.0.1:0",
-            "shutdown_grace_seconds": 0,
-            "secret_key": SECRET,
-            "state_store": f"sqlite:///{state}",
-        },
-        "practices": {
-            "demo": {"adapter": {"plugin": "reference", "settings": reference_settings()}},
-            "snap": {"adapter": {"snapshot": SNAPSHOT}},
-            "conn": {"adapter": {"connector": {}}},
-        },
-    }
-    yield from _start(config)
+    yield from _start(tmp_path_factory.mktemp("fuzz") / "state.sqlite")
 
 
 @pytest.fixture(scope="module")
