@@ -713,3 +713,20 @@ async def test_busy_times_far_from_1970_reach_the_feed_with_their_dates(tmp_path
         assert event.change == BusyTimeChanged("dr-a", added=(moved_to,), removed=(moved, kept))
         (busy,) = await env.partner.list_busy_times("up", window, ["dr-a"])
         assert list(busy.intervals.intervals()) == [moved_to, kept]
+
+
+async def test_curl_over_the_rate_limit_gets_429_with_retry_after(tmp_path: Path) -> None:
+    limits = {PVS_ID: {"per_second": 0.5, "burst": 2}}
+    async with snapshot_env(tmp_path, partner_rate_limits=limits) as env:
+        statuses = [(await asyncio.to_thread(curl, env, "snapshot:window", b"{}"))[0] for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        method = "/otv.v1.SnapshotService/GetUploadWindow"
+        assert env.gateway.http is not None
+        url = f"http://127.0.0.1:{env.gateway.http.port}/v1/practices/up/snapshot:window"
+        args = ["curl", "-sS", "-X", "POST", "--data-binary", "{}", "-D", "-", "-o", "/dev/null"]
+        for name, value in pvs_signer().headers(method, b"{}"):
+            args += ["-H", f"{name}: {value}"]
+        done = await asyncio.to_thread(subprocess.run, [*args, url], capture_output=True, check=True)
+        headers = done.stdout.decode().lower()
+        assert " 429 " in headers.splitlines()[0]
+        assert "retry-after: 2" in headers  # one call every two seconds

@@ -63,7 +63,7 @@ from otv_sdk.signing import (
     metadata_value,
 )
 
-__all__ = ["SERVICE_GRANTS", "VERIFIED", "Refused", "SignatureAuthenticator", "Verified"]
+__all__ = ["SERVICE_GRANTS", "VERIFIED", "RateLimited", "Refused", "SignatureAuthenticator", "Verified"]
 
 _OPEN = ("/grpc.health.", "/grpc.reflection.")
 # The grant (partners.py) each service needs.
@@ -101,6 +101,16 @@ class Refused(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class RateLimited(Refused):
+    """The partner's calls per second are used up; `retry_after` seconds until the next is admitted."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(
+            grpc.StatusCode.RESOURCE_EXHAUSTED, f"this partner's rate limit is reached; retry in {retry_after:.3f} s"
+        )
+        self.retry_after = retry_after
 
 
 def _unauthenticated(message: str) -> Refused:
@@ -258,14 +268,15 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
             except DecodeError:
                 request = None  # said only to a caller whose signature verifies
             partner = await self._admitted(headers, method, service, _practice_of(request) if request else None)
+            if request is None:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message for this method"
+                )
+            self._within_rate(partner)
+        except RateLimited as limited:
+            await context.abort_with_status(_rate_limited(limited))
         except Refused as refused:
             await context.abort(refused.code, refused.message)
-        if request is None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message for this method")
-        if self._rate_limits is not None:
-            wait = self._rate_limits.take(partner)
-            if wait > 0:
-                await context.abort_with_status(_rate_limited(wait))
         return request, Verified(partner, method)
 
     async def verify(
@@ -273,7 +284,16 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
     ) -> str:
         """The partner who signed the call, or Refused. The HTTP endpoint passes its headers as metadata."""
         headers = await self._checked_headers(raw, method, metadata)
-        return await self._admitted(headers, method, service, practice)
+        partner = await self._admitted(headers, method, service, practice)
+        self._within_rate(partner)
+        return partner
+
+    def _within_rate(self, partner: str) -> None:
+        """Checked after the signature, so a stranger cannot use up a partner's budget."""
+        if self._rate_limits is not None:
+            wait = self._rate_limits.take(partner)
+            if wait > 0:
+                raise RateLimited(wait)
 
     async def _checked_headers(self, raw: bytes, method: str, metadata: tuple[Any, ...]) -> _Headers:
         """Steps 1-3, which need no key: what fails here is refused before the body is parsed."""
@@ -359,13 +379,10 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         await self._audit(partner or "", practice or "", method, f"key:{key_id}" if key_id else "", outcome)
 
 
-def _rate_limited(wait_seconds: float) -> grpc.Status:
+def _rate_limited(limited: RateLimited) -> grpc.Status:
     """RESOURCE_EXHAUSTED with google.rpc.RetryInfo: when the partner's next call will be admitted."""
-    whole = int(wait_seconds)
-    delay = duration_pb2.Duration(seconds=whole, nanos=int((wait_seconds - whole) * 1e9))
-    status = status_pb2.Status(
-        code=code_pb2.RESOURCE_EXHAUSTED,
-        message=f"this partner's rate limit is reached; retry in {wait_seconds:.3f} s",
-    )
+    whole = int(limited.retry_after)
+    delay = duration_pb2.Duration(seconds=whole, nanos=int((limited.retry_after - whole) * 1e9))
+    status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=limited.message)
     status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
     return rpc_status.to_status(status)

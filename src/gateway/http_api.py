@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import secrets
 import ssl
@@ -27,7 +28,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
-from gateway.authentication import Refused, SignatureAuthenticator
+from gateway.authentication import RateLimited, Refused, SignatureAuthenticator
 from gateway.snapshot_service import SnapshotCalls
 from otv.v1 import snapshot_service_pb2
 from otv_sdk.errors import OtvError
@@ -165,6 +166,10 @@ class HttpApi:
             partner = await self._authenticator.verify(
                 raw, method, "snapshot", metadata, practice if is_valid_practice_id(practice) else None
             )
+        except RateLimited as limited:  # HTTP's own way of saying when to come back
+            refusal = _error(limited.code.name, limited.message)
+            refusal.headers["Retry-After"] = str(max(1, math.ceil(limited.retry_after)))
+            return refusal
         except Refused as refused:
             return _error(refused.code.name, refused.message)
         try:
