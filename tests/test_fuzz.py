@@ -12,6 +12,7 @@ The gateway runs on its own event loop in a thread, so hypothesis drives plain b
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -327,3 +328,29 @@ def test_an_oversized_timestamp_header_is_unauthenticated(channel: grpc.Channel)
     with pytest.raises(grpc.RpcError) as failed:
         unary(body, metadata=headers, timeout=5)
     assert failed.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+
+
+def test_a_connector_stream_with_a_malformed_later_message_ends_with_invalid_argument(
+    channel: grpc.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = "/otv.v1.ConnectorService/Connect"
+    hello = connector_service_pb2.ConnectRequest(
+        hello=connector_service_pb2.ConnectorHello(parent="practices/conn")
+    ).SerializeToString()
+    accepted = threading.Event()
+
+    def messages() -> Iterator[bytes]:
+        yield hello
+        accepted.wait(5)  # the gateway took the hello: now a message that is no ConnectRequest
+        yield b"\xff\xff\xff"
+
+    def read_all() -> None:
+        bidi = channel.stream_stream(path, request_serializer=bytes, response_deserializer=bytes)
+        for response in bidi(messages(), metadata=list(SIGNER.headers(path, hello)), timeout=10):
+            if connector_service_pb2.ConnectResponse.FromString(response).HasField("accepted"):
+                accepted.set()
+
+    with caplog.at_level(logging.ERROR), pytest.raises(grpc.RpcError) as ended:
+        read_all()
+    assert ended.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -48,6 +48,7 @@ from grpc_status import rpc_status
 from gateway.admissions import Admissions
 from gateway.rate_limits import PartnerRateLimits, Rate, TokenBucket
 from gateway.state_store import StateStore
+from otv_sdk.errors import InvalidArgument
 from otv_sdk.limits import MAX_PARTNER_REQUEST_BYTES, MAX_REQUEST_BYTES
 from otv_sdk.resources import is_valid_practice_id
 from otv_sdk.signing import (
@@ -227,10 +228,8 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
                 async for raw in raw_messages:
                     try:
                         yield handler.request_deserializer(raw) if handler.request_deserializer else raw
-                    except DecodeError:
-                        await context.abort(
-                            grpc.StatusCode.INVALID_ARGUMENT, "a message is not a valid message for this method"
-                        )
+                    except DecodeError:  # read by the handler's own tasks: it ends the stream with this
+                        raise InvalidArgument("a message is not a valid message for this method") from None
 
             VERIFIED.set(verified)
             async for item in handler.stream_stream(messages(), context):

@@ -11,7 +11,7 @@ from gateway.connectors import ConnectorHub, serve_link
 from otv.v1 import connector_service_pb2, connector_service_pb2_grpc
 from otv_sdk import conversion as cv
 from otv_sdk.errors import OtvError
-from otv_sdk.servicers import Identify
+from otv_sdk.servicers import Identify, abort_for
 from otv_sdk.status import error_to_status
 
 __all__ = ["add_connector_servicer"]
@@ -43,8 +43,11 @@ class _ConnectorServicer(connector_service_pb2_grpc.ConnectorServiceServicer):
             )
             return
         link = await self._hub.attach(practice_id)
-        async for response in serve_link(self._hub, link, request_iterator):
-            yield response
+        try:
+            async for response in serve_link(self._hub, link, request_iterator):
+                yield response
+        except Exception as error:
+            await abort_for(context, "Connect", error)
 
 
 def add_connector_servicer(server: grpc.aio.Server, hub: ConnectorHub, identify: Identify) -> str:

@@ -253,6 +253,7 @@ async def serve_link(
 ) -> AsyncIterator[connector_service_pb2.ConnectResponse]:
     """The gateway's side of one stream: accept, then forward calls and pings while reading results."""
     ping = hub.ping_seconds(link.practice_id)
+    failures: list[OtvError] = []
 
     async def read() -> None:
         try:
@@ -261,6 +262,8 @@ async def serve_link(
                     link.resolve(message.result)
                 elif message.HasField("change"):
                     hub.announce(link.practice_id, message.change)
+        except OtvError as error:  # a message that does not parse: the stream ends with its status
+            failures.append(error)
         finally:
             await hub.detach(link)
 
@@ -275,6 +278,8 @@ async def serve_link(
             except TimeoutError:
                 item = connector_service_pb2.ConnectResponse(ping=connector_service_pb2.ConnectorPing())
             if item is None:
+                if failures:
+                    raise failures[0]
                 return
             yield item
     finally:
