@@ -49,6 +49,7 @@ bench: $(STAMP)
 	cd benchmarks && ../$(BIN)/python bench_changes.py --json ../var/bench-changes.json
 	$(BIN)/python benchmarks/bench_snapshot_diff.py --json var/bench-snapshot-diff.json
 	$(BIN)/python benchmarks/bench_snapshot_upload.py --json var/bench-snapshot-upload.json
+	$(BIN)/python benchmarks/bench_flood.py --json var/bench-flood.json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
