@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 MINUTE = 60
@@ -16,11 +17,20 @@ Span = tuple[int, int]  # minutes since local midnight, [a, b)
 
 
 @dataclass
+class ShiftSpec:
+    """On every day from valid_from to valid_until the column works exactly weekly[weekday]: none is a day off."""
+
+    valid_from: date
+    valid_until: date
+    weekly: dict[int, list[Span]]
+
+
+@dataclass
 class ColumnSpec:
     id: str
     weekly: dict[int, list[Span]]
     closed: set[date] = field(default_factory=set)
-    overrides: dict[date, list[Span]] = field(default_factory=dict)
+    shifts: list[ShiftSpec] = field(default_factory=list)
     blocked: list[tuple[int, int]] = field(default_factory=list)  # UTC seconds
     predefined: list[tuple[int, int]] | None = None  # PVS free slots, UTC seconds
 
@@ -56,8 +66,10 @@ class Scenario:
     areas: list[AreaSpec]
     types: list[TypeSpec]
     holds: list[tuple[str, int, int, int]]  # column, start, end, expire
+    horizon_days: int = 2  # how far before the window the engine's horizon starts
 
 
+@lru_cache(maxsize=1 << 16)
 def _local(moment: int, tz: ZoneInfo) -> tuple[date, int, int]:
     """(local date, minute of local day, UTC offset in seconds) of an instant."""
     local = datetime.fromtimestamp(moment, tz)
@@ -70,11 +82,14 @@ def _in_spans(minute_of_day: int, spans: list[Span]) -> bool:
     return any(a <= minute_of_day < b for a, b in spans)
 
 
-def _working(column: ColumnSpec, day: date, minute_of_day: int) -> bool:
+def _working_spans(column: ColumnSpec, day: date) -> list[Span]:
+    """What the column works on a local date."""
     if day in column.closed:
-        return False
-    spans = column.overrides.get(day, column.weekly.get(day.isoweekday(), []))
-    return _in_spans(minute_of_day, spans)
+        return []
+    shifts = [s for s in column.shifts if s.valid_from <= day <= s.valid_until]
+    if shifts:  # the shifts' spans of this weekday replace the weekly hours, even when there are none
+        return [span for s in shifts for span in s.weekly.get(day.isoweekday(), [])]
+    return column.weekly.get(day.isoweekday(), [])
 
 
 def free_minutes(scenario: Scenario, column: ColumnSpec, lo: int, hi: int) -> set[int]:
@@ -82,9 +97,12 @@ def free_minutes(scenario: Scenario, column: ColumnSpec, lo: int, hi: int) -> se
     tz = ZoneInfo(scenario.tz)
     holds = [(s, e) for c, s, e, expire in scenario.holds if c == column.id and expire > scenario.now]
     free = set()
+    working: dict[date, list[Span]] = {}
     for moment in range(lo, hi, MINUTE):
         day, minute_of_day, _ = _local(moment, tz)
-        if not _working(column, day, minute_of_day):
+        if day not in working:
+            working[day] = _working_spans(column, day)
+        if not _in_spans(minute_of_day, working[day]):
             continue
         if any(s <= moment < e for s, e in column.blocked) or any(s <= moment < e for s, e in holds):
             continue

@@ -212,6 +212,33 @@ def test_autumn_switch_day_counts_the_repeated_hour_twice() -> None:
     assert starts(e, day=sunday) == ["a@00:00", "a@01:00", "a@02:00", "a@02:00", "a@03:00", "a@04:00", "a@05:00"]
 
 
+@pytest.mark.parametrize("tz", [BERLIN, "America/Havana", "Atlantic/Azores", "America/Santiago", "Asia/Kolkata"])
+def test_a_grid_that_does_not_divide_an_hour_counts_from_local_midnight(tz: str) -> None:
+    # 45 minutes divides a day but not an hour: 07:30, 08:15, 09:00, ... whatever the UTC offset, and
+    # also in the weeks after a switch at local midnight (Havana 8 March, Azores 29 March 2026).
+    monday = date(2026, 3, 9) if tz == "America/Havana" else date(2026, 3, 30)
+    e = engine(types=[kind(minutes=30)], grid=45, tz=tz, first=monday)
+    for day in (monday, monday + timedelta(days=7), monday + timedelta(days=14)):
+        assert starts(e, day=day) == ["a@08:15", "a@09:00", "a@09:45", "a@10:30", "a@11:15"], day
+
+
+def test_a_switch_at_local_midnight_neither_invents_nor_loses_an_hour() -> None:
+    havana = "America/Havana"  # 2026-03-08 starts at 01:00 (00:00 does not exist); 2026-11-01 repeats 00:00-01:00
+    spring, autumn = date(2026, 3, 8), date(2026, 11, 1)
+    e = engine(hours=[(7, "00:00", "06:00")], types=[kind(minutes=60)], grid=60, tz=havana, first=spring)
+    saturday_to_monday = (
+        at(spring - timedelta(days=1), "00:00", havana),
+        at(spring + timedelta(days=1), "00:00", havana),
+    )
+    (free,) = e.free_time(*saturday_to_monday)
+    assert free.intervals.pairs() == [(at(spring, "01:00", havana), at(spring, "06:00", havana))]
+    assert starts(e, day=spring) == ["a@01:00", "a@02:00", "a@03:00", "a@04:00", "a@05:00"]
+    e = engine(hours=[(7, "00:00", "06:00")], types=[kind(minutes=60)], grid=60, tz=havana, first=autumn)
+    (free,) = e.free_time(*day_window(autumn, havana))
+    assert free.intervals.total() == 7 * H
+    assert starts(e, day=autumn) == ["a@00:00", "a@00:00", "a@01:00", "a@02:00", "a@03:00", "a@04:00", "a@05:00"]
+
+
 def test_next_available_takes_the_earliest_across_columns_in_column_order() -> None:
     busy = {"a": [(at(MONDAY, "08:00"), at(MONDAY, "09:00"))]}
     e = engine(columns=("a", "b"), types=[kind(minutes=60, columns=("a", "b"))], grid=60, blocked=busy)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from availability_reference import AreaSpec, ColumnSpec, Scenario, TypeSpec, free_minutes, slots
+from availability_reference import AreaSpec, ColumnSpec, Scenario, ShiftSpec, TypeSpec, free_minutes, slots
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,32 +18,61 @@ from otv_sdk.models import (
     BookingArea,
     Calendar,
     Column,
+    ColumnIntervals,
     ColumnKind,
     Interval,
+    PracticeProfile,
     WeeklySpan,
 )
+from otv_sdk.ports import CallContext
+from otv_sdk.reference import create_adapter
+from otv_sdk.scenario import ClosedDay, Shift
+from otv_sdk.scenario import Scenario as ScenarioPractice
 from otv_sdk.timeline import IntervalArray
-from otv_sdk.wallclock import expand_weekly, zone
 
-# Zones with a one-hour switch (two hemispheres), a 30-minute switch, and none.
+# Switch days to test, both directions (checked with zoneinfo): zones with a one-hour switch at night
+# (two hemispheres), a 30-minute switch, none, and switches at local midnight. Havana and the Azores
+# start their spring day at 01:00 and repeat its 00:00-01:00 in autumn; Santiago and Cairo start
+# their spring day at 01:00 and repeat the previous day's 23:00-24:00; Nuuk loses the previous day's
+# 23:00-24:00 and repeats it.
 ZONES = {
     "Europe/Berlin": [date(2026, 3, 29), date(2026, 10, 25), date(2027, 3, 28)],
     "America/New_York": [date(2026, 3, 8), date(2026, 11, 1)],
     "Australia/Lord_Howe": [date(2026, 4, 5), date(2026, 10, 4)],
     "Asia/Kolkata": [date(2026, 6, 1)],
+    "America/Havana": [date(2026, 3, 8), date(2026, 11, 1)],
+    "Atlantic/Azores": [date(2026, 3, 29), date(2026, 10, 25)],
+    "America/Santiago": [date(2026, 4, 5), date(2026, 9, 6)],
+    "Africa/Cairo": [date(2026, 4, 24), date(2026, 10, 30)],
+    "America/Nuuk": [date(2026, 3, 29), date(2026, 10, 25)],
 }
+MIDNIGHT_ZONES = ["America/Havana", "Atlantic/Azores", "America/Santiago", "Africa/Cairo", "America/Nuuk"]
+# Grids divide a day (SlotPolicy); most of those tested do not divide an hour (8, 9, 16, ... 45, ... 720).
+GRIDS = [5, 10, 15, 20, 30, 60] + [g for g in range(1, 181) if (24 * 60) % g == 0 and 60 % g] + [480, 720]
 DAY = 86400
+CTX = CallContext(partner_id="property-test")
 
 
 @st.composite
 def spans(draw: st.DrawFn, step: int = 15) -> list[tuple[int, int]]:
-    """0-2 wall-clock spans in a day, night hours included so the DST gap and overlap matter."""
+    """0-2 wall-clock spans in a day, night hours included so the DST gap and overlap matter.
+
+    Often from midnight or to the end of the day, where switches at local midnight fall."""
     result = []
     for _ in range(draw(st.integers(0, 2))):
-        a = draw(st.integers(0, 24 * 60 // step - 1)) * step
-        b = draw(st.integers(a // step + 1, 24 * 60 // step)) * step
+        a = 0 if draw(st.integers(0, 2)) == 0 else draw(st.integers(0, 24 * 60 // step - 1)) * step
+        b = 24 * 60 if draw(st.integers(0, 3)) == 0 else draw(st.integers(a // step + 1, 24 * 60 // step)) * step
         result.append((a, min(b, 24 * 60 - 1)))
     return [(a, b) for a, b in result if b > a]
+
+
+@st.composite
+def shifts(draw: st.DrawFn, days: list[date]) -> ShiftSpec:
+    """A shift of 1-4 days: spans on some weekdays (0-2 each), or none at all (all days off)."""
+    valid_from = draw(st.sampled_from(days))
+    valid_until = valid_from + timedelta(days=draw(st.integers(0, 3)))
+    weekly = {} if draw(st.integers(0, 3)) == 0 else {weekday: draw(spans()) for weekday in range(1, 8)}
+    return ShiftSpec(valid_from, valid_until, weekly)
 
 
 @st.composite
@@ -50,7 +80,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     tz_name = draw(st.sampled_from(sorted(ZONES)))
     tz = ZoneInfo(tz_name)
     base = draw(st.sampled_from(ZONES[tz_name]))
-    start_day = base - timedelta(days=draw(st.integers(0, 1)))
+    # Mostly the switch day and the day before it; sometimes days after it (the offset has changed).
+    start_day = base + timedelta(days=draw(st.sampled_from([-1, -1, 0, 0, 3])))
     lo = int(datetime.combine(start_day, time(0), tz).astimezone(UTC).timestamp())
     hi = lo + draw(st.integers(1, 3)) * DAY
     days = [start_day + timedelta(days=i) for i in range(-1, 5)]
@@ -77,7 +108,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
                 id=column_id,
                 weekly={weekday: draw(spans()) for weekday in range(1, 8)},
                 closed={d for d in days if draw(st.integers(0, 6)) == 0},
-                overrides={d: draw(spans()) for d in days if draw(st.integers(0, 5)) == 0},
+                shifts=draw(st.lists(shifts(days), max_size=2)),
                 blocked=instants(600) + instants(3000),
                 predefined=predefined,
             )
@@ -115,11 +146,39 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         lo=lo,
         hi=hi,
         now=now,
-        grid=draw(st.sampled_from([5, 10, 15, 20, 30, 60])),
+        grid=draw(st.sampled_from(GRIDS)),
+        horizon_days=draw(st.sampled_from([2, 5])),
         columns=columns,
         areas=areas,
         types=types,
         holds=holds,
+    )
+
+
+@st.composite
+def switch_days(draw: st.DrawFn) -> Scenario:
+    """A plain practice around one switch: dense hours (often whole days), nothing busy, one type.
+
+    Every wall-clock mistake shows here: the three days around the switch, or days after a switch
+    that the engine's horizon reaches back to, on any grid."""
+    tz_name = draw(st.sampled_from(["Europe/Berlin", *MIDNIGHT_ZONES]))
+    base = draw(st.sampled_from(ZONES[tz_name]))
+    start_day = base + timedelta(days=draw(st.sampled_from([-1, -1, 2])))
+    lo = int(datetime.combine(start_day, time(0), ZoneInfo(tz_name)).astimezone(UTC).timestamp())
+    whole_day = [(0, 24 * 60 - 1)]
+    weekly = {weekday: whole_day if draw(st.booleans()) else draw(spans()) for weekday in range(1, 8)}
+    kind = TypeSpec("t", draw(st.sampled_from([5, 15, 30, 60])), 0, 0, None, ["a"])
+    return Scenario(
+        tz=tz_name,
+        lo=lo,
+        hi=lo + 3 * DAY,
+        now=lo - DAY,
+        grid=draw(st.sampled_from(GRIDS)),
+        horizon_days=5,
+        columns=[ColumnSpec("a", weekly)],
+        areas=[],
+        types=[kind],
+        holds=[],
     )
 
 
@@ -131,9 +190,42 @@ def _weekly(weekly: dict[int, list[tuple[int, int]]]) -> list[WeeklySpan]:
     ]
 
 
+def working_time(scenario: Scenario, horizon: Interval) -> dict[str, IntervalArray]:
+    """Working time as the reference PVS serves it: weekly hours, shifts and closed days stored in its
+    SQLite database (through the sandbox port) and read back with `list_working_hours`."""
+    adapter = create_adapter("p", {"demo": False, "sandbox": True, "time_zone": scenario.tz})
+    sandbox, reader = adapter.sandbox, adapter.reader
+    assert sandbox is not None
+    practice = ScenarioPractice(
+        id="property",
+        version="1",
+        profile=PracticeProfile("property", scenario.tz),
+        calendar=Calendar(
+            columns=tuple(
+                Column(c.id, c.id, ColumnKind.PRACTITIONER, weekly_hours=tuple(_weekly(c.weekly)))
+                for c in scenario.columns
+            )
+        ),
+        shifts=tuple(
+            Shift(c.id, s.valid_from, s.valid_until, tuple(_weekly(s.weekly)))
+            for c in scenario.columns
+            for s in c.shifts
+        ),
+        closed_days=tuple(ClosedDay(d, c.id) for c in scenario.columns for d in sorted(c.closed)),
+    )
+
+    async def read() -> list[ColumnIntervals]:
+        await sandbox.load_scenario(CTX, practice)
+        try:
+            return await reader.list_working_hours(CTX, horizon, [c.id for c in scenario.columns])
+        finally:
+            await reader.aclose()
+
+    return {c.column_id: c.intervals for c in asyncio.run(read())}
+
+
 def build_engine(scenario: Scenario) -> AvailabilityEngine:
-    tz = zone(scenario.tz)
-    horizon = (scenario.lo - 2 * DAY, scenario.hi + 2 * DAY)
+    horizon = (scenario.lo - scenario.horizon_days * DAY, scenario.hi + 2 * DAY)
     span = Interval(datetime.fromtimestamp(horizon[0], UTC), datetime.fromtimestamp(horizon[1], UTC))
     calendar = Calendar(
         columns=tuple(Column(c.id, c.id, ColumnKind.PRACTITIONER) for c in scenario.columns),
@@ -162,16 +254,7 @@ def build_engine(scenario: Scenario) -> AvailabilityEngine:
             for a in scenario.areas
         ),
     )
-    working = {
-        c.id: expand_weekly(
-            _weekly(c.weekly),
-            span,
-            tz,
-            frozenset(c.closed),
-            {d: _weekly({d.isoweekday(): s}) for d, s in c.overrides.items()},
-        )
-        for c in scenario.columns
-    }
+    working = working_time(scenario, span)
     blocked = {c.id: IntervalArray.of(c.blocked) for c in scenario.columns}
     predefined = None
     if any(c.predefined is not None for c in scenario.columns):
@@ -224,6 +307,12 @@ def test_free_time_and_slots_match_the_reference(scenario: Scenario) -> None:
 @THOROUGH
 @given(scenarios())
 def test_free_time_and_slots_match_the_reference_thoroughly(scenario: Scenario) -> None:
+    check_against_reference(scenario)
+
+
+@settings(max_examples=40, deadline=None)
+@given(switch_days())
+def test_switch_days_match_the_reference_on_any_grid(scenario: Scenario) -> None:
     check_against_reference(scenario)
 
 

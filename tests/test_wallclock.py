@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 
+import numpy as np
 import pytest
 
 from otv_sdk.models import UTC, Interval, WeeklySpan
-from otv_sdk.wallclock import expand_weekly, to_utc, zone
+from otv_sdk.wallclock import expand_weekly, local_days, to_utc, zone
 
 BERLIN = zone("Europe/Berlin")
 
@@ -97,3 +98,82 @@ def test_closed_days_are_skipped_and_week_is_complete() -> None:
 def test_unknown_zone_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="unknown IANA time zone"):
         zone("Europe/Atlantis")
+
+
+# Zones whose clocks change at local midnight (checked with zoneinfo for 2026): the spring switch
+# day then starts at 01:00, its first instant being the switch itself.
+MIDNIGHT_SPRING = [
+    ("America/Havana", date(2026, 3, 8), datetime(2026, 3, 8, 5, tzinfo=UTC), datetime(2026, 3, 8, 10, tzinfo=UTC)),
+    ("America/Santiago", date(2026, 9, 6), datetime(2026, 9, 6, 4, tzinfo=UTC), datetime(2026, 9, 6, 9, tzinfo=UTC)),
+    ("Atlantic/Azores", date(2026, 3, 29), datetime(2026, 3, 29, 1, tzinfo=UTC), datetime(2026, 3, 29, 6, tzinfo=UTC)),
+    ("Africa/Cairo", date(2026, 4, 24), datetime(2026, 4, 23, 22, tzinfo=UTC), datetime(2026, 4, 24, 3, tzinfo=UTC)),
+    ("Asia/Beirut", date(2026, 3, 29), datetime(2026, 3, 28, 22, tzinfo=UTC), datetime(2026, 3, 29, 3, tzinfo=UTC)),
+]
+
+
+@pytest.mark.parametrize(("name", "day", "first_instant", "six_oclock"), MIDNIGHT_SPRING)
+def test_a_span_from_midnight_starts_with_a_day_that_begins_at_one(
+    name: str, day: date, first_instant: datetime, six_oclock: datetime
+) -> None:
+    tz = zone(name)
+    assert to_utc(day, time(0), tz) == first_instant  # 00:00 does not exist: the day starts at the switch
+    spans = expand_weekly(
+        [WeeklySpan(day.isoweekday(), time(0), time(6))],
+        Interval(first_instant - timedelta(days=2), first_instant + timedelta(days=2)),
+        tz,
+    )
+    # Only instants of that local date count: 01:00-06:00, five real hours; not the hour before.
+    assert [(i.start, i.end) for i in spans.intervals()] == [(first_instant, six_oclock)]
+
+
+@pytest.mark.parametrize(("name", "day", "first_instant", "six_oclock"), MIDNIGHT_SPRING)
+def test_the_offset_changes_at_a_switch_at_local_midnight(
+    name: str, day: date, first_instant: datetime, six_oclock: datetime
+) -> None:
+    # The offset that places the slot grid in local time: wrong until the next switch if this one is lost.
+    days = local_days(name, day - timedelta(days=20), day + timedelta(days=20))
+    switch = int(first_instant.timestamp())
+    assert switch in days.transitions.tolist()
+    instants = [switch - 1, switch, switch + 15 * 86400]
+    expected = [datetime.fromtimestamp(s, zone(name)).utcoffset() for s in instants]
+    assert [timedelta(seconds=o) for o in days.offset_at(np.array(instants)).tolist()] == expected
+
+
+def test_a_day_that_loses_its_last_hour_ends_at_the_switch() -> None:
+    # America/Nuuk, 2026-03-28: 23:00 jumps to 00:00 of the 29th (01:00 UTC), so the 28th has no 23:00.
+    nuuk = zone("America/Nuuk")
+    window = Interval(datetime(2026, 3, 26, tzinfo=UTC), datetime(2026, 3, 31, tzinfo=UTC))
+    saturday = expand_weekly([WeeklySpan(6, time(22), time(23, 59))], window, nuuk)
+    assert [(i.start, i.end) for i in saturday.intervals()] == [
+        (datetime(2026, 3, 29, 0, tzinfo=UTC), datetime(2026, 3, 29, 1, tzinfo=UTC))
+    ]
+    sunday = expand_weekly([WeeklySpan(7, time(0), time(1))], window, nuuk)
+    assert [(i.start, i.end) for i in sunday.intervals()] == [
+        (datetime(2026, 3, 29, 1, tzinfo=UTC), datetime(2026, 3, 29, 2, tzinfo=UTC))
+    ]
+
+
+def test_midnight_autumn_switches_repeat_an_hour_of_the_right_day() -> None:
+    # America/Havana, 2026-11-01: 01:00 goes back to 00:00, so the day's first hour happens twice.
+    havana = zone("America/Havana")
+    window = Interval(datetime(2026, 10, 30, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC))
+    spans = expand_weekly([WeeklySpan(7, time(0), time(2))], window, havana)
+    assert [(i.start, i.end) for i in spans.intervals()] == [
+        (datetime(2026, 11, 1, 4, tzinfo=UTC), datetime(2026, 11, 1, 7, tzinfo=UTC))
+    ]
+    # America/Santiago, 2026-04-04: 24:00 goes back to 23:00, so Saturday's last hour happens twice.
+    santiago = zone("America/Santiago")
+    window = Interval(datetime(2026, 4, 2, tzinfo=UTC), datetime(2026, 4, 7, tzinfo=UTC))
+    saturday = expand_weekly([WeeklySpan(6, time(23), time(23, 59))], window, santiago)
+    assert [i.duration for i in saturday.intervals()] == [timedelta(minutes=59), timedelta(minutes=59)]
+    sunday = expand_weekly([WeeklySpan(7, time(0), time(1))], window, santiago)
+    assert [(i.start, i.end) for i in sunday.intervals()] == [
+        (datetime(2026, 4, 5, 4, tzinfo=UTC), datetime(2026, 4, 5, 5, tzinfo=UTC))
+    ]
+
+
+def test_an_empty_override_is_a_day_off() -> None:
+    spans = [WeeklySpan(d, time(8), time(12)) for d in range(1, 6)]
+    window = Interval(datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 6, tzinfo=UTC))
+    intervals = expand_weekly(spans, window, BERLIN, overrides={date(2026, 6, 2): [], date(2026, 6, 3): []})
+    assert [i.start.astimezone(BERLIN).date().day for i in intervals.intervals()] == [1, 4, 5]

@@ -35,7 +35,10 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Shift:
-    """Replaces a column's weekly hours on each day from valid_from to valid_until (inclusive)."""
+    """Replaces a column's weekly hours on each day from valid_from to valid_until (inclusive).
+
+    On each of those days the column works exactly the spans of that day's weekday: a weekday
+    without spans (or a shift without any) is a day off."""
 
     column_id: str
     valid_from: date

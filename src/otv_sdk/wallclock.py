@@ -8,10 +8,14 @@ a weekday and its local time of day lies in [08:00, 12:00). Everything follows f
   occurrences belong, so a span 01:00-04:00 lasts four real hours, and 02:30-03:00 is two pieces.
 - A single wall-clock time (`to_utc`) is the first instant whose local time is at or after it:
   a time in the gap maps to the moment the clocks jump, a repeated time to its first occurrence.
+- Where the clocks jump at local midnight (America/Havana, America/Santiago, Atlantic/Azores,
+  Africa/Cairo: 00:00 -> 01:00) the switch day has no 00:00-01:00: it starts at the switch, so a
+  span 00:00-06:00 that day lasts five real hours and never reaches into the day before. Where they
+  jump at 23:00 to 00:00 (America/Nuuk) the day before ends at the switch.
 
 `LocalDays` precomputes, for a range of local dates, when each day starts in UTC and which offset
 applies, so expanding weekly rules over 24 months is array arithmetic; only the few days with a
-transition are handled one by one.
+transition (inside the day, or at its first instant or just after its last) are handled one by one.
 """
 
 from __future__ import annotations
@@ -89,7 +93,7 @@ class LocalDays:
     midnight: Seconds  # local midnight of each day, as naive epoch seconds
     offset: Seconds  # UTC offset at the day's first instant
     weekday: npt.NDArray[np.int8]  # ISO weekday, 1 = Monday
-    uniform: npt.NDArray[np.bool_]  # no offset change during the day
+    uniform: npt.NDArray[np.bool_]  # runs from local 00:00 to the next 00:00 at one offset
     transitions: Seconds  # instants where the offset changes, ascending
     offsets_after: Seconds  # offset from each transition on; offsets_after[0] is the one before all
 
@@ -159,18 +163,29 @@ def _transition_in(low: int, high: int, tz: ZoneInfo) -> int:
 
 @lru_cache(maxsize=32)
 def local_days(tz_name: str, first: date, last: date) -> LocalDays:
-    """Precompute the local dates first..last (inclusive) of a zone. Cached: zones do not change."""
+    """Precompute the local dates first..last (inclusive) of a zone. Cached: zones do not change.
+
+    A day is uniform when its instants run from its local 00:00 to the next day's 00:00 at one offset.
+    It is not when the offset changes inside it, and also when a switch at local midnight makes it
+    start later (00:00 falls in the gap: the day begins at 01:00, at the switch) or end earlier (its
+    23:00-24:00 falls in the gap). A switch exactly at a day's first instant is a transition too.
+    """
     tz = zone(tz_name)
     count = last.toordinal() - first.toordinal() + 1
     midnight = np.array([_naive(first + timedelta(days=i)) for i in range(count + 1)], dtype=np.int64)
     starts = np.array([_first_instant_at_or_after(int(m), tz) for m in midnight], dtype=np.int64)
     offset_start = np.array([_offset(int(s), tz) for s in starts], dtype=np.int64)
-    offset_end = np.array([_offset(int(s) - 1, tz) for s in starts[1:]], dtype=np.int64)
-    uniform = offset_start[:-1] == offset_end
-    transitions = [
-        _transition_in(int(starts[i]), int(starts[i + 1]) - 1, tz) for i in np.flatnonzero(~uniform).tolist()
-    ]
-    offsets_after = [int(offset_start[0])] + [_offset(t, tz) for t in transitions]
+    offset_before = np.array([_offset(int(s) - 1, tz) for s in starts], dtype=np.int64)  # just before the day
+    within = offset_start[:-1] == offset_before[1:]  # one offset from the day's first instant to its last
+    uniform = (
+        within
+        & (starts[:-1] == midnight[:-1] - offset_start[:-1])  # the day starts at its local 00:00
+        & (starts[1:] == midnight[1:] - offset_start[:-1])  # and lasts until the next day's 00:00
+    )
+    at_start = starts[offset_before != offset_start]  # switches that are a day's first instant
+    inside = [_transition_in(int(starts[i]), int(starts[i + 1]) - 1, tz) for i in np.flatnonzero(~within).tolist()]
+    transitions = np.sort(np.concatenate((at_start, np.array(inside, dtype=np.int64))))
+    offsets_after = [int(offset_before[0])] + [_offset(int(t), tz) for t in transitions]
     weekday = np.array([(first + timedelta(days=i)).isoweekday() for i in range(count)], dtype=np.int8)
     return LocalDays(
         tz=tz,
@@ -179,7 +194,7 @@ def local_days(tz_name: str, first: date, last: date) -> LocalDays:
         offset=offset_start[:-1],
         weekday=weekday,
         uniform=uniform,
-        transitions=np.array(transitions, dtype=np.int64),
+        transitions=transitions,
         offsets_after=np.array(offsets_after, dtype=np.int64),
     )
 
@@ -208,7 +223,8 @@ def expand_weekly(
     closed: frozenset[date] = frozenset(),
     overrides: Mapping[date, Sequence[WeeklySpan]] | None = None,
 ) -> IntervalArray:
-    """Weekly spans (replaced on `overrides` days, skipped on `closed` days) overlapping window."""
+    """Weekly spans overlapping window: on `overrides` days only the day's spans there (none: a day
+    off), on `closed` days nothing."""
     lo, hi = from_datetime(window.start), from_datetime(window.end)
     days = days_for(lo, hi, tz.key)
     include = np.ones(len(days), dtype=bool)

@@ -17,7 +17,7 @@ from typing import TypeVar
 __all__ = ["Database"]
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Database:

@@ -124,10 +124,11 @@ def seed_demo(
     _absence(conn, tz, "berg", anchor + timedelta(days=9), anchor + timedelta(days=9), "Fortbildung")
     # Dr. Berg works a Saturday morning shift in the fifth week.
     saturday = anchor + timedelta(days=(5 - anchor.weekday()) % 7 + 28)
-    conn.execute(
-        "INSERT INTO shifts VALUES ('berg', ?, ?, 6, '09:00', '12:00')",
+    shift_id = conn.execute(
+        "INSERT INTO shifts (column_id, valid_from, valid_until) VALUES ('berg', ?, ?)",
         (saturday.isoformat(), saturday.isoformat()),
-    )
+    ).lastrowid
+    conn.execute("INSERT INTO shift_spans VALUES (?, 6, '09:00', '12:00')", (shift_id,))
     # A team meeting reserves both practitioners' columns across two days.
     meeting = anchor + timedelta(days=14)
     for column_id in ("berg", "weber"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta
 
 import numpy as np
@@ -209,17 +209,34 @@ def _working_hours(conn: sqlite3.Connection, window: Interval, column_ids: Seque
             )
         }
         weekly = [_span(r) for r in conn.execute("SELECT * FROM weekly_hours WHERE column_id = ?", (column_id,))]
-        overrides: dict[date, list[WeeklySpan]] = {}
-        for row in conn.execute(
-            "SELECT * FROM shifts WHERE column_id = ? AND valid_from <= ? AND valid_until >= ?",
+        rows = conn.execute(
+            "SELECT s.id, s.valid_from, s.valid_until, p.weekday, p.start_time, p.end_time"
+            " FROM shifts s LEFT JOIN shift_spans p ON p.shift_id = s.id"
+            " WHERE s.column_id = ? AND s.valid_from <= ? AND s.valid_until >= ?",
             (column_id, last, first),
-        ):
-            start, end = date.fromisoformat(row["valid_from"]), date.fromisoformat(row["valid_until"])
-            for day in days:
-                if start <= day <= end:
-                    spans = overrides.setdefault(day, [])
-                    if day.isoweekday() == row["weekday"]:
-                        spans.append(_span(row))
+        )
+        shifts: dict[int, tuple[date, date, list[WeeklySpan]]] = {}
+        for row in rows:
+            _, _, spans = shifts.setdefault(
+                row["id"], (date.fromisoformat(row["valid_from"]), date.fromisoformat(row["valid_until"]), [])
+            )
+            if row["weekday"] is not None:  # NULL: a shift without spans
+                spans.append(_span(row))
+        overrides = _shift_days(shifts.values(), days[0], days[-1])
         working = expand_weekly(weekly, window, tz, frozenset(closed), overrides)
         result.append(ColumnIntervals(column_id, working.clipped(lo, hi)))
     return result
+
+
+def _shift_days(
+    shifts: Iterable[tuple[date, date, Sequence[WeeklySpan]]], first: date, last: date
+) -> dict[date, list[WeeklySpan]]:
+    """Each day from first to last inside a shift -> what the column works that day instead of its
+    weekly hours: the spans of that weekday of every shift covering the day; none is a day off."""
+    days: dict[date, list[WeeklySpan]] = {}
+    for valid_from, valid_until, spans in shifts:
+        day = max(valid_from, first)
+        while day <= min(valid_until, last):
+            days.setdefault(day, []).extend(x for x in spans if x.weekday == day.isoweekday())
+            day += timedelta(days=1)
+    return days

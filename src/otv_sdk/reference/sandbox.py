@@ -39,6 +39,7 @@ _TABLES = (
     "appointment_types",
     "appointment_type_groups",
     "closed_days",
+    "shift_spans",
     "shifts",
     "weekly_hours",
     "columns",
@@ -119,13 +120,13 @@ def _insert(conn: sqlite3.Connection, s: Scenario) -> None:
         conn.executemany(
             "INSERT INTO booking_area_types VALUES (?, ?)", [(area.id, t) for t in sorted(area.appointment_type_ids)]
         )
-    for shift in s.shifts:
+    for shift in s.shifts:  # a shift without spans is stored too: its days are days off
+        shift_id = conn.execute(
+            "INSERT INTO shifts (column_id, valid_from, valid_until) VALUES (?, ?, ?)",
+            (shift.column_id, shift.valid_from.isoformat(), shift.valid_until.isoformat()),
+        ).lastrowid
         conn.executemany(
-            "INSERT INTO shifts VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (shift.column_id, shift.valid_from.isoformat(), shift.valid_until.isoformat(), *_span_row(x))
-                for x in shift.spans
-            ],
+            "INSERT INTO shift_spans VALUES (?, ?, ?, ?)", [(shift_id, *_span_row(x)) for x in shift.spans]
         )
     conn.executemany(
         "INSERT INTO closed_days VALUES (?, ?, 'closed')", [(d.day.isoformat(), d.column_id) for d in s.closed_days]

@@ -1,7 +1,7 @@
 -- The reference PVS: a small but complete practice calendar, the way a real PVS keeps one.
 -- Instants are UTC seconds since the epoch; wall-clock rules are 'HH:MM' in the practice's zone;
 -- dates are ISO 'YYYY-MM-DD'. Bump user_version when this changes.
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 
 CREATE TABLE IF NOT EXISTS practice (
     singleton     INTEGER PRIMARY KEY CHECK (singleton = 1),
@@ -36,15 +36,25 @@ CREATE TABLE IF NOT EXISTS weekly_hours (
     end_time   TEXT NOT NULL CHECK (end_time > start_time)
 );
 
--- Shifts (Schichten) replace a column's weekly hours on the days of their date range.
+-- Shifts (Schichten): on every day from valid_from to valid_until the column works exactly the
+-- shift's spans of that day's weekday instead of its weekly hours. A weekday without spans, or a
+-- shift without any, is a day off; the spans of several shifts on one day add up. One row per
+-- shift, so that a shift without spans exists too; its spans in shift_spans.
 CREATE TABLE IF NOT EXISTS shifts (
+    id          INTEGER PRIMARY KEY,
     column_id   TEXT NOT NULL REFERENCES columns (id),
     valid_from  TEXT NOT NULL,
-    valid_until TEXT NOT NULL CHECK (valid_until >= valid_from),
+    valid_until TEXT NOT NULL CHECK (valid_until >= valid_from)
+);
+CREATE INDEX IF NOT EXISTS shifts_by_column ON shifts (column_id, valid_from);
+
+CREATE TABLE IF NOT EXISTS shift_spans (
+    shift_id    INTEGER NOT NULL REFERENCES shifts (id) ON DELETE CASCADE,
     weekday     INTEGER NOT NULL CHECK (weekday BETWEEN 1 AND 7),
     start_time  TEXT NOT NULL,
     end_time    TEXT NOT NULL CHECK (end_time > start_time)
 );
+CREATE INDEX IF NOT EXISTS shift_spans_by_shift ON shift_spans (shift_id);
 
 -- Public holidays and other closed days; column_id NULL closes the whole practice.
 CREATE TABLE IF NOT EXISTS closed_days (
