@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from scenario import COLUMNS, write_scenario
-from signed_partner import register, signed_channel
+from signed_partner import NO_PARTNER_LIMITS, register, signed_channel
 
 from gateway.app import Gateway
 from gateway.config import parse_config
@@ -102,7 +102,7 @@ async def bench_grpc(database: Path, window: Interval, runs: int) -> dict[str, A
     settings = {"database": str(database), "demo": False}
     config = parse_config(
         {
-            "gateway": {"listen": "127.0.0.1:0", "state_store": "sqlite://:memory:"},
+            "gateway": {"listen": "127.0.0.1:0", "state_store": "sqlite://:memory:", "rate_limit": NO_PARTNER_LIMITS},
             "practices": {"bench": {"adapter": {"plugin": "reference", "settings": settings}}},
         }
     )

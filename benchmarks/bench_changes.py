@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import fake_adapters_bench
-from signed_partner import register
+from signed_partner import NO_PARTNER_LIMITS, register
 
 from gateway.app import Gateway
 from gateway.config import parse_config
@@ -48,6 +48,7 @@ async def one_run(watchers: int, changes: int, folder: Path) -> list[float]:
                 "shutdown_grace_seconds": 0,
                 "secret_key": "ab" * 48,
                 "state_store": f"sqlite:///{folder / 'state.sqlite'}",
+                "rate_limit": NO_PARTNER_LIMITS,
             },
             "practices": {"demo": {"adapter": {"plugin": "fake_adapters_bench:shared"}}},
         }

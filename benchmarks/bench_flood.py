@@ -830,7 +830,8 @@ def main() -> None:
     result = run(settings)
     _print(result)
     if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from signed_partner import register, signed_channel
+from signed_partner import NO_PARTNER_LIMITS, register, signed_channel
 
 from gateway.app import Gateway
 from gateway.config import parse_config
@@ -47,7 +47,7 @@ async def running_gateway(transport: str) -> AsyncIterator[Gateway]:
         adapter = {"remote": {"address": f"127.0.0.1:{remote.port}"}}
     config = parse_config(
         {
-            "gateway": {"listen": "127.0.0.1:0", "state_store": "sqlite://:memory:"},
+            "gateway": {"listen": "127.0.0.1:0", "state_store": "sqlite://:memory:", "rate_limit": NO_PARTNER_LIMITS},
             "practices": {"demo": {"adapter": adapter}},
         }
     )

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from signed_partner import NO_PARTNER_LIMITS
 
 from otv.v1 import practice_pb2, reader_service_pb2, reader_service_pb2_grpc
 from otv_sdk.models import AdapterInfo, PracticeProfile
@@ -98,7 +99,11 @@ async def _serve_gateway(port_file: Path, folder: Path, *, signed: bool, admissi
 
     config = parse_config(
         {
-            "gateway": {"listen": "127.0.0.1:0", "state_store": f"sqlite:///{folder / port_file.stem}.sqlite"},
+            "gateway": {
+                "listen": "127.0.0.1:0",
+                "state_store": f"sqlite:///{folder / port_file.stem}.sqlite",
+                "rate_limit": NO_PARTNER_LIMITS,
+            },
             "practices": {"demo": {"adapter": {"plugin": "bench_signing:echo_adapter"}}},
         },
         folder,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import grpc
 from bench_snapshot_diff import COLUMNS, snapshots
+from signed_partner import NO_PARTNER_LIMITS
 
 from gateway.app import Gateway
 from gateway.config import parse_config
@@ -72,6 +73,7 @@ async def run(runs: int) -> dict[str, float]:
                     "shutdown_grace_seconds": 0,
                     "secret_key": "5e" * 48,
                     "state_store": f"sqlite:///{folder}/state.sqlite",
+                    "rate_limit": NO_PARTNER_LIMITS,
                 },
                 "practices": {"bench": {"adapter": {"snapshot": practice}}},
             }

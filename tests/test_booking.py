@@ -257,8 +257,8 @@ async def test_a_confirmed_hold_whose_time_was_taken_in_the_pvs_becomes_an_extra
         slot = (await env.slots())[0]
         hold = await env.client.hold_slot("demo", slot_request(slot, alpha), metadata=ALPHA)
         # Staff book the same time directly in the PVS while the patient confirms by link.
-        adapter = await env.gateway.router.resolve("demo", CallContext("test"), "parent")
-        engine = await adapter.reader._inner.availability.engine_for(CallContext("t"), slot_interval(slot))  # type: ignore[attr-defined]
+        adapter = await env.gateway.router.configured_adapter("demo", CallContext("test"))
+        engine = await adapter.reader.availability.engine_for(CallContext("t"), slot_interval(slot))  # type: ignore[attr-defined]
         start, end = int(slot.start.timestamp()), int(slot.end.timestamp())
         import sqlite3
 

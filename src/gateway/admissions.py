@@ -6,7 +6,7 @@ rate; instead calls that arrive while a transaction is under way wait and are ad
 in the next one. Every batch reads the registry version first: a key revoked or a grant removed
 on any replica is honoured by the next batch everywhere.
 
-Signatures are verified on the batch's worker thread (Ed25519 releases the GIL, so the event loop
+Signatures are verified on the admissions' own worker thread (Ed25519 releases the GIL, so the event loop
 keeps serving), before the store transaction opens; only calls whose signature verifies get their
 nonce recorded. Keys and grants are held in memory between batches (they are few).
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from gateway.partners import PVS_SERVICES
@@ -68,6 +69,13 @@ class Admissions:
         self._waiting: list[_Waiting] = []
         self._flushing = False
         self._batches = 0
+        # A thread of its own: admitting a call must not queue behind adapter reads in the shared pool.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="otv-admissions")
+
+    def partner_of(self, key_id: str) -> str | None:
+        """The partner an active key belonged to at the last batch; unverified, for cheap refusals only."""
+        key = self._registry.keys.get(key_id)
+        return None if key is None or key.revoked else key.partner
 
     async def admit(
         self,
@@ -91,7 +99,9 @@ class Admissions:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
                 try:
-                    decisions = await asyncio.to_thread(self._verify_and_decide, batch)
+                    decisions = await asyncio.get_running_loop().run_in_executor(
+                        self._worker, self._verify_and_decide, batch
+                    )
                 except BaseException as error:  # the store failed: every waiting call learns it
                     for item in batch:
                         if not item.future.done():

@@ -117,7 +117,7 @@ class Gateway:
 
 def _rate_limits(config: GatewayConfig) -> PartnerRateLimits:
     def rate(limit: RateLimitConfig) -> Rate:
-        return Rate(limit.per_second, limit.burst)
+        return Rate(limit.per_second, limit.burst, limit.concurrent, limit.queued, limit.share, limit.share_burst)
 
     partners = config.gateway.partner_rate_limits
     return PartnerRateLimits(rate(config.gateway.rate_limit), {p: rate(r) for p, r in partners.items()})

@@ -46,7 +46,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from gateway.admissions import Admissions
-from gateway.rate_limits import PartnerRateLimits, Rate, TokenBucket
+from gateway.rate_limits import Overloaded, PartnerRateLimits, Rate, TokenBucket
 from gateway.state_store import StateStore
 from otv_sdk.errors import InvalidArgument
 from otv_sdk.limits import MAX_PARTNER_REQUEST_BYTES, MAX_REQUEST_BYTES
@@ -105,12 +105,12 @@ class Refused(Exception):
 
 
 class RateLimited(Refused):
-    """The partner's calls per second are used up; `retry_after` seconds until the next is admitted."""
+    """The partner's calls per second (or its queue of waiting calls) are used up; `retry_after`
+    seconds until the next is admitted."""
 
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(
-            grpc.StatusCode.RESOURCE_EXHAUSTED, f"this partner's rate limit is reached; retry in {retry_after:.3f} s"
-        )
+    def __init__(self, retry_after: float, *, queue: bool = False) -> None:
+        what = "used its share of this gateway for now" if queue else "its rate limit reached"
+        super().__init__(grpc.StatusCode.RESOURCE_EXHAUSTED, f"this partner has {what}; retry in {retry_after:.3f} s")
         self.retry_after = retry_after
 
 
@@ -190,7 +190,13 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
             VERIFIED.set(verified)
             outcome = "OK"
             try:
-                return await handler.unary_unary(request, context)
+                if self._rate_limits is None:
+                    return await handler.unary_unary(request, context)
+                async with self._rate_limits.turn(verified.partner_id, context.time_remaining()):
+                    return await handler.unary_unary(request, context)
+            except Overloaded as overloaded:
+                outcome = grpc.StatusCode.RESOURCE_EXHAUSTED.name
+                await context.abort_with_status(_rate_limited(RateLimited(overloaded.retry_after, queue=True)))
             except BaseException:
                 code = context.code()
                 outcome = code.name if isinstance(code, grpc.StatusCode) else "ERROR"
@@ -262,6 +268,7 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         request: Any = None
         try:
             headers = await self._checked_headers(raw, method, metadata)
+            self._not_over_rate(headers.key_id)
             try:
                 request = handler.request_deserializer(raw) if handler.request_deserializer else raw
             except DecodeError:
@@ -286,6 +293,16 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         partner = await self._admitted(headers, method, service, practice)
         self._within_rate(partner)
         return partner
+
+    def _not_over_rate(self, key_id: str) -> None:
+        """Refuse at once, before the signature is verified, a call whose partner has no token left:
+        a partner that ignores RetryInfo then costs the gateway next to nothing. Nothing is taken
+        here, so a stranger naming someone's key id cannot use up their budget."""
+        partner = self._admissions.partner_of(key_id)
+        if self._rate_limits is not None and partner is not None:
+            wait = self._rate_limits.wait(partner)
+            if wait > 0:
+                raise RateLimited(wait)
 
     def _within_rate(self, partner: str) -> None:
         """Checked after the signature, so a stranger cannot use up a partner's budget."""

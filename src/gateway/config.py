@@ -79,6 +79,12 @@ class TlsClientConfig(_Strict):
 class RateLimitConfig(_Strict):
     per_second: float = Field(200.0, gt=0, le=1_000_000, description="calls per second, sustained")
     burst: int = Field(400, ge=1, le=1_000_000, description="calls allowed at once after a quiet spell")
+    concurrent: int = Field(8, ge=1, le=10_000, description="calls served at once; more wait their turn")
+    queued: int = Field(256, ge=0, le=100_000, description="calls waiting for their turn; beyond, refused")
+    share: float = Field(
+        0.1, gt=0, le=64, description="of a replica's time one partner's calls may take on average (1 = one core)"
+    )
+    share_burst: float = Field(1.0, gt=0, le=3600, description="seconds of it usable at once after a quiet spell")
 
 
 class GatewaySection(_Strict):

@@ -1,24 +1,74 @@
-"""Token buckets: how many calls a partner may make per second, and how many refusals get audited.
+"""What one partner may ask of a gateway replica: calls per second, and calls served at once.
 
-A bucket holds up to `burst` tokens and refills at `per_second`; a call takes one token or is
-refused with the time until one is back, which the caller returns as RetryInfo. Buckets are per
-gateway process: behind a load balancer with N replicas a partner gets up to N times the rate,
-which docs/security.md says (the limit protects each replica, not a global quota).
+A token bucket holds up to `burst` tokens and refills at `per_second`; a call takes one token or
+is refused with the time until one is back, which the caller returns as RetryInfo. The same
+bucket limits how many refusals get audited.
+
+Calls per second alone do not keep one partner from slowing the others: a few calls that each ask
+for 24 months of a whole practice keep a replica busy however rarely they come, and calls that
+wait for the CPU pile up. So each partner also has a number of calls served at once; more wait
+their turn, in order, and beyond a queue of that partner's own they are refused. Other partners'
+calls never wait in that queue.
+
+Limits are per gateway process: behind a load balancer with N replicas a partner gets up to N
+times the rate (docs/security.md: the limits protect each replica, they are not a global quota).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
-__all__ = ["PartnerRateLimits", "Rate", "TokenBucket"]
+__all__ = ["Overloaded", "PartnerRateLimits", "Rate", "TokenBucket"]
 
 
 @dataclass(frozen=True, slots=True)
 class Rate:
     per_second: float
     burst: int
+    concurrent: int = 8  # calls served at once
+    queued: int = 256  # calls waiting for their turn; beyond that, refused
+    share: float = 0.1  # of the replica's time a partner's calls may take, on average
+    share_burst: float = 1.0  # seconds of it a partner may use at once after a quiet spell
+
+
+class Overloaded(Exception):
+    """The partner has as many calls waiting as it may, or has used its share for a while: refuse
+    this one; `retry_after` seconds until it would be served."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+class WorkBudget:
+    """Seconds of the replica's time a partner may still use: refills at `share` per second up to
+    `burst`, and every call is charged the time it took. Time, not calls, because one call asking
+    for 24 months of a whole practice costs as much as a thousand light ones."""
+
+    def __init__(self, share: float, burst: float, clock: Callable[[], float]) -> None:
+        self._share = share
+        self._burst = burst
+        self._clock = clock
+        self._seconds = burst
+        self._at = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._seconds = min(self._burst, self._seconds + (now - self._at) * self._share)
+        self._at = now
+
+    def debt_seconds(self) -> float:
+        """How long until the budget is no longer overdrawn (0 if it is not)."""
+        self._refill()
+        return 0.0 if self._seconds >= 0 else -self._seconds / self._share
+
+    def charge(self, seconds: float) -> None:
+        self._refill()
+        self._seconds -= seconds
 
 
 class TokenBucket:
@@ -30,17 +80,32 @@ class TokenBucket:
 
     def take(self) -> float:
         """0 if a token was taken, else the seconds until one is back (nothing taken)."""
+        wait = self.wait()
+        if wait == 0:
+            self._tokens -= 1
+        return wait
+
+    def wait(self) -> float:
+        """0 if a token is there now, else the seconds until one is back; takes nothing."""
         now = self._clock()
         self._tokens = min(float(self._rate.burst), self._tokens + (now - self._at) * self._rate.per_second)
         self._at = now
         if self._tokens >= 1:
-            self._tokens -= 1
             return 0.0
         return (1 - self._tokens) / self._rate.per_second
 
 
+@dataclass(slots=True)
+class _Partner:
+    bucket: TokenBucket
+    budget: WorkBudget
+    turns: asyncio.Semaphore
+    queued: int
+    waiting: int = field(default=0)
+
+
 class PartnerRateLimits:
-    """One bucket per partner, at the partner's configured rate or the default."""
+    """Each partner's bucket and turns, at the partner's configured rate or the default."""
 
     def __init__(
         self, default: Rate, per_partner: Mapping[str, Rate] | None = None, clock: Callable[[], float] = time.monotonic
@@ -48,12 +113,59 @@ class PartnerRateLimits:
         self._default = default
         self._per_partner = dict(per_partner or {})
         self._clock = clock
-        self._buckets: dict[str, TokenBucket] = {}
+        self._partners: dict[str, _Partner] = {}
+
+    def _of(self, partner_id: str) -> _Partner:
+        state = self._partners.get(partner_id)
+        if state is None:  # partners are registered, so this dictionary stays small
+            rate = self._per_partner.get(partner_id, self._default)
+            state = _Partner(
+                TokenBucket(rate, self._clock),
+                WorkBudget(rate.share, rate.share_burst, self._clock),
+                asyncio.Semaphore(rate.concurrent),
+                rate.queued,
+            )
+            self._partners[partner_id] = state
+        return state
 
     def take(self, partner_id: str) -> float:
-        """0 if the partner may call now, else the seconds to wait."""
-        bucket = self._buckets.get(partner_id)
-        if bucket is None:  # partners are registered, so this dictionary stays small
-            rate = self._per_partner.get(partner_id, self._default)
-            bucket = self._buckets[partner_id] = TokenBucket(rate, self._clock)
-        return bucket.take()
+        """0 if the partner may call now (a token is taken), else the seconds to wait."""
+        return self._of(partner_id).bucket.take()
+
+    def wait(self, partner_id: str) -> float:
+        """What `take` would say, without taking: to refuse a call cheaply before verifying it."""
+        return self._of(partner_id).bucket.wait()
+
+    @asynccontextmanager
+    async def turn(self, partner_id: str, patience: float | None = None) -> AsyncIterator[None]:
+        """Serve the call once it is the partner's turn: in arrival order, and once the partner's
+        share of the replica's time is no longer overdrawn. Overloaded if too many calls wait, or
+        if the share would be back only after `patience` seconds (the call's remaining deadline)."""
+        state = self._of(partner_id)
+        if state.turns.locked() and state.waiting >= state.queued:
+            raise Overloaded(self._MAX_WAIT)
+        state.waiting += 1
+        try:
+            await state.turns.acquire()
+        finally:
+            state.waiting -= 1
+        try:
+            debt = state.budget.debt_seconds()
+            if debt > 0:
+                # Wait for the share, while the partner's other calls wait behind this one. A call that
+                # would wait too long is refused only after waiting what it could: refusing at once
+                # would let a partner that ignores RetryInfo make the refusals themselves the load.
+                wait = min(debt, self._MAX_WAIT, max(0.0, patience - 0.05) if patience is not None else debt)
+                await asyncio.sleep(wait)
+                if debt > wait:
+                    raise Overloaded(debt - wait)
+            began = self._clock()
+            try:
+                yield
+            finally:
+                state.budget.charge(self._clock() - began)
+        finally:
+            state.turns.release()
+
+    # A call does not wait longer than this for its partner's share; it is refused with RetryInfo.
+    _MAX_WAIT = 5.0

@@ -17,6 +17,7 @@ import grpc
 from pydantic import ValidationError
 
 from gateway.booking import BookingDesk, BookingPolicy
+from gateway.calendar_cache import CalendarCache
 from gateway.change_feed import AnnouncingWriter, PracticeFeed
 from gateway.config import ConfigError, GatewayConfig, load_secret, read_file
 from gateway.connectors import ConnectorHub
@@ -95,7 +96,10 @@ class PracticeRouter:
         adapter = await source.get(ctx)
         known = self._guarded.get(practice_id)
         if known is None or known[0] is not adapter:  # remote adapters are re-described now and then
-            guarded = self._with_feed(practice_id, adapter, protect(adapter, self._scope, self._booking(practice_id)))
+            cached = adapter
+            if adapter.changes is not None:  # it announces its own changes: its configuration can be kept
+                cached = dataclasses.replace(adapter, reader=CalendarCache(adapter.reader, adapter.changes))
+            guarded = self._with_feed(practice_id, adapter, protect(cached, self._scope, self._booking(practice_id)))
             if isinstance(source, ConnectorAdapterSource) and guarded.writer is not None:
                 guarded = dataclasses.replace(guarded, writer=OnlineOnlyWriter(guarded.writer, source.online))
             known = (adapter, guarded)

@@ -328,7 +328,9 @@ class AvailabilityEngine:
                 if cutoff is not None and self._earliest_possible(column_id, type_id, first_start, need) >= cutoff:
                     continue
                 per_column = None if limit is None else limit + 1  # `after` drops at most one per column
-                column_starts = self._column_slots(column_id, type_id, first_start, end_start, need, now, per_column)
+                # Starts after the cutoff cannot make the page: at least `limit` are not later.
+                column_end = end_start if cutoff is None else min(end_start, cutoff + 1)
+                column_starts = self._column_slots(column_id, type_id, first_start, column_end, need, now, per_column)
                 if after is not None and column_starts.shape[0]:
                     position = self._position[column_id]
                     keep = (column_starts > after[0]) | ((column_starts == after[0]) & (position > after[1]))

@@ -39,7 +39,7 @@ from otv_sdk.errors import InvalidArgument, OtvError, Unimplemented
 from otv_sdk.freshness import DATA_AGE_METADATA_KEY, collect_data_age
 from otv_sdk.limits import MAX_COLUMNS, MAX_CONTACTS, MAX_NAME_PART, MAX_REQUEST_ID
 from otv_sdk.matching import normalize_query
-from otv_sdk.models import ColumnIntervals, Interval, Practice
+from otv_sdk.models import Calendar, ColumnIntervals, Interval, Practice
 from otv_sdk.ports import (
     Adapter,
     AppointmentQuery,
@@ -180,6 +180,10 @@ def _pack(practice_id: str, window: Interval, result: Sequence[ColumnIntervals])
 
 
 class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer):
+    def __init__(self, resolver: AdapterResolver, identify: Identify) -> None:
+        super().__init__(resolver, identify)
+        self._calendars: dict[str, tuple[Calendar, reader_service_pb2.ListCalendarsResponse]] = {}
+
     async def GetPractice(
         self, request: reader_service_pb2.GetPracticeRequest, context: _ServicerContext
     ) -> reader_service_pb2.GetPracticeResponse:
@@ -205,7 +209,12 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
             practice_id = cv.practice_from_parent(request.parent)
             adapter = await self._adapter(practice_id, ctx, "parent")
             calendar = await adapter.reader.list_calendars(ctx)
-            return reader_service_pb2.ListCalendarsResponse(**cv.calendar_to_proto(practice_id, calendar))  # type: ignore[arg-type]
+            # The most frequent call: a calendar the reader keeps (the same object) is converted once.
+            kept = self._calendars.get(practice_id)
+            if kept is None or kept[0] is not calendar:
+                response = reader_service_pb2.ListCalendarsResponse(**cv.calendar_to_proto(practice_id, calendar))  # type: ignore[arg-type]
+                kept = self._calendars[practice_id] = (calendar, response)
+            return kept[1]
 
         return await self._run(context, "ListCalendars", handle)
 

@@ -114,7 +114,9 @@ class ReferenceReader(ReaderPort):
 
 def _entries(conn: sqlite3.Connection, column_id: str, lo: int, hi: int) -> IntervalArray:
     """Calendar entries of a column overlapping [lo, hi), sorted, unclipped."""
-    rows = conn.execute(
+    cursor = conn.cursor()
+    cursor.row_factory = None  # plain tuples: a 24-month read has tens of thousands of rows
+    rows = cursor.execute(
         "SELECT start_utc, end_utc FROM calendar_entries"
         " WHERE column_id = ? AND start_utc < ? AND end_utc > ? ORDER BY start_utc, end_utc",
         (column_id, hi, lo),
