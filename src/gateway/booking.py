@@ -6,7 +6,8 @@ hold, a booking being written, waiting for the practice, or booked through it). 
 the shared state store; taking one locks the column (`tx.lock`) and checks for overlap in the same
 transaction, so among any number of concurrent attempts on overlapping time, across any number of
 gateway processes, exactly one wins; the others get ABORTED. An expired hold's claim is simply
-ignored from its expiry on: nothing has to run for the slot to become free.
+ignored from its expiry on: nothing has to run for the slot to become free. Partners see claims in
+busy time, free time and slots as they would see appointments (`partner_availability.py`).
 
 Booking modes, per practice and appointment type (a PVS without a writer is always manual):
 - automatic: the appointment is written to the PVS at once (state WRITING, then BOOKED);
@@ -44,19 +45,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from gateway.encryption import FieldCipher
+from gateway.partner_availability import PartnerAvailability
 from gateway.state_store import Row, StateStore, Tx
-from otv_sdk.availability import SlotPolicy
 from otv_sdk.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, OtvError
 from otv_sdk.models import (
-    Absence,
     Appointment,
     AppointmentState,
     AppointmentType,
-    Calendar,
     ColumnIntervals,
     Hold,
     Interval,
-    PracticeProfile,
     Slot,
 )
 from otv_sdk.ports import (
@@ -66,15 +64,14 @@ from otv_sdk.ports import (
     CallContext,
     Page,
     PageRequest,
-    ReaderPort,
     SlotQuery,
     SlotRequest,
     WriterPort,
 )
-from otv_sdk.timeline import IntervalArray, concatenate, from_datetime, normalize, subtract, to_datetime, union
+from otv_sdk.timeline import IntervalArray, from_datetime, subtract, to_datetime, union
 from otv_sdk.wallclock import zone
 
-__all__ = ["BookingDesk", "BookingPolicy", "ClaimAwareReader", "PatientIds"]
+__all__ = ["BookingDesk", "BookingPolicy", "PatientIds"]
 
 log = logging.getLogger("otv.gateway.booking")
 
@@ -140,6 +137,8 @@ class BookingDesk(WriterPort):
         self._store = store
         self._policy = policy
         self._clock = clock
+        # Busy time, free time and slots as partners see them: the PVS's, with this desk's claims in.
+        self.availability = PartnerAvailability(adapter.reader, self.claimed, cipher)
 
     def _now(self) -> int:
         return int(self._clock())
@@ -184,11 +183,12 @@ class BookingDesk(WriterPort):
         return kind, interval
 
     async def _free_besides(self, ctx: CallContext, kind: AppointmentType, slot: SlotRequest, old: Row) -> bool:
-        """A move onto time the moved appointment itself occupies: is it free once that is gone?"""
+        """A move onto time the moved appointment itself occupies: is it free once that is gone?
+        Free as partners see it: other claims (holds, bookings not yet in the PVS) are not."""
         if old["column_id"] != slot.column_id:
             return False
         need = Interval(slot.start, slot.start + kind.duration + kind.buffer)
-        (free,) = await self._adapter.reader.get_free_time(ctx, need, [slot.column_id])
+        (free,) = await self.get_free_time(ctx, need, [slot.column_id], ignore=old["id"])
         covered = union(free.intervals, IntervalArray.of([(old["start_s"], old["end_s"])]))
         wanted = IntervalArray.of([(from_datetime(need.start), from_datetime(need.end))])
         return len(subtract(wanted, covered)) == 0
@@ -723,50 +723,39 @@ class BookingDesk(WriterPort):
 
         await self._store.run(work)
 
-    # --- the availability partners see ----------------------------------------------------------
+    # --- the availability partners see (gateway/partner_availability.py) -----------------------
 
     async def claimed(
-        self, column_ids: Sequence[str], lo: int, hi: int, ignore: str | None = None
+        self, column_ids: Sequence[str], lo: int, hi: int, ignore: str | None = None, *, written: bool = True
     ) -> dict[str, IntervalArray]:
-        """Time the gateway holds in [lo, hi) per column: valid holds and its own bookings."""
+        """Time the gateway holds in [lo, hi) per column, one interval per claim sorted by start:
+        valid holds and its own bookings (all columns when none are named). `ignore` leaves out one
+        owner's claim; `written=False` leaves out bookings already written into the PVS (booked, with
+        a PVS id), which the PVS lists itself."""
         now = self._now()
-        rows = await self._store.run(
-            lambda tx: tx.all(
-                "SELECT column_id, start_s, end_s FROM claims WHERE practice = ? AND start_s < ? AND end_s > ?"
-                " AND (expire_s IS NULL OR expire_s > ?) AND owner <> ?",
-                (self._practice, hi, lo, now, ignore or ""),
-            )
+        sql = "SELECT c.column_id, c.start_s, c.end_s FROM claims c"
+        if not written:
+            sql += " LEFT JOIN appointments a ON a.id = c.owner"
+        sql += (
+            " WHERE c.practice = ? AND c.start_s < ? AND c.end_s > ?"
+            " AND (c.expire_s IS NULL OR c.expire_s > ?) AND c.owner <> ?"
         )
+        if not written:
+            sql += " AND (a.id IS NULL OR a.state <> 'booked' OR a.pvs_id IS NULL)"
+        rows = await self._store.run(lambda tx: tx.all(sql, (self._practice, hi, lo, now, ignore or "")))
         claimed: dict[str, list[tuple[int, int]]] = {}
         for row in rows:
             if not column_ids or row["column_id"] in column_ids:
                 claimed.setdefault(row["column_id"], []).append((row["start_s"], row["end_s"]))
-        return {c: normalize(IntervalArray.of(v)) for c, v in claimed.items()}
+        return {c: IntervalArray.of(v).sorted() for c, v in claimed.items()}
 
     async def get_free_time(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str], ignore: str | None = None
     ) -> list[ColumnIntervals]:
-        free = await self._adapter.reader.get_free_time(ctx, window, column_ids)
-        claimed = await self.claimed(column_ids, from_datetime(window.start), from_datetime(window.end), None)
-        return [
-            ColumnIntervals(c.column_id, subtract(c.intervals, claimed[c.column_id])) if c.column_id in claimed else c
-            for c in free
-        ]
+        return await self.availability.get_free_time(ctx, window, column_ids, ignore)
 
     async def find_slots(self, ctx: CallContext, query: SlotQuery, ignore: Row | None = None) -> Page[Slot]:
-        page = await self._adapter.reader.find_slots(ctx, query)
-        if not page.items:
-            return page
-        lo = from_datetime(min(s.start for s in page.items))
-        hi = from_datetime(max(s.end for s in page.items))
-        claimed = await self.claimed(query.column_ids, lo, hi, ignore["id"] if ignore else None)
-        kept = [
-            s
-            for s in page.items
-            if s.column_id not in claimed
-            or len(claimed[s.column_id].window(from_datetime(s.start), from_datetime(s.end))) == 0
-        ]
-        return Page(kept, page.next_page_token)
+        return await self.availability.find_slots(ctx, query, ignore["id"] if ignore else None)
 
 
 def _page_position(token: str) -> tuple[int, str]:
@@ -779,48 +768,3 @@ def _page_position(token: str) -> tuple[int, str]:
     if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
         raise InvalidArgument.field("page_token", "is not a token this server issued")
     return int(start), last_id
-
-
-class ClaimAwareReader(ReaderPort):
-    """The practice's reader as partners see it: time the gateway has promised is not free."""
-
-    def __init__(self, inner: ReaderPort, desk: BookingDesk) -> None:
-        self._inner = inner
-        self._desk = desk
-
-    async def get_practice(self, ctx: CallContext) -> PracticeProfile:
-        return await self._inner.get_practice(ctx)
-
-    async def list_calendars(self, ctx: CallContext) -> Calendar:
-        return await self._inner.list_calendars(ctx)
-
-    async def list_working_hours(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
-        return await self._inner.list_working_hours(ctx, window, column_ids)
-
-    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
-        return await self._inner.list_absences(ctx, window, column_ids)
-
-    async def list_busy_times(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
-        busy = await self._inner.list_busy_times(ctx, window, column_ids)
-        claimed = await self._desk.claimed(column_ids, from_datetime(window.start), from_datetime(window.end))
-        return [
-            ColumnIntervals(c.column_id, concatenate(c.intervals, claimed[c.column_id]))
-            if c.column_id in claimed
-            else c
-            for c in busy
-        ]
-
-    def slot_policy(self) -> SlotPolicy:
-        return self._inner.slot_policy()
-
-    async def get_free_time(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
-        return await self._desk.get_free_time(ctx, window, column_ids)
-
-    async def find_slots(self, ctx: CallContext, query: SlotQuery) -> Page[Slot]:
-        return await self._desk.find_slots(ctx, query)

@@ -14,7 +14,8 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from gateway.booking import BookingDesk, ClaimAwareReader, PatientIds
+from gateway.booking import BookingDesk, PatientIds
+from gateway.partner_availability import ClaimAwareReader
 from gateway.patient_ids import PatientIdScope
 from otv_sdk.errors import InternalError, InvalidArgument, NotFound, PermissionDenied
 from otv_sdk.models import Consent, ConsentEvidence, ConsentState, Patient
