@@ -47,10 +47,10 @@ The gateway uses the configured default rate limit unless --flooder-rate gives t
 phases; --slow-callback-ms runs the gateway's loop in asyncio debug mode and lists, by task, the
 steps that held it longer (both slow the gateway: do not read the latency figures of such a run).
 
-Measured on the 2-core development machine (2026-11-30), three runs with the defaults (rate limit
-200/s, burst 400): quiet ListCalendars p99 14.1 / 20.5 / 22.6 ms without the flood, 4775 / 3773 /
-5333 ms with it (339x / 184x / 236x): the target is missed. The flooder got 14-17 calls/s through,
-none refused by the rate limit; the gateway used ~1 core (its GIL), the load generators under 0.1.
+Measured on the 2-core development machine (2026-11-30): before the per-partner limits, three runs
+with the defaults gave quiet ListCalendars p99 14.1 / 20.5 / 22.6 ms without the flood and 4775 /
+3773 / 5333 ms with it (339x / 184x / 236x). With calls at once and a CPU share per partner (default
+0.05 of a core): 1.53x / 2.42x / 2.05x in three runs; docs/security.md "Measured" has the figures.
 """
 
 from __future__ import annotations
@@ -831,7 +831,7 @@ def main() -> None:
     _print(result)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
+        args.json.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from grpc_status import rpc_status
 
 from gateway.config import RateLimitConfig
 from gateway.partners import PartnerRegistry
-from gateway.rate_limits import Overloaded, PartnerRateLimits, Rate, TokenBucket, WorkBudget
+from gateway.rate_limits import CpuMeter, Overloaded, PartnerRateLimits, Rate, TokenBucket, WorkBudget, metered
 from otv.v1 import reader_service_pb2, reader_service_pb2_grpc
 from otv_sdk.client import signing_interceptors
 from otv_sdk.signing import Signer, generate_key_pair
@@ -46,7 +46,7 @@ def test_a_bucket_allows_its_burst_then_says_when_the_next_token_is_back() -> No
 def test_a_work_budget_is_charged_time_and_refills_at_the_share() -> None:
     clock = Clock()
     budget = WorkBudget(share=0.25, burst=1.0, clock=clock)
-    budget.charge(1.5)  # a call that took 1.5 s: 0.5 s overdrawn
+    budget.charge(1.5)  # a call that took 1.5 s of CPU: 0.5 s overdrawn
     assert budget.debt_seconds() == pytest.approx(2.0)  # 0.5 s at 0.25 s per second
     clock.now += 1.0
     assert budget.debt_seconds() == pytest.approx(1.0)
@@ -93,16 +93,33 @@ async def test_a_full_queue_refuses_at_once() -> None:
     await asyncio.gather(running, waiting)
 
 
+async def busy(seconds: float) -> None:
+    """CPU work on the loop's thread, in two steps."""
+    for _ in range(2):
+        began = time.thread_time()
+        while time.thread_time() - began < seconds / 2:
+            pass
+        await asyncio.sleep(0)
+
+
+async def test_a_call_is_charged_its_cpu_not_the_time_it_waits() -> None:
+    meter = CpuMeter()
+    await metered(asyncio.sleep(0.2), meter)
+    assert meter.seconds < 0.05  # waiting (for a remote PVS, say) costs the replica nothing
+    await metered(busy(0.1), meter)
+    assert 0.09 < meter.seconds < 0.2
+
+
 async def test_a_partner_over_its_share_waits_for_it_then_is_refused_once_patience_runs_out() -> None:
     limits = PartnerRateLimits(Rate(per_second=100, burst=100, share=1.0, share_burst=0.01))
-    async with limits.turn("alpha"):
-        await asyncio.sleep(0.2)  # charged about 0.2 s: about 0.19 s overdrawn at 1 s per second
+    async with limits.turn("alpha") as meter:
+        await metered(busy(0.2), meter)  # charged about 0.2 s: about 0.19 s overdrawn at 1 s per second
     began = time.monotonic()
     async with limits.turn("alpha"):
         waited = time.monotonic() - began
     assert waited >= 0.15
-    async with limits.turn("alpha"):
-        await asyncio.sleep(0.5)
+    async with limits.turn("alpha") as meter:
+        await metered(busy(0.5), meter)
     began = time.monotonic()
     with pytest.raises(Overloaded) as refused:
         async with limits.turn("alpha", patience=0.2):

@@ -19,7 +19,7 @@ from gateway.config import GatewayConfig, RateLimitConfig, read_file, resolve_pa
 from gateway.connector_service import add_connector_servicer
 from gateway.http_api import HttpApi
 from gateway.identity import signed_identity
-from gateway.rate_limits import PartnerRateLimits, Rate
+from gateway.rate_limits import MeteredExecutor, PartnerRateLimits, Rate
 from gateway.routing import PracticeRouter, build_router
 from gateway.snapshot_service import SnapshotCalls, add_snapshot_servicer
 from otv_sdk.server import OtvServer, build_server
@@ -49,6 +49,8 @@ class Gateway:
 
         `identify` replaces that with another way of naming the partner: for tests only.
         """
+        # Jobs handed to worker threads are charged to the partner whose call handed them over.
+        asyncio.get_running_loop().set_default_executor(MeteredExecutor(thread_name_prefix="otv-worker"))
         router = await build_router(config)
         http: HttpApi | None = None
         try:

@@ -46,7 +46,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from gateway.admissions import Admissions
-from gateway.rate_limits import Overloaded, PartnerRateLimits, Rate, TokenBucket
+from gateway.rate_limits import Overloaded, PartnerRateLimits, Rate, TokenBucket, metered
 from gateway.state_store import StateStore
 from otv_sdk.errors import InvalidArgument
 from otv_sdk.limits import MAX_PARTNER_REQUEST_BYTES, MAX_REQUEST_BYTES
@@ -192,8 +192,8 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
             try:
                 if self._rate_limits is None:
                     return await handler.unary_unary(request, context)
-                async with self._rate_limits.turn(verified.partner_id, context.time_remaining()):
-                    return await handler.unary_unary(request, context)
+                async with self._rate_limits.turn(verified.partner_id, context.time_remaining()) as meter:
+                    return await metered(handler.unary_unary(request, context), meter)
             except Overloaded as overloaded:
                 outcome = grpc.StatusCode.RESOURCE_EXHAUSTED.name
                 await context.abort_with_status(_rate_limited(RateLimited(overloaded.retry_after, queue=True)))

@@ -82,7 +82,7 @@ class RateLimitConfig(_Strict):
     concurrent: int = Field(8, ge=1, le=10_000, description="calls served at once; more wait their turn")
     queued: int = Field(256, ge=0, le=100_000, description="calls waiting for their turn; beyond, refused")
     share: float = Field(
-        0.1, gt=0, le=64, description="of a replica's time one partner's calls may take on average (1 = one core)"
+        0.05, gt=0, le=64, description="of a replica's time one partner's calls may take on average (1 = one core)"
     )
     share_burst: float = Field(1.0, gt=0, le=3600, description="seconds of it usable at once after a quiet spell")
 

@@ -17,12 +17,28 @@ times the rate (docs/security.md: the limits protect each replica, they are not 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
-__all__ = ["Overloaded", "PartnerRateLimits", "Rate", "TokenBucket"]
+__all__ = [
+    "CURRENT_METER",
+    "CpuMeter",
+    "MeteredExecutor",
+    "Overloaded",
+    "PartnerRateLimits",
+    "Rate",
+    "TokenBucket",
+    "WorkBudget",
+    "metered",
+]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +47,7 @@ class Rate:
     burst: int
     concurrent: int = 8  # calls served at once
     queued: int = 256  # calls waiting for their turn; beyond that, refused
-    share: float = 0.1  # of the replica's time a partner's calls may take, on average
+    share: float = 0.05  # of the replica's time a partner's calls may take, on average
     share_burst: float = 1.0  # seconds of it a partner may use at once after a quiet spell
 
 
@@ -44,9 +60,68 @@ class Overloaded(Exception):
         self.retry_after = retry_after
 
 
+class CpuMeter:
+    """CPU seconds one call cost the replica: its steps on the event loop's thread (`metered`) and
+    the jobs it handed to worker threads (`MeteredExecutor`).
+
+    The time a call waits (for a remote PVS, the store, its turn) is not its cost: charging wall
+    time would hold a partner of a slow PVS to a fraction of what the replica can do for it."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+
+# The meter of the call running in this task, for the worker threads it hands jobs to.
+CURRENT_METER: contextvars.ContextVar[CpuMeter | None] = contextvars.ContextVar("otv_cpu_meter", default=None)
+
+
+class MeteredExecutor(ThreadPoolExecutor):
+    """The loop's default executor (`asyncio.to_thread`): a job's thread CPU goes to the meter of
+    the call that submitted it. Submitting happens on the loop, in the call's own task, so the
+    meter is the one in the task's context at that moment."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        meter = CURRENT_METER.get()
+        if meter is None:
+            return super().submit(fn, *args, **kwargs)
+
+        def job() -> T:
+            began = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                meter.seconds += time.thread_time() - began
+
+        return super().submit(job)
+
+
+@types.coroutine
+def metered(awaitable: Awaitable[T], meter: CpuMeter) -> Generator[Any, Any, T]:
+    """Await `awaitable`, adding the thread CPU time of each of its steps to `meter`."""
+    steps = awaitable.__await__()
+    sent: Any = None
+    thrown: BaseException | None = None
+    while True:
+        began = time.thread_time()
+        try:
+            yielded = steps.send(sent) if thrown is None else steps.throw(thrown)
+        except StopIteration as finished:
+            meter.seconds += time.thread_time() - began
+            return cast(T, finished.value)
+        finally:
+            thrown = None
+        meter.seconds += time.thread_time() - began
+        try:
+            sent = yield yielded
+        except BaseException as error:  # cancellation and the like go into the call, as await would
+            sent, thrown = None, error
+
+
 class WorkBudget:
-    """Seconds of the replica's time a partner may still use: refills at `share` per second up to
-    `burst`, and every call is charged the time it took. Time, not calls, because one call asking
+    """CPU seconds of the replica a partner may still use: refills at `share` per second up to
+    `burst`, and every call is charged the CPU it took. Time, not calls, because one call asking
     for 24 months of a whole practice costs as much as a thousand light ones."""
 
     def __init__(self, share: float, burst: float, clock: Callable[[], float]) -> None:
@@ -137,10 +212,11 @@ class PartnerRateLimits:
         return self._of(partner_id).bucket.wait()
 
     @asynccontextmanager
-    async def turn(self, partner_id: str, patience: float | None = None) -> AsyncIterator[None]:
+    async def turn(self, partner_id: str, patience: float | None = None) -> AsyncIterator[CpuMeter]:
         """Serve the call once it is the partner's turn: in arrival order, and once the partner's
         share of the replica's time is no longer overdrawn. Overloaded if too many calls wait, or
-        if the share would be back only after `patience` seconds (the call's remaining deadline)."""
+        if the share would be back only after `patience` seconds (the call's remaining deadline).
+        The call is charged what the meter it gets counts (run it with `metered`)."""
         state = self._of(partner_id)
         if state.turns.locked() and state.waiting >= state.queued:
             raise Overloaded(self._MAX_WAIT)
@@ -159,11 +235,13 @@ class PartnerRateLimits:
                 await asyncio.sleep(wait)
                 if debt > wait:
                     raise Overloaded(debt - wait)
-            began = self._clock()
+            meter = CpuMeter()
+            token = CURRENT_METER.set(meter)
             try:
-                yield
+                yield meter
             finally:
-                state.budget.charge(self._clock() - began)
+                CURRENT_METER.reset(token)
+                state.budget.charge(meter.seconds)
         finally:
             state.turns.release()
 
