@@ -46,7 +46,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from gateway.admissions import Admissions
-from gateway.rate_limits import Overloaded, PartnerRateLimits, Rate, TokenBucket, metered
+from gateway.rate_limits import CpuMeter, Overloaded, PartnerRateLimits, Rate, TokenBucket, metered
 from gateway.state_store import StateStore
 from otv_sdk.errors import InvalidArgument
 from otv_sdk.limits import MAX_PARTNER_REQUEST_BYTES, MAX_REQUEST_BYTES
@@ -186,13 +186,15 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
 
     def _unary(self, handler: Any, method: str, service: str) -> grpc.RpcMethodHandler[Any, Any]:
         async def behavior(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            request, verified = await self._admit(handler, raw, method, service, context)
+            admission = CpuMeter()  # parsing and admitting a call is part of what it costs its partner
+            request, verified = await metered(self._admit(handler, raw, method, service, context), admission)
             VERIFIED.set(verified)
             outcome = "OK"
             try:
                 if self._rate_limits is None:
                     return await handler.unary_unary(request, context)
-                async with self._rate_limits.turn(verified.partner_id, context.time_remaining()) as meter:
+                patience = context.time_remaining()
+                async with self._rate_limits.turn(verified.partner_id, patience, admission) as meter:
                     return await metered(handler.unary_unary(request, context), meter)
             except Overloaded as overloaded:
                 outcome = grpc.StatusCode.RESOURCE_EXHAUSTED.name

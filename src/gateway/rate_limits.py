@@ -212,11 +212,14 @@ class PartnerRateLimits:
         return self._of(partner_id).bucket.wait()
 
     @asynccontextmanager
-    async def turn(self, partner_id: str, patience: float | None = None) -> AsyncIterator[CpuMeter]:
+    async def turn(
+        self, partner_id: str, patience: float | None = None, meter: CpuMeter | None = None
+    ) -> AsyncIterator[CpuMeter]:
         """Serve the call once it is the partner's turn: in arrival order, and once the partner's
         share of the replica's time is no longer overdrawn. Overloaded if too many calls wait, or
         if the share would be back only after `patience` seconds (the call's remaining deadline).
-        The call is charged what the meter it gets counts (run it with `metered`)."""
+        The call is charged what the meter it gets counts (run it with `metered`), which may already
+        hold what admitting the call cost."""
         state = self._of(partner_id)
         if state.turns.locked() and state.waiting >= state.queued:
             raise Overloaded(self._MAX_WAIT)
@@ -235,7 +238,7 @@ class PartnerRateLimits:
                 await asyncio.sleep(wait)
                 if debt > wait:
                     raise Overloaded(debt - wait)
-            meter = CpuMeter()
+            meter = meter or CpuMeter()
             token = CURRENT_METER.set(meter)
             try:
                 yield meter
