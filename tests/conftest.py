@@ -54,6 +54,17 @@ def register_test_partner(gateway: Gateway) -> None:
         registry.grant(PARTNER_ID, practice_id)
 
 
+def register_other_partner(gateway: Gateway, partner_id: str = "other-partner") -> Signer:
+    """A second partner with its own key, granted every partner service of every practice."""
+    private, public = generate_key_pair()
+    registry = PartnerRegistry(gateway.router.store)
+    registry.add_partner(partner_id)
+    registry.add_key(partner_id, f"{partner_id}-1", public)
+    for practice_id in gateway.router.practice_ids:
+        registry.grant(partner_id, practice_id)
+    return Signer(f"{partner_id}-1", private, AUDIENCE)
+
+
 async def start_signed(config: GatewayConfig) -> Gateway:
     gateway = await Gateway.start(config)
     register_test_partner(gateway)

@@ -10,7 +10,16 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import AUDIENCE, KEY_ID, PARTNER_ID, PRIVATE_KEY, gateway_config, reference_settings, start_signed
+from conftest import (
+    AUDIENCE,
+    KEY_ID,
+    PARTNER_ID,
+    PRIVATE_KEY,
+    gateway_config,
+    reference_settings,
+    register_other_partner,
+    start_signed,
+)
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -284,12 +293,7 @@ async def test_a_partner_over_its_rate_is_told_when_to_retry_and_others_are_not_
     )
     gateway = await start_signed(config)
     try:
-        registry = PartnerRegistry(gateway.router.store)
-        other_private, other_public = generate_key_pair()
-        registry.add_partner("other-partner")
-        registry.add_key("other-partner", "other-partner-1", other_public)
-        registry.grant("other-partner", "demo")
-        other = Signer("other-partner-1", other_private, AUDIENCE)
+        other = register_other_partner(gateway)
         codes = [await call(gateway, signed(request())) for _ in range(4)]
         assert codes == [grpc.StatusCode.OK] * 3 + [grpc.StatusCode.RESOURCE_EXHAUSTED]
         assert [await call(gateway, signed(request(), signer=other)) for _ in range(5)] == [grpc.StatusCode.OK] * 5

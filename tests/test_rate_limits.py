@@ -12,16 +12,24 @@ import time
 
 import grpc
 import pytest
-from conftest import AUDIENCE, KEY_ID, PARTNER_ID, PRIVATE_KEY, gateway_config, reference_settings, start_signed
+from conftest import (
+    AUDIENCE,
+    KEY_ID,
+    PARTNER_ID,
+    PRIVATE_KEY,
+    gateway_config,
+    reference_settings,
+    register_other_partner,
+    start_signed,
+)
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from gateway.config import RateLimitConfig
-from gateway.partners import PartnerRegistry
 from gateway.rate_limits import CpuMeter, Overloaded, PartnerRateLimits, Rate, TokenBucket, WorkBudget, metered
 from otv.v1 import reader_service_pb2, reader_service_pb2_grpc
 from otv_sdk.client import signing_interceptors
-from otv_sdk.signing import Signer, generate_key_pair
+from otv_sdk.signing import Signer
 
 
 class Clock:
@@ -140,14 +148,9 @@ async def test_through_grpc_a_partner_over_its_share_gets_retry_info_and_others_
     )
     gateway = await start_signed(config)
     try:
-        registry = PartnerRegistry(gateway.router.store)
-        other_private, other_public = generate_key_pair()
-        registry.add_partner("other-partner")
-        registry.add_key("other-partner", "other-partner-1", other_public)
-        registry.grant("other-partner", "demo")
+        theirs = register_other_partner(gateway)
         request = reader_service_pb2.ListCalendarsRequest(parent="practices/demo")
         mine = Signer(KEY_ID, PRIVATE_KEY, AUDIENCE)
-        theirs = Signer("other-partner-1", other_private, AUDIENCE)
         async with (
             grpc.aio.insecure_channel(gateway.address, interceptors=signing_interceptors(mine)) as greedy_channel,
             grpc.aio.insecure_channel(gateway.address, interceptors=signing_interceptors(theirs)) as other_channel,

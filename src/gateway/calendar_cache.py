@@ -11,22 +11,22 @@ kept. Adapters that announce nothing are not cached.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from otv_sdk.availability import SlotPolicy
+from gateway.forwarding_reader import ForwardingReader
 from otv_sdk.changes import CalendarConfigChanged, Change, ChangeOutbox
-from otv_sdk.models import Absence, Calendar, ColumnIntervals, Interval, PracticeProfile, Slot
-from otv_sdk.ports import CallContext, Page, ReaderPort, SlotQuery
+from otv_sdk.models import Calendar, PracticeProfile
+from otv_sdk.ports import CallContext, ReaderPort
 
 __all__ = ["CalendarCache"]
 
 T = TypeVar("T")
 
 
-class CalendarCache(ReaderPort):
+class CalendarCache(ForwardingReader):
     def __init__(self, inner: ReaderPort, outbox: ChangeOutbox) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._generation = 0  # bumped by every configuration change; a read begun before it is stale
         self._calendar: Calendar | None = None
         self._profile: PracticeProfile | None = None
@@ -58,32 +58,3 @@ class CalendarCache(ReaderPort):
 
     async def get_practice(self, ctx: CallContext) -> PracticeProfile:
         return await self._kept(self._profile, lambda: self._inner.get_practice(ctx), self._keep_profile)
-
-    async def list_working_hours(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
-        return await self._inner.list_working_hours(ctx, window, column_ids)
-
-    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
-        return await self._inner.list_absences(ctx, window, column_ids)
-
-    async def list_busy_times(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
-        return await self._inner.list_busy_times(ctx, window, column_ids)
-
-    async def list_predefined_slots(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals] | None:
-        return await self._inner.list_predefined_slots(ctx, window, column_ids)
-
-    def slot_policy(self) -> SlotPolicy:
-        return self._inner.slot_policy()
-
-    async def get_free_time(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
-        return await self._inner.get_free_time(ctx, window, column_ids)
-
-    async def find_slots(self, ctx: CallContext, query: SlotQuery) -> Page[Slot]:
-        return await self._inner.find_slots(ctx, query)

@@ -35,10 +35,10 @@ from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.encryption import FieldCipher
-from otv_sdk.availability import SlotPolicy
+from gateway.forwarding_reader import ForwardingReader
 from otv_sdk.conversion import MAX_PAGE_SIZE
 from otv_sdk.errors import InvalidArgument
-from otv_sdk.models import Absence, Calendar, ColumnIntervals, Interval, PracticeProfile, Slot
+from otv_sdk.models import ColumnIntervals, Interval, Slot
 from otv_sdk.ports import CallContext, Page, PageRequest, ReaderPort, SlotQuery
 from otv_sdk.timeline import IntervalArray, concatenate, from_datetime, normalize, subtract, to_datetime
 
@@ -180,39 +180,17 @@ class PartnerAvailability:
         return start, column
 
 
-class ClaimAwareReader(ReaderPort):
+class ClaimAwareReader(ForwardingReader):
     """The practice's reader as partners see it: time the gateway has promised is not free."""
 
     def __init__(self, inner: ReaderPort, desk: BookingDesk) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._view = desk.availability
-
-    async def get_practice(self, ctx: CallContext) -> PracticeProfile:
-        return await self._inner.get_practice(ctx)
-
-    async def list_calendars(self, ctx: CallContext) -> Calendar:
-        return await self._inner.list_calendars(ctx)
-
-    async def list_working_hours(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
-        return await self._inner.list_working_hours(ctx, window, column_ids)
-
-    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
-        return await self._inner.list_absences(ctx, window, column_ids)
 
     async def list_busy_times(
         self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
     ) -> list[ColumnIntervals]:
         return await self._view.list_busy_times(ctx, window, column_ids)
-
-    async def list_predefined_slots(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals] | None:
-        return await self._inner.list_predefined_slots(ctx, window, column_ids)
-
-    def slot_policy(self) -> SlotPolicy:
-        return self._inner.slot_policy()
 
     async def get_free_time(
         self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
