@@ -512,8 +512,8 @@ def slot_from_proto(practice_id: str, msg: reader_service_pb2.Slot, field: str) 
 # --- absences --------------------------------------------------------------------------------
 
 
-def absence_to_proto(practice_id: str, absence: Absence) -> reader_service_pb2.Absence:
-    return reader_service_pb2.Absence(
+def absence_to_proto(practice_id: str, absence: Absence) -> practice_pb2.Absence:
+    return practice_pb2.Absence(
         column=format_name(practice_id, "columns", absence.column_id),
         interval=interval_to_proto(absence.interval),
     )
@@ -787,7 +787,7 @@ def scenario_to_proto(practice_id: str, scenario: Scenario) -> sandbox_service_p
         time_zone=scenario.profile.time_zone,
         **calendar_to_proto(p, scenario.calendar),  # type: ignore[arg-type]
         shifts=[
-            sandbox_service_pb2.Shift(
+            practice_pb2.Shift(
                 column=format_name(p, "columns", s.column_id),
                 valid_from=date_to_proto(s.valid_from),
                 valid_until=date_to_proto(s.valid_until),
@@ -796,7 +796,7 @@ def scenario_to_proto(practice_id: str, scenario: Scenario) -> sandbox_service_p
             for s in scenario.shifts
         ],
         closed_days=[
-            sandbox_service_pb2.ClosedDay(day=date_to_proto(d.day), column=_name_or_empty(p, "columns", d.column_id))
+            practice_pb2.ClosedDay(day=date_to_proto(d.day), column=_name_or_empty(p, "columns", d.column_id))
             for d in scenario.closed_days
         ],
         absences=[absence_to_proto(p, a) for a in scenario.absences],

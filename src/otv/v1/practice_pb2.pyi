@@ -402,3 +402,93 @@ class BookingArea(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BookingArea: _TypeAlias = BookingArea  # noqa: Y015
+
+@_typing.final
+class Shift(_message.Message):
+    """A working-hours shift (Schicht): on the days of its date range it replaces the column's weekly hours."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLUMN_FIELD_NUMBER: _builtins.int
+    VALID_FROM_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    WEEKLY_SPANS_FIELD_NUMBER: _builtins.int
+    column: _builtins.str
+    """Column resource name."""
+    @_builtins.property
+    def valid_from(self) -> _time_pb2.Date: ...
+    @_builtins.property
+    def valid_until(self) -> _time_pb2.Date:
+        """Inclusive."""
+
+    @_builtins.property
+    def weekly_spans(self) -> _containers.RepeatedCompositeFieldContainer[_time_pb2.WeeklySpan]:
+        """The hours on those days; a day of the range without a span is a day off."""
+
+    def __init__(
+        self,
+        *,
+        column: _builtins.str = ...,
+        valid_from: _time_pb2.Date | None = ...,
+        valid_until: _time_pb2.Date | None = ...,
+        weekly_spans: _abc.Iterable[_time_pb2.WeeklySpan] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "valid_from", b"valid_from", "valid_until", b"valid_until", "weekly_spans", b"weekly_spans"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Shift: _TypeAlias = Shift  # noqa: Y015
+
+@_typing.final
+class ClosedDay(_message.Message):
+    """A closed day (public holiday, practice closed)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    COLUMN_FIELD_NUMBER: _builtins.int
+    column: _builtins.str
+    """Column resource name; empty closes every column."""
+    @_builtins.property
+    def day(self) -> _time_pb2.Date: ...
+    def __init__(
+        self,
+        *,
+        day: _time_pb2.Date | None = ...,
+        column: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["day", b"day"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "day", b"day"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClosedDay: _TypeAlias = ClosedDay  # noqa: Y015
+
+@_typing.final
+class Absence(_message.Message):
+    """An absence of one column. Why the practitioner is absent is private and never sent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLUMN_FIELD_NUMBER: _builtins.int
+    INTERVAL_FIELD_NUMBER: _builtins.int
+    column: _builtins.str
+    """Column resource name."""
+    @_builtins.property
+    def interval(self) -> _time_pb2.TimeInterval: ...
+    def __init__(
+        self,
+        *,
+        column: _builtins.str = ...,
+        interval: _time_pb2.TimeInterval | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "interval", b"interval"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Absence: _TypeAlias = Absence  # noqa: Y015

@@ -28,7 +28,7 @@ from otv.v1 import practice_pb2 as otv_dot_v1_dot_practice__pb2
 from otv.v1 import time_pb2 as otv_dot_v1_dot_time__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1botv/v1/reader_service.proto\x12\x06otv.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18otv/v1/appointment.proto\x1a\x15otv/v1/practice.proto\x1a\x11otv/v1/time.proto\"\"\n\x12GetPracticeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"9\n\x13GetPracticeResponse\x12\"\n\x08practice\x18\x01 \x01(\x0b\x32\x10.otv.v1.Practice\"&\n\x14ListCalendarsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"\xa1\x02\n\x15ListCalendarsResponse\x12\x1f\n\x07\x63olumns\x18\x01 \x03(\x0b\x32\x0e.otv.v1.Column\x12+\n\rpractitioners\x18\x02 \x03(\x0b\x32\x14.otv.v1.Practitioner\x12\x1b\n\x05rooms\x18\x03 \x03(\x0b\x32\x0c.otv.v1.Room\x12\x32\n\x11\x61ppointment_types\x18\x04 \x03(\x0b\x32\x17.otv.v1.AppointmentType\x12=\n\x17\x61ppointment_type_groups\x18\x05 \x03(\x0b\x32\x1c.otv.v1.AppointmentTypeGroup\x12*\n\rbooking_areas\x18\x06 \x03(\x0b\x32\x13.otv.v1.BookingArea\"`\n\x17ListWorkingHoursRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12$\n\x06window\x18\x02 \x01(\x0b\x32\x14.otv.v1.TimeInterval\x12\x0f\n\x07\x63olumns\x18\x03 \x03(\t\"J\n\x18ListWorkingHoursResponse\x12.\n\rworking_hours\x18\x01 \x03(\x0b\x32\x17.otv.v1.PackedIntervals\"A\n\x07\x41\x62sence\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12&\n\x08interval\x18\x02 \x01(\x0b\x32\x14.otv.v1.TimeInterval\"\\\n\x13ListAbsencesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12$\n\x06window\x18\x02 \x01(\x0b\x32\x14.otv.v1.TimeInterval\x12\x0f\n\x07\x63olumns\x18\x03 \x03(\t\"9\n\x14ListAbsencesResponse\x12!\n\x08\x61\x62sences\x18\x01 \x03(\x0b\x32\x0f.otv.v1.Absence\"]\n\x14ListBusyTimesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12$\n\x06window\x18\x02 \x01(\x0b\x32\x14.otv.v1.TimeInterval\x12\x0f\n\x07\x63olumns\x18\x03 \x03(\t\"[\n\x15ListBusyTimesResponse\x12+\n\nbusy_times\x18\x01 \x03(\x0b\x32\x17.otv.v1.PackedIntervals\x12\x15\n\rchange_cursor\x18\x02 \x01(\t\"[\n\x12GetFreeTimeRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12$\n\x06window\x18\x02 \x01(\x0b\x32\x14.otv.v1.TimeInterval\x12\x0f\n\x07\x63olumns\x18\x03 \x03(\t\"B\n\x13GetFreeTimeResponse\x12+\n\nfree_times\x18\x01 \x03(\x0b\x32\x17.otv.v1.PackedIntervals\"\x9a\x01\n\x10\x46indSlotsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x18\n\x10\x61ppointment_type\x18\x02 \x01(\t\x12$\n\x06window\x18\x03 \x01(\x0b\x32\x14.otv.v1.TimeInterval\x12\x0f\n\x07\x63olumns\x18\x04 \x03(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"t\n\x04Slot\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x11\x46indSlotsResponse\x12\x1b\n\x05slots\x18\x01 \x03(\x0b\x32\x0c.otv.v1.Slot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"F\n\x13WatchChangesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x02 \x03(\t\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"l\n\x0e\x42usyTimeChange\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12#\n\x05\x61\x64\x64\x65\x64\x18\x02 \x03(\x0b\x32\x14.otv.v1.TimeInterval\x12%\n\x07removed\x18\x03 \x03(\x0b\x32\x14.otv.v1.TimeInterval\"=\n\x11\x41ppointmentChange\x12(\n\x0b\x61ppointment\x18\x01 \x01(\x0b\x32\x13.otv.v1.Appointment\"\x16\n\x14\x43\x61lendarConfigChange\"\x0b\n\tHeartbeat\"\xa1\x02\n\x14WatchChangesResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12/\n\x0b\x63hange_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\tbusy_time\x18\x03 \x01(\x0b\x32\x16.otv.v1.BusyTimeChangeH\x00\x12\x30\n\x0b\x61ppointment\x18\x04 \x01(\x0b\x32\x19.otv.v1.AppointmentChangeH\x00\x12\x37\n\x0f\x63\x61lendar_config\x18\x05 \x01(\x0b\x32\x1c.otv.v1.CalendarConfigChangeH\x00\x12&\n\theartbeat\x18\x06 \x01(\x0b\x32\x11.otv.v1.HeartbeatH\x00\x42\x08\n\x06\x63hange2\xec\x04\n\rReaderService\x12\x46\n\x0bGetPractice\x12\x1a.otv.v1.GetPracticeRequest\x1a\x1b.otv.v1.GetPracticeResponse\x12L\n\rListCalendars\x12\x1c.otv.v1.ListCalendarsRequest\x1a\x1d.otv.v1.ListCalendarsResponse\x12U\n\x10ListWorkingHours\x12\x1f.otv.v1.ListWorkingHoursRequest\x1a .otv.v1.ListWorkingHoursResponse\x12I\n\x0cListAbsences\x12\x1b.otv.v1.ListAbsencesRequest\x1a\x1c.otv.v1.ListAbsencesResponse\x12L\n\rListBusyTimes\x12\x1c.otv.v1.ListBusyTimesRequest\x1a\x1d.otv.v1.ListBusyTimesResponse\x12\x46\n\x0bGetFreeTime\x12\x1a.otv.v1.GetFreeTimeRequest\x1a\x1b.otv.v1.GetFreeTimeResponse\x12@\n\tFindSlots\x12\x18.otv.v1.FindSlotsRequest\x1a\x19.otv.v1.FindSlotsResponse\x12K\n\x0cWatchChanges\x12\x1b.otv.v1.WatchChangesRequest\x1a\x1c.otv.v1.WatchChangesResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1botv/v1/reader_service.proto\x12\x06otv.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18otv/v1/appointment.proto\x1a\x15otv/v1/practice.proto\x1a\x11otv/v1/time.proto\"\"\n\x12GetPracticeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"9\n\x13GetPracticeResponse\x12\"\n\x08practice\x18\x01 \x01(\x0b\x32\x10.otv.v1.Practice\"&\n\x14ListCalendarsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"\xa1\x02\n\x15ListCalendarsResponse\x12\x1f\n\x07\x63olumns\x18\x01 \x03(\x0b\x32\x0e.otv.v1.Column\x12+\n\rpractitioners\x18\x02 \x03(\x0b\x32\x14.otv.v1.Practitioner\x12\x1b\n\x05rooms\x18\x03 \x03(\x0b\x32\x0c.otv.v1.Room\x12\x32\n\x11\x61ppointment_types\x18\x04 \x03(\x0b\x32\x17.otv.v1.AppointmentType\x12=\n\x17\x61ppointment_type_groups\x18\x05 \x03(\x0b\x32\x1c.otv.v1.AppointmentTypeGroup\x12*\n\rbooking_areas\x18\x06 \x03(\x0b\x32\x13.otv.v1.BookingArea\"`\n\x17ListWorkingHoursRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12$\n\x06window\x18\x02 \x01(\x0b\x32\x14.otv.v1.TimeInterval\x12\x0f\n\x07\x63olumns\x18\x03 \x03(\t\"J\n\x18ListWorkingHoursResponse\x12.\n\rworking_hours\x18\x01 \x03(\x0b\x32\x17.otv.v1.PackedIntervals\"\\\n\x13ListAbsencesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12$\n\x06window\x18\x02 \x01(\x0b\x32\x14.otv.v1.TimeInterval\x12\x0f\n\x07\x63olumns\x18\x03 \x03(\t\"9\n\x14ListAbsencesResponse\x12!\n\x08\x61\x62sences\x18\x01 \x03(\x0b\x32\x0f.otv.v1.Absence\"]\n\x14ListBusyTimesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12$\n\x06window\x18\x02 \x01(\x0b\x32\x14.otv.v1.TimeInterval\x12\x0f\n\x07\x63olumns\x18\x03 \x03(\t\"[\n\x15ListBusyTimesResponse\x12+\n\nbusy_times\x18\x01 \x03(\x0b\x32\x17.otv.v1.PackedIntervals\x12\x15\n\rchange_cursor\x18\x02 \x01(\t\"[\n\x12GetFreeTimeRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12$\n\x06window\x18\x02 \x01(\x0b\x32\x14.otv.v1.TimeInterval\x12\x0f\n\x07\x63olumns\x18\x03 \x03(\t\"B\n\x13GetFreeTimeResponse\x12+\n\nfree_times\x18\x01 \x03(\x0b\x32\x17.otv.v1.PackedIntervals\"\x9a\x01\n\x10\x46indSlotsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x18\n\x10\x61ppointment_type\x18\x02 \x01(\t\x12$\n\x06window\x18\x03 \x01(\x0b\x32\x14.otv.v1.TimeInterval\x12\x0f\n\x07\x63olumns\x18\x04 \x03(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"t\n\x04Slot\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x11\x46indSlotsResponse\x12\x1b\n\x05slots\x18\x01 \x03(\x0b\x32\x0c.otv.v1.Slot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"F\n\x13WatchChangesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x02 \x03(\t\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"l\n\x0e\x42usyTimeChange\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12#\n\x05\x61\x64\x64\x65\x64\x18\x02 \x03(\x0b\x32\x14.otv.v1.TimeInterval\x12%\n\x07removed\x18\x03 \x03(\x0b\x32\x14.otv.v1.TimeInterval\"=\n\x11\x41ppointmentChange\x12(\n\x0b\x61ppointment\x18\x01 \x01(\x0b\x32\x13.otv.v1.Appointment\"\x16\n\x14\x43\x61lendarConfigChange\"\x0b\n\tHeartbeat\"\xa1\x02\n\x14WatchChangesResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12/\n\x0b\x63hange_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\tbusy_time\x18\x03 \x01(\x0b\x32\x16.otv.v1.BusyTimeChangeH\x00\x12\x30\n\x0b\x61ppointment\x18\x04 \x01(\x0b\x32\x19.otv.v1.AppointmentChangeH\x00\x12\x37\n\x0f\x63\x61lendar_config\x18\x05 \x01(\x0b\x32\x1c.otv.v1.CalendarConfigChangeH\x00\x12&\n\theartbeat\x18\x06 \x01(\x0b\x32\x11.otv.v1.HeartbeatH\x00\x42\x08\n\x06\x63hange2\xec\x04\n\rReaderService\x12\x46\n\x0bGetPractice\x12\x1a.otv.v1.GetPracticeRequest\x1a\x1b.otv.v1.GetPracticeResponse\x12L\n\rListCalendars\x12\x1c.otv.v1.ListCalendarsRequest\x1a\x1d.otv.v1.ListCalendarsResponse\x12U\n\x10ListWorkingHours\x12\x1f.otv.v1.ListWorkingHoursRequest\x1a .otv.v1.ListWorkingHoursResponse\x12I\n\x0cListAbsences\x12\x1b.otv.v1.ListAbsencesRequest\x1a\x1c.otv.v1.ListAbsencesResponse\x12L\n\rListBusyTimes\x12\x1c.otv.v1.ListBusyTimesRequest\x1a\x1d.otv.v1.ListBusyTimesResponse\x12\x46\n\x0bGetFreeTime\x12\x1a.otv.v1.GetFreeTimeRequest\x1a\x1b.otv.v1.GetFreeTimeResponse\x12@\n\tFindSlots\x12\x18.otv.v1.FindSlotsRequest\x1a\x19.otv.v1.FindSlotsResponse\x12K\n\x0cWatchChanges\x12\x1b.otv.v1.WatchChangesRequest\x1a\x1c.otv.v1.WatchChangesResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,38 +47,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTWORKINGHOURSREQUEST']._serialized_end=663
   _globals['_LISTWORKINGHOURSRESPONSE']._serialized_start=665
   _globals['_LISTWORKINGHOURSRESPONSE']._serialized_end=739
-  _globals['_ABSENCE']._serialized_start=741
-  _globals['_ABSENCE']._serialized_end=806
-  _globals['_LISTABSENCESREQUEST']._serialized_start=808
-  _globals['_LISTABSENCESREQUEST']._serialized_end=900
-  _globals['_LISTABSENCESRESPONSE']._serialized_start=902
-  _globals['_LISTABSENCESRESPONSE']._serialized_end=959
-  _globals['_LISTBUSYTIMESREQUEST']._serialized_start=961
-  _globals['_LISTBUSYTIMESREQUEST']._serialized_end=1054
-  _globals['_LISTBUSYTIMESRESPONSE']._serialized_start=1056
-  _globals['_LISTBUSYTIMESRESPONSE']._serialized_end=1147
-  _globals['_GETFREETIMEREQUEST']._serialized_start=1149
-  _globals['_GETFREETIMEREQUEST']._serialized_end=1240
-  _globals['_GETFREETIMERESPONSE']._serialized_start=1242
-  _globals['_GETFREETIMERESPONSE']._serialized_end=1308
-  _globals['_FINDSLOTSREQUEST']._serialized_start=1311
-  _globals['_FINDSLOTSREQUEST']._serialized_end=1465
-  _globals['_SLOT']._serialized_start=1467
-  _globals['_SLOT']._serialized_end=1583
-  _globals['_FINDSLOTSRESPONSE']._serialized_start=1585
-  _globals['_FINDSLOTSRESPONSE']._serialized_end=1658
-  _globals['_WATCHCHANGESREQUEST']._serialized_start=1660
-  _globals['_WATCHCHANGESREQUEST']._serialized_end=1730
-  _globals['_BUSYTIMECHANGE']._serialized_start=1732
-  _globals['_BUSYTIMECHANGE']._serialized_end=1840
-  _globals['_APPOINTMENTCHANGE']._serialized_start=1842
-  _globals['_APPOINTMENTCHANGE']._serialized_end=1903
-  _globals['_CALENDARCONFIGCHANGE']._serialized_start=1905
-  _globals['_CALENDARCONFIGCHANGE']._serialized_end=1927
-  _globals['_HEARTBEAT']._serialized_start=1929
-  _globals['_HEARTBEAT']._serialized_end=1940
-  _globals['_WATCHCHANGESRESPONSE']._serialized_start=1943
-  _globals['_WATCHCHANGESRESPONSE']._serialized_end=2232
-  _globals['_READERSERVICE']._serialized_start=2235
-  _globals['_READERSERVICE']._serialized_end=2855
+  _globals['_LISTABSENCESREQUEST']._serialized_start=741
+  _globals['_LISTABSENCESREQUEST']._serialized_end=833
+  _globals['_LISTABSENCESRESPONSE']._serialized_start=835
+  _globals['_LISTABSENCESRESPONSE']._serialized_end=892
+  _globals['_LISTBUSYTIMESREQUEST']._serialized_start=894
+  _globals['_LISTBUSYTIMESREQUEST']._serialized_end=987
+  _globals['_LISTBUSYTIMESRESPONSE']._serialized_start=989
+  _globals['_LISTBUSYTIMESRESPONSE']._serialized_end=1080
+  _globals['_GETFREETIMEREQUEST']._serialized_start=1082
+  _globals['_GETFREETIMEREQUEST']._serialized_end=1173
+  _globals['_GETFREETIMERESPONSE']._serialized_start=1175
+  _globals['_GETFREETIMERESPONSE']._serialized_end=1241
+  _globals['_FINDSLOTSREQUEST']._serialized_start=1244
+  _globals['_FINDSLOTSREQUEST']._serialized_end=1398
+  _globals['_SLOT']._serialized_start=1400
+  _globals['_SLOT']._serialized_end=1516
+  _globals['_FINDSLOTSRESPONSE']._serialized_start=1518
+  _globals['_FINDSLOTSRESPONSE']._serialized_end=1591
+  _globals['_WATCHCHANGESREQUEST']._serialized_start=1593
+  _globals['_WATCHCHANGESREQUEST']._serialized_end=1663
+  _globals['_BUSYTIMECHANGE']._serialized_start=1665
+  _globals['_BUSYTIMECHANGE']._serialized_end=1773
+  _globals['_APPOINTMENTCHANGE']._serialized_start=1775
+  _globals['_APPOINTMENTCHANGE']._serialized_end=1836
+  _globals['_CALENDARCONFIGCHANGE']._serialized_start=1838
+  _globals['_CALENDARCONFIGCHANGE']._serialized_end=1860
+  _globals['_HEARTBEAT']._serialized_start=1862
+  _globals['_HEARTBEAT']._serialized_end=1873
+  _globals['_WATCHCHANGESRESPONSE']._serialized_start=1876
+  _globals['_WATCHCHANGESRESPONSE']._serialized_end=2165
+  _globals['_READERSERVICE']._serialized_start=2168
+  _globals['_READERSERVICE']._serialized_end=2788
 # @@protoc_insertion_point(module_scope)

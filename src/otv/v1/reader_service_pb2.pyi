@@ -177,32 +177,6 @@ class ListWorkingHoursResponse(_message.Message):
 Global___ListWorkingHoursResponse: _TypeAlias = ListWorkingHoursResponse  # noqa: Y015
 
 @_typing.final
-class Absence(_message.Message):
-    """An absence of one column. Why the practitioner is absent is private and never sent."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    COLUMN_FIELD_NUMBER: _builtins.int
-    INTERVAL_FIELD_NUMBER: _builtins.int
-    column: _builtins.str
-    """Column resource name."""
-    @_builtins.property
-    def interval(self) -> _time_pb2.TimeInterval: ...
-    def __init__(
-        self,
-        *,
-        column: _builtins.str = ...,
-        interval: _time_pb2.TimeInterval | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "interval", b"interval"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___Absence: _TypeAlias = Absence  # noqa: Y015
-
-@_typing.final
 class ListAbsencesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -240,13 +214,13 @@ class ListAbsencesResponse(_message.Message):
 
     ABSENCES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def absences(self) -> _containers.RepeatedCompositeFieldContainer[Global___Absence]:
+    def absences(self) -> _containers.RepeatedCompositeFieldContainer[_practice_pb2.Absence]:
         """Absences overlapping the window, sorted by column then start."""
 
     def __init__(
         self,
         *,
-        absences: _abc.Iterable[Global___Absence] | None = ...,
+        absences: _abc.Iterable[_practice_pb2.Absence] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...

@@ -25,39 +25,34 @@ _sym_db = _symbol_database.Default()
 from otv.v1 import consent_pb2 as otv_dot_v1_dot_consent__pb2
 from otv.v1 import patient_pb2 as otv_dot_v1_dot_patient__pb2
 from otv.v1 import practice_pb2 as otv_dot_v1_dot_practice__pb2
-from otv.v1 import reader_service_pb2 as otv_dot_v1_dot_reader__service__pb2
 from otv.v1 import time_pb2 as otv_dot_v1_dot_time__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cotv/v1/sandbox_service.proto\x12\x06otv.v1\x1a\x14otv/v1/consent.proto\x1a\x14otv/v1/patient.proto\x1a\x15otv/v1/practice.proto\x1a\x1botv/v1/reader_service.proto\x1a\x11otv/v1/time.proto\"\x86\x01\n\x05Shift\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12 \n\nvalid_from\x18\x02 \x01(\x0b\x32\x0c.otv.v1.Date\x12!\n\x0bvalid_until\x18\x03 \x01(\x0b\x32\x0c.otv.v1.Date\x12(\n\x0cweekly_spans\x18\x04 \x03(\x0b\x32\x12.otv.v1.WeeklySpan\"6\n\tClosedDay\x12\x19\n\x03\x64\x61y\x18\x01 \x01(\x0b\x32\x0c.otv.v1.Date\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\t\"\x97\x01\n\rCalendarEntry\x12\x0f\n\x07\x63olumns\x18\x01 \x03(\t\x12&\n\x08interval\x18\x02 \x01(\x0b\x32\x14.otv.v1.TimeInterval\x12\x1f\n\x04kind\x18\x03 \x01(\x0e\x32\x11.otv.v1.EntryKind\x12\x18\n\x10\x61ppointment_type\x18\x04 \x01(\t\x12\x12\n\npatient_id\x18\x05 \x01(\t\"F\n\x0ePartnerConsent\x12\x0f\n\x07partner\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.otv.v1.ConsentState\"\xc7\x01\n\x0fScenarioPatient\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ngiven_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12 \n\nbirth_date\x18\x04 \x01(\x0b\x32\x0c.otv.v1.Date\x12!\n\x08\x63ontacts\x18\x05 \x03(\x0b\x32\x0f.otv.v1.Contact\x12\x10\n\x08inactive\x18\x06 \x01(\x08\x12(\n\x08\x63onsents\x18\x07 \x03(\x0b\x32\x16.otv.v1.PartnerConsent\"\x97\x04\n\x08Scenario\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x11\n\ttime_zone\x18\x04 \x01(\t\x12\x1f\n\x07\x63olumns\x18\x05 \x03(\x0b\x32\x0e.otv.v1.Column\x12+\n\rpractitioners\x18\x06 \x03(\x0b\x32\x14.otv.v1.Practitioner\x12\x1b\n\x05rooms\x18\x07 \x03(\x0b\x32\x0c.otv.v1.Room\x12\x32\n\x11\x61ppointment_types\x18\x08 \x03(\x0b\x32\x17.otv.v1.AppointmentType\x12=\n\x17\x61ppointment_type_groups\x18\t \x03(\x0b\x32\x1c.otv.v1.AppointmentTypeGroup\x12*\n\rbooking_areas\x18\n \x03(\x0b\x32\x13.otv.v1.BookingArea\x12\x1d\n\x06shifts\x18\x0b \x03(\x0b\x32\r.otv.v1.Shift\x12&\n\x0b\x63losed_days\x18\x0c \x03(\x0b\x32\x11.otv.v1.ClosedDay\x12!\n\x08\x61\x62sences\x18\r \x03(\x0b\x32\x0f.otv.v1.Absence\x12&\n\x07\x65ntries\x18\x0e \x03(\x0b\x32\x15.otv.v1.CalendarEntry\x12)\n\x08patients\x18\x0f \x03(\x0b\x32\x17.otv.v1.ScenarioPatient\"[\n\x13LoadScenarioRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x08scenario\x18\x02 \x01(\x0b\x32\x10.otv.v1.Scenario\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x16\n\x14LoadScenarioResponse\"7\n\x13ResetSandboxRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x16\n\x14ResetSandboxResponse*_\n\tEntryKind\x12\x1a\n\x16\x45NTRY_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45NTRY_KIND_APPOINTMENT\x10\x01\x12\x1a\n\x16\x45NTRY_KIND_RESERVATION\x10\x02\x32\xa6\x01\n\x0eSandboxService\x12I\n\x0cLoadScenario\x12\x1b.otv.v1.LoadScenarioRequest\x1a\x1c.otv.v1.LoadScenarioResponse\x12I\n\x0cResetSandbox\x12\x1b.otv.v1.ResetSandboxRequest\x1a\x1c.otv.v1.ResetSandboxResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cotv/v1/sandbox_service.proto\x12\x06otv.v1\x1a\x14otv/v1/consent.proto\x1a\x14otv/v1/patient.proto\x1a\x15otv/v1/practice.proto\x1a\x11otv/v1/time.proto\"\x97\x01\n\rCalendarEntry\x12\x0f\n\x07\x63olumns\x18\x01 \x03(\t\x12&\n\x08interval\x18\x02 \x01(\x0b\x32\x14.otv.v1.TimeInterval\x12\x1f\n\x04kind\x18\x03 \x01(\x0e\x32\x11.otv.v1.EntryKind\x12\x18\n\x10\x61ppointment_type\x18\x04 \x01(\t\x12\x12\n\npatient_id\x18\x05 \x01(\t\"F\n\x0ePartnerConsent\x12\x0f\n\x07partner\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.otv.v1.ConsentState\"\xc7\x01\n\x0fScenarioPatient\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ngiven_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12 \n\nbirth_date\x18\x04 \x01(\x0b\x32\x0c.otv.v1.Date\x12!\n\x08\x63ontacts\x18\x05 \x03(\x0b\x32\x0f.otv.v1.Contact\x12\x10\n\x08inactive\x18\x06 \x01(\x08\x12(\n\x08\x63onsents\x18\x07 \x03(\x0b\x32\x16.otv.v1.PartnerConsent\"\x97\x04\n\x08Scenario\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x11\n\ttime_zone\x18\x04 \x01(\t\x12\x1f\n\x07\x63olumns\x18\x05 \x03(\x0b\x32\x0e.otv.v1.Column\x12+\n\rpractitioners\x18\x06 \x03(\x0b\x32\x14.otv.v1.Practitioner\x12\x1b\n\x05rooms\x18\x07 \x03(\x0b\x32\x0c.otv.v1.Room\x12\x32\n\x11\x61ppointment_types\x18\x08 \x03(\x0b\x32\x17.otv.v1.AppointmentType\x12=\n\x17\x61ppointment_type_groups\x18\t \x03(\x0b\x32\x1c.otv.v1.AppointmentTypeGroup\x12*\n\rbooking_areas\x18\n \x03(\x0b\x32\x13.otv.v1.BookingArea\x12\x1d\n\x06shifts\x18\x0b \x03(\x0b\x32\r.otv.v1.Shift\x12&\n\x0b\x63losed_days\x18\x0c \x03(\x0b\x32\x11.otv.v1.ClosedDay\x12!\n\x08\x61\x62sences\x18\r \x03(\x0b\x32\x0f.otv.v1.Absence\x12&\n\x07\x65ntries\x18\x0e \x03(\x0b\x32\x15.otv.v1.CalendarEntry\x12)\n\x08patients\x18\x0f \x03(\x0b\x32\x17.otv.v1.ScenarioPatient\"[\n\x13LoadScenarioRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x08scenario\x18\x02 \x01(\x0b\x32\x10.otv.v1.Scenario\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x16\n\x14LoadScenarioResponse\"7\n\x13ResetSandboxRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x16\n\x14ResetSandboxResponse*_\n\tEntryKind\x12\x1a\n\x16\x45NTRY_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45NTRY_KIND_APPOINTMENT\x10\x01\x12\x1a\n\x16\x45NTRY_KIND_RESERVATION\x10\x02\x32\xa6\x01\n\x0eSandboxService\x12I\n\x0cLoadScenario\x12\x1b.otv.v1.LoadScenarioRequest\x1a\x1c.otv.v1.LoadScenarioResponse\x12I\n\x0cResetSandbox\x12\x1b.otv.v1.ResetSandboxRequest\x1a\x1c.otv.v1.ResetSandboxResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otv.v1.sandbox_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENTRYKIND']._serialized_start=1512
-  _globals['_ENTRYKIND']._serialized_end=1607
-  _globals['_SHIFT']._serialized_start=156
-  _globals['_SHIFT']._serialized_end=290
-  _globals['_CLOSEDDAY']._serialized_start=292
-  _globals['_CLOSEDDAY']._serialized_end=346
-  _globals['_CALENDARENTRY']._serialized_start=349
-  _globals['_CALENDARENTRY']._serialized_end=500
-  _globals['_PARTNERCONSENT']._serialized_start=502
-  _globals['_PARTNERCONSENT']._serialized_end=572
-  _globals['_SCENARIOPATIENT']._serialized_start=575
-  _globals['_SCENARIOPATIENT']._serialized_end=774
-  _globals['_SCENARIO']._serialized_start=777
-  _globals['_SCENARIO']._serialized_end=1312
-  _globals['_LOADSCENARIOREQUEST']._serialized_start=1314
-  _globals['_LOADSCENARIOREQUEST']._serialized_end=1405
-  _globals['_LOADSCENARIORESPONSE']._serialized_start=1407
-  _globals['_LOADSCENARIORESPONSE']._serialized_end=1429
-  _globals['_RESETSANDBOXREQUEST']._serialized_start=1431
-  _globals['_RESETSANDBOXREQUEST']._serialized_end=1486
-  _globals['_RESETSANDBOXRESPONSE']._serialized_start=1488
-  _globals['_RESETSANDBOXRESPONSE']._serialized_end=1510
-  _globals['_SANDBOXSERVICE']._serialized_start=1610
-  _globals['_SANDBOXSERVICE']._serialized_end=1776
+  _globals['_ENTRYKIND']._serialized_start=1290
+  _globals['_ENTRYKIND']._serialized_end=1385
+  _globals['_CALENDARENTRY']._serialized_start=127
+  _globals['_CALENDARENTRY']._serialized_end=278
+  _globals['_PARTNERCONSENT']._serialized_start=280
+  _globals['_PARTNERCONSENT']._serialized_end=350
+  _globals['_SCENARIOPATIENT']._serialized_start=353
+  _globals['_SCENARIOPATIENT']._serialized_end=552
+  _globals['_SCENARIO']._serialized_start=555
+  _globals['_SCENARIO']._serialized_end=1090
+  _globals['_LOADSCENARIOREQUEST']._serialized_start=1092
+  _globals['_LOADSCENARIOREQUEST']._serialized_end=1183
+  _globals['_LOADSCENARIORESPONSE']._serialized_start=1185
+  _globals['_LOADSCENARIORESPONSE']._serialized_end=1207
+  _globals['_RESETSANDBOXREQUEST']._serialized_start=1209
+  _globals['_RESETSANDBOXREQUEST']._serialized_end=1264
+  _globals['_RESETSANDBOXRESPONSE']._serialized_start=1266
+  _globals['_RESETSANDBOXRESPONSE']._serialized_end=1288
+  _globals['_SANDBOXSERVICE']._serialized_start=1388
+  _globals['_SANDBOXSERVICE']._serialized_end=1554
 # @@protoc_insertion_point(module_scope)

@@ -11,7 +11,6 @@ from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from otv.v1 import consent_pb2 as _consent_pb2
 from otv.v1 import patient_pb2 as _patient_pb2
 from otv.v1 import practice_pb2 as _practice_pb2
-from otv.v1 import reader_service_pb2 as _reader_service_pb2
 from otv.v1 import time_pb2 as _time_pb2
 import builtins as _builtins
 import sys
@@ -45,70 +44,6 @@ ENTRY_KIND_APPOINTMENT: EntryKind.ValueType  # 1
 ENTRY_KIND_RESERVATION: EntryKind.ValueType  # 2
 """A blocking reservation (Reservierung) without a patient."""
 Global___EntryKind: _TypeAlias = EntryKind  # noqa: Y015
-
-@_typing.final
-class Shift(_message.Message):
-    """A working-hours shift (Schicht): on the days of its date range it replaces the column's weekly hours."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    COLUMN_FIELD_NUMBER: _builtins.int
-    VALID_FROM_FIELD_NUMBER: _builtins.int
-    VALID_UNTIL_FIELD_NUMBER: _builtins.int
-    WEEKLY_SPANS_FIELD_NUMBER: _builtins.int
-    column: _builtins.str
-    """Column resource name."""
-    @_builtins.property
-    def valid_from(self) -> _time_pb2.Date: ...
-    @_builtins.property
-    def valid_until(self) -> _time_pb2.Date:
-        """Inclusive."""
-
-    @_builtins.property
-    def weekly_spans(self) -> _containers.RepeatedCompositeFieldContainer[_time_pb2.WeeklySpan]:
-        """The hours on those days; a day of the range without a span is a day off."""
-
-    def __init__(
-        self,
-        *,
-        column: _builtins.str = ...,
-        valid_from: _time_pb2.Date | None = ...,
-        valid_until: _time_pb2.Date | None = ...,
-        weekly_spans: _abc.Iterable[_time_pb2.WeeklySpan] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "valid_from", b"valid_from", "valid_until", b"valid_until", "weekly_spans", b"weekly_spans"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___Shift: _TypeAlias = Shift  # noqa: Y015
-
-@_typing.final
-class ClosedDay(_message.Message):
-    """A closed day (public holiday, practice closed)."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    DAY_FIELD_NUMBER: _builtins.int
-    COLUMN_FIELD_NUMBER: _builtins.int
-    column: _builtins.str
-    """Column resource name; empty closes every column."""
-    @_builtins.property
-    def day(self) -> _time_pb2.Date: ...
-    def __init__(
-        self,
-        *,
-        day: _time_pb2.Date | None = ...,
-        column: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["day", b"day"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "day", b"day"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ClosedDay: _TypeAlias = ClosedDay  # noqa: Y015
 
 @_typing.final
 class CalendarEntry(_message.Message):
@@ -260,11 +195,11 @@ class Scenario(_message.Message):
     @_builtins.property
     def booking_areas(self) -> _containers.RepeatedCompositeFieldContainer[_practice_pb2.BookingArea]: ...
     @_builtins.property
-    def shifts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Shift]: ...
+    def shifts(self) -> _containers.RepeatedCompositeFieldContainer[_practice_pb2.Shift]: ...
     @_builtins.property
-    def closed_days(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClosedDay]: ...
+    def closed_days(self) -> _containers.RepeatedCompositeFieldContainer[_practice_pb2.ClosedDay]: ...
     @_builtins.property
-    def absences(self) -> _containers.RepeatedCompositeFieldContainer[_reader_service_pb2.Absence]: ...
+    def absences(self) -> _containers.RepeatedCompositeFieldContainer[_practice_pb2.Absence]: ...
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___CalendarEntry]: ...
     @_builtins.property
@@ -282,9 +217,9 @@ class Scenario(_message.Message):
         appointment_types: _abc.Iterable[_practice_pb2.AppointmentType] | None = ...,
         appointment_type_groups: _abc.Iterable[_practice_pb2.AppointmentTypeGroup] | None = ...,
         booking_areas: _abc.Iterable[_practice_pb2.BookingArea] | None = ...,
-        shifts: _abc.Iterable[Global___Shift] | None = ...,
-        closed_days: _abc.Iterable[Global___ClosedDay] | None = ...,
-        absences: _abc.Iterable[_reader_service_pb2.Absence] | None = ...,
+        shifts: _abc.Iterable[_practice_pb2.Shift] | None = ...,
+        closed_days: _abc.Iterable[_practice_pb2.ClosedDay] | None = ...,
+        absences: _abc.Iterable[_practice_pb2.Absence] | None = ...,
         entries: _abc.Iterable[Global___CalendarEntry] | None = ...,
         patients: _abc.Iterable[Global___ScenarioPatient] | None = ...,
     ) -> None: ...
