@@ -1,27 +1,28 @@
 """Serve adapters over gRPC, so a gateway can reach a PVS that runs elsewhere.
 
-A vendor runs this next to its PVS; the gateway then forwards partner calls to it as a client
-(the "remote" transport of the same ports). The gateway has already authenticated the partner and
-forwards who it is in `otv-partner-id` metadata; the link itself is to be protected with mutual
-TLS (pass `credentials`), so only the gateway can make such claims.
+A vendor runs this next to its PVS; the gateway then reads and writes the PVS's data through
+PracticeDataService (the data ports), and for now also forwards partner calls to the older
+services (the "remote" transport of the same ports). The gateway has already authenticated the
+partner and forwards who it is in `otv-partner-id` metadata; the link itself is to be protected
+with mutual TLS (pass `credentials`), so only the gateway can make such claims.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from functools import partial
 
 import grpc
 
 from otv_sdk.calendar_writer_service import CalendarWriterService
 from otv_sdk.errors import NotFound, Unauthenticated
 from otv_sdk.ports import Adapter, CallContext
+from otv_sdk.practice_data_service import DEFAULT_HEARTBEAT_SECONDS, PARTNER_METADATA_KEY, add_practice_data_servicer
 from otv_sdk.server import OtvServer, build_server
 from otv_sdk.servicers import deadline_of
 
 __all__ = ["PARTNER_METADATA_KEY", "AdapterServer", "serve_adapters"]
-
-PARTNER_METADATA_KEY = "otv-partner-id"
 
 
 class _StaticResolver:
@@ -65,17 +66,20 @@ async def serve_adapters(
     address: str = "127.0.0.1:0",
     *,
     credentials: grpc.ServerCredentials | None = None,
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
 ) -> AdapterServer:
-    """Start serving `{practice_id: adapter}` on address."""
+    """Start serving `{practice_id: adapter}` on address; `heartbeat_seconds` is how often an
+    idle WatchDataChanges stream says it is alive."""
     # A PVS that can write serves the calendar-write part of WriterService to the gateway.
     served = {
         practice_id: adapter
-        if adapter.writer is not None or adapter.calendar_writer is None
+        if adapter.writer is not None or adapter.calendar_writer is None or adapter.reader is None
         else dataclasses.replace(adapter, writer=CalendarWriterService(adapter.reader, adapter.calendar_writer))
         for practice_id, adapter in adapters.items()
     }
     # SandboxService answers UNIMPLEMENTED for practices whose adapter has no sandbox port.
-    otv_server = build_server(_StaticResolver(served), _forwarded_identity, sandbox=True)
+    data_service = partial(add_practice_data_servicer, adapters=adapters, heartbeat_seconds=heartbeat_seconds)
+    otv_server = build_server(_StaticResolver(served), _forwarded_identity, sandbox=True, extra_services=[data_service])
     if credentials is None:
         port = otv_server.server.add_insecure_port(address)
     else:

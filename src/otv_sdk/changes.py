@@ -73,6 +73,11 @@ class ChangeOutbox:
     def subscribe(self, subscriber: Callable[[Change], None]) -> None:
         self._subscribers.append(subscriber)
 
+    def unsubscribe(self, subscriber: Callable[[Change], None]) -> None:
+        """Stop delivering to subscriber (a watch that ended); one never subscribed is ignored."""
+        if subscriber in self._subscribers:
+            self._subscribers.remove(subscriber)
+
     def publish(self, change: Change) -> None:
         for subscriber in self._subscribers:
             subscriber(change)
