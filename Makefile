@@ -16,12 +16,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## The Node.js example adapter's locked dependencies (its certification test needs them).
+NODE_EXAMPLE := examples/node-adapter
+$(NODE_EXAMPLE)/node_modules/.package-lock.json: $(NODE_EXAMPLE)/package-lock.json
+	@command -v npm >/dev/null || { echo "the Node.js example needs Node.js 20 and npm"; exit 1; }
+	npm ci --prefix $(NODE_EXAMPLE) --no-audit --no-fund --loglevel=error
+
 ## Start the gateway on the embedded default (SQLite demo practice) at 127.0.0.1:50051.
 run: $(STAMP)
 	$(BIN)/otv demo
 
 ## The whole test suite: lint, types, buf lint, then every test including the slow ones.
-test: $(STAMP) lint
+test: $(STAMP) lint $(NODE_EXAMPLE)/node_modules/.package-lock.json
+	cd $(NODE_EXAMPLE) && node --test
 	$(BIN)/pytest -m "slow or not slow"
 
 ## The fast tests only (what you run while working).

@@ -87,8 +87,8 @@ from gateway.app import Gateway
 from gateway.config import RateLimitConfig, parse_config
 from gateway.partners import PartnerRegistry
 from otv.v1 import patient_lookup_service_pb2, patient_pb2, reader_service_pb2, time_pb2
+from otv_rules.contact_values import normalize_email, normalize_phone
 from otv_sdk import conversion as cv
-from otv_sdk.contact_values import normalize_email, normalize_phone
 from otv_sdk.limits import (
     MAX_COLUMNS,
     MAX_CONTACT_VALUE,

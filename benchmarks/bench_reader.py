@@ -26,12 +26,12 @@ from signed_partner import NO_PARTNER_LIMITS, register, signed_channel
 from gateway.app import Gateway
 from gateway.config import parse_config
 from otv.v1 import reader_service_pb2, reader_service_pb2_grpc, time_pb2
+from otv_rules.wallclock import to_utc, zone
 from otv_sdk import conversion as cv
 from otv_sdk.adapter_server import serve_adapters
 from otv_sdk.models import Interval
 from otv_sdk.reference import create_adapter
 from otv_sdk.timewindow import add_months
-from otv_sdk.wallclock import to_utc, zone
 
 ANCHOR = date(2027, 3, 22)
 SETTINGS = {"database": ":memory:", "demo": True, "demo_anchor": ANCHOR.isoformat()}

@@ -13,8 +13,8 @@ import sqlite3
 from datetime import date, time, timedelta
 from pathlib import Path
 
+from otv_rules.wallclock import to_utc, zone
 from otv_sdk.reference.database import Database
-from otv_sdk.wallclock import to_utc, zone
 
 COLUMNS = [f"c{i:02d}" for i in range(1, 21)]
 DAYS = 730

@@ -1,42 +1,75 @@
-"""Deliberately faulty adapters: the reference adapter with one realistic bug each.
+"""Deliberately faulty adapters: the reference PVS with one realistic bug in its data access each.
 
-They prove the conformance suite can fail: `test_conformance.py` certifies each one and expects
-the named case among the failures. Each is a plugin factory (`conformance_faults:<name>`).
+A vendor serves data only (`CalendarDataPort`, `CalendarWriterPort`, `PatientDataPort`,
+`ConsentDataPort` in otv_sdk.ports); every rule runs in the gateway. So each fault here is a bug a
+vendor's data access can have: a table it never reads, a filter it gets wrong (contained instead of
+overlapping, every column instead of the one asked for), a field it reports wrongly, an idempotency
+key it drops. The suite runs the real gateway in front of each, so the gateway's engine computes
+from the faulty data and a partner-visible case must fail.
+
+`FAULTS` (registered with `@fault(case)`): `test_conformance.py` certifies each and requires that
+case among the failures. `UNCAUGHT` (registered with `@uncaught(reason)`): plausible data bugs no
+case catches today, each with why; `test_conformance.py` certifies each and requires that it still
+passes, so a new case that catches one shows up as a failure there (then move it to `FAULTS`).
+Reasons starting "harmless" are absorbed by the gateway; those starting "gap" are not.
+
+Faults whose bug lived in computed logic cannot exist any more, because these rules are the
+gateway's now; their tests are:
+- naive_daylight_saving (working hours as local midnight plus elapsed hours) and ignoring shifts
+  or closed days in the computation: otv_rules.working_time / wallclock, tested by
+  tests/test_wallclock.py, tests/test_availability_property.py, tests/test_reference_shifts.py.
+  (The data-level DST bug, instants converted with a fixed offset, is `entries_at_fixed_offset`.)
+- free_time_ignores_absences: otv_rules.availability, tested by tests/test_availability.py,
+  tests/test_availability_property.py, tests/test_availability_gateway.py.
+- exact_name_match: otv_rules.names / matching, tested by tests/test_names.py,
+  tests/test_patient_matching.py.
+- first_namesake: otv_rules.matching, tested by tests/test_patient_matching.py,
+  tests/test_patients_property.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 import sqlite3
-import time as _time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, time, timedelta
+from dataclasses import replace
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
-from otv_sdk.availability import SlotPolicy
-from otv_sdk.matching import Candidate, NormalizedQuery, decide, normalize_query
-from otv_sdk.models import Calendar, ColumnIntervals, Consent, ConsentState, Interval, PracticeProfile
-from otv_sdk.ports import Adapter, CalendarEntry, CallContext, MatchOutcome, PatientQuery, WrittenEntry
+from otv_sdk.changes import ChangeOutbox
+from otv_sdk.errors import NotFound
+from otv_sdk.models import (
+    Absence,
+    Calendar,
+    ColumnIntervals,
+    Consent,
+    ConsentState,
+    Interval,
+    NewPatient,
+    PatientRecord,
+    PracticeProfile,
+    WorkingTimeRules,
+)
+from otv_sdk.ports import Adapter, CalendarEntry, CallContext, WrittenEntry
 from otv_sdk.reference import ADAPTER_INFO
 from otv_sdk.reference.database import Database
-from otv_sdk.reference.patients import ReferencePatients, candidates
-from otv_sdk.reference.patients import _open_consent as open_consent
-from otv_sdk.reference.patients import _patient as patient_record
-from otv_sdk.reference.reader import ReferenceReader
+from otv_sdk.reference.patients import ReferencePatients
+from otv_sdk.reference.patients import _read_consent as stored_consent
+from otv_sdk.reference.patients import _record as stored_record
+from otv_sdk.reference.reader import ReferenceCalendarData
 from otv_sdk.reference.sandbox import ReferenceSandbox, insert_practice
 from otv_sdk.reference.writer import ReferenceCalendarWriter
-from otv_sdk.timeline import IntervalArray, normalize, subtract
-from otv_sdk.wallclock import zone
+from otv_sdk.timeline import IntervalArray, concatenate, from_datetime, to_datetime
+
+__all__ = ["FAULTS", "UNCAUGHT"]
 
 T = TypeVar("T")
 
 
 class ForgetfulDatabase(Database):
-    """The reader's view of the PVS without some rows: as if the adapter never read that table."""
+    """The adapter's view of the PVS without some rows: as if its queries never read them."""
 
     def __init__(self, inner: Database, forget: str) -> None:  # no super().__init__: shares inner's connection
         self._inner = inner
@@ -58,126 +91,271 @@ class ForgetfulDatabase(Database):
         self._inner.close()
 
 
-@dataclass
-class Parts:
-    database: Database
-    reader: ReferenceReader
-    patients: ReferencePatients
-    writer: ReferenceCalendarWriter
+CalendarFactory = Callable[[Database], ReferenceCalendarData]
+WriterFactory = Callable[[Database, ChangeOutbox], ReferenceCalendarWriter]
+PatientsFactory = Callable[[Database], ReferencePatients]
 
 
 def _build(
-    reader_db: Callable[[Database], Database] = lambda db: db,
-    reader_class: type[ReferenceReader] = ReferenceReader,
-    patients_class: type[ReferencePatients] = ReferencePatients,
-    writer_class: type[ReferenceCalendarWriter] = ReferenceCalendarWriter,
+    calendar: CalendarFactory = ReferenceCalendarData,
+    writer: WriterFactory = ReferenceCalendarWriter,
+    patients: PatientsFactory = ReferencePatients,
 ) -> Adapter:
+    """The reference adapter as `create_adapter` bundles it (sandbox on, no demo data), with parts replaced."""
     database = Database(":memory:")
     profile = PracticeProfile("Fehlerhafte Praxis", "Europe/Berlin")
     database.run_sync(lambda conn: insert_practice(conn, profile))
-    reader = reader_class(reader_db(database), SlotPolicy(grid_minutes=5))
-    patients = patients_class(database)
+    changes = ChangeOutbox()
+    records = patients(database)
     return Adapter(
         info=ADAPTER_INFO,
-        reader=reader,
-        calendar_writer=writer_class(database, reader.availability),
-        patient_lookup=patients,
-        consent=patients,
-        sandbox=ReferenceSandbox(database, reader.availability, profile),
+        calendar=calendar(database),
+        calendar_writer=writer(database, changes),
+        patients=records,
+        consents=records,
+        sandbox=ReferenceSandbox(database, profile, changes),
+        changes=changes,
     )
 
 
 Factory = Callable[..., Adapter]
 FAULTS: dict[str, tuple[Factory, str]] = {}  # name -> (factory, the case that must fail)
+UNCAUGHT: dict[str, tuple[Factory, str]] = {}  # name -> (factory, why no case fails)
+
+
+def _factory(build: Callable[[], Adapter]) -> Factory:
+    def factory(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter:
+        return build()
+
+    globals()[build.__name__] = factory  # the plugin `conformance_faults:<name>`
+    return factory
 
 
 def fault(expected_case: str) -> Callable[[Callable[[], Adapter]], Factory]:
     def register(build: Callable[[], Adapter]) -> Factory:
-        def factory(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter:
-            return build()
-
+        factory = _factory(build)
         FAULTS[build.__name__] = (factory, expected_case)
-        globals()[build.__name__] = factory
         return factory
 
     return register
 
 
-# --- reader -------------------------------------------------------------------------------------
+def uncaught(reason: str) -> Callable[[Callable[[], Adapter]], Factory]:
+    def register(build: Callable[[], Adapter]) -> Factory:
+        factory = _factory(build)
+        UNCAUGHT[build.__name__] = (factory, reason)
+        return factory
+
+    return register
+
+
+# --- calendar data --------------------------------------------------------------------------------
+
+
+class _NoAbsences(ReferenceCalendarData):
+    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
+        return []
 
 
 @fault("reader.absences.listed")
 def ignores_absences() -> Adapter:
-    """Never reads the absence table: absences are neither listed nor taken from free time."""
-    return _build(reader_db=lambda db: ForgetfulDatabase(db, "DELETE FROM absences"))
+    """Never reads absences (the PVS keeps them in a separate holiday planner): none are listed or blocked."""
+    return _build(calendar=_NoAbsences)
+
+
+class _ClippedAbsences(ReferenceCalendarData):
+    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
+        found = await super().list_absences(ctx, window, column_ids)
+        return [
+            Absence(a.column_id, Interval(max(a.interval.start, window.start), min(a.interval.end, window.end)))
+            for a in found
+        ]
+
+
+@fault("reader.absences.listed")
+def clips_absences() -> Adapter:
+    """Cuts absences to the window asked for: a multi-day absence seen from inside loses its true extent."""
+    return _build(calendar=_ClippedAbsences)
+
+
+class _ContainedAbsences(ReferenceCalendarData):
+    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
+        found = await super().list_absences(ctx, window, column_ids)
+        return [a for a in found if a.interval.start >= window.start and a.interval.end <= window.end]
+
+
+@fault("reader.absences.listed")
+def absences_inside_window_only() -> Adapter:
+    """Selects absences contained in the window instead of overlapping it: those over its edges are lost."""
+    return _build(calendar=_ContainedAbsences)
+
+
+class _NoClosedDays(ReferenceCalendarData):
+    async def list_working_time_rules(self, ctx: CallContext, window: Interval) -> WorkingTimeRules:
+        return replace(await super().list_working_time_rules(ctx, window), closed_days=())
 
 
 @fault("reader.working_hours.closed_days")
 def ignores_closed_days() -> Adapter:
-    """Holidays and closed days are not applied to working hours."""
-    return _build(reader_db=lambda db: ForgetfulDatabase(db, "DELETE FROM closed_days"))
+    """Does not export closed days (holidays): the gateway sees a normal working day."""
+    return _build(calendar=_NoClosedDays)
+
+
+class _NoShifts(ReferenceCalendarData):
+    async def list_working_time_rules(self, ctx: CallContext, window: Interval) -> WorkingTimeRules:
+        return replace(await super().list_working_time_rules(ctx, window), shifts=())
 
 
 @fault("reader.working_hours.shifts")
 def ignores_shifts() -> Adapter:
-    """Only the weekly hours are read; shifts that replace them are ignored."""
-    return _build(reader_db=lambda db: ForgetfulDatabase(db, "DELETE FROM shifts"))
+    """Exports only the weekly hours: the shifts that replace them (Schichten) are never handed over."""
+    return _build(calendar=_NoShifts)
+
+
+class _ShiftsStartingInWindow(ReferenceCalendarData):
+    async def list_working_time_rules(self, ctx: CallContext, window: Interval) -> WorkingTimeRules:
+        rules = await super().list_working_time_rules(ctx, window)
+        first = window.start.astimezone(ZoneInfo((await self.get_practice(ctx)).time_zone)).date()
+        return replace(rules, shifts=tuple(s for s in rules.shifts if s.valid_from >= first))
+
+
+@uncaught(
+    "gap: every scenario shift starts inside each window the gateway reads (cases' windows, and its kept "
+    "horizon from now - 7 days); a window from A+15, or a long shift begun before the horizon, would lose it"
+)
+def shifts_starting_in_window_only() -> Adapter:
+    """Selects shifts that start in the window instead of overlapping it: a shift begun earlier is lost."""
+    return _build(calendar=_ShiftsStartingInWindow)
+
+
+def _forgets_reservations(database: Database) -> ReferenceCalendarData:
+    return ReferenceCalendarData(ForgetfulDatabase(database, "DELETE FROM calendar_entries WHERE kind = 'reservation'"))
 
 
 @fault("reader.busy.multi_day_reservation")
 def forgets_reservations() -> Adapter:
     """Busy time is read from appointments only; reservations (team meetings) are lost."""
-    return _build(reader_db=lambda db: ForgetfulDatabase(db, "DELETE FROM calendar_entries WHERE kind = 'reservation'"))
+    return _build(calendar=_forgets_reservations)
+
+
+class _ContainedEntries(ReferenceCalendarData):
+    async def list_busy_times(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        lo, hi = from_datetime(window.start), from_datetime(window.end)
+        return [
+            ColumnIntervals(
+                c.column_id, IntervalArray.of([(s, e) for s, e in c.intervals.pairs() if s >= lo and e <= hi])
+            )
+            for c in await super().list_busy_times(ctx, window, column_ids)
+        ]
+
+
+@fault("reader.busy.multi_day_reservation")
+def busy_inside_window_only() -> Adapter:
+    """Selects entries contained in the window instead of overlapping it: those over its edge days are lost."""
+    return _build(calendar=_ContainedEntries)
+
+
+class _EntriesOfEveryColumn(ReferenceCalendarData):
+    async def list_busy_times(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        every = await super().list_busy_times(ctx, window, [])
+        merged = concatenate(*(c.intervals for c in every)).sorted()
+        return [ColumnIntervals(c, merged) for c in column_ids or [c.column_id for c in every]]
+
+
+@fault("reader.busy.exact")
+def busy_ignores_columns() -> Adapter:
+    """The entry query lacks its column condition: each column gets the entries of every column."""
+    return _build(calendar=_EntriesOfEveryColumn)
+
+
+class _UnaskedColumns(ReferenceCalendarData):
+    async def list_busy_times(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        return await super().list_busy_times(ctx, window, [])
+
+
+@uncaught(
+    "harmless: the gateway keys busy times by column id and drops columns it did not ask for "
+    "(only wasted reads, e.g. 24 months of every column)"
+)
+def busy_of_unasked_columns() -> Adapter:
+    """Ignores the columns asked for and always returns busy times of every column."""
+    return _build(calendar=_UnaskedColumns)
+
+
+class _FixedOffsetEntries(ReferenceCalendarData):
+    async def list_busy_times(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        tz = ZoneInfo((await self.get_practice(ctx)).time_zone)
+
+        def winter_offset(seconds: int) -> int:  # wall-clock time read back as if it were UTC+01:00
+            offset = datetime.fromtimestamp(seconds, tz).utcoffset()
+            return seconds + (0 if offset is None else int(offset.total_seconds())) - 3600
+
+        return [
+            ColumnIntervals(
+                c.column_id, IntervalArray.of([(winter_offset(s), winter_offset(e)) for s, e in c.intervals.pairs()])
+            )
+            for c in await super().list_busy_times(ctx, window, column_ids)
+        ]
+
+
+@fault("reader.busy.exact")
+def entries_at_fixed_offset() -> Adapter:
+    """The PVS stores wall-clock times; the adapter converts them with a fixed +01:00: summer entries move an hour."""
+    return _build(calendar=_FixedOffsetEntries)
+
+
+class _UnsortedEntries(ReferenceCalendarData):
+    async def list_busy_times(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        return [
+            ColumnIntervals(c.column_id, IntervalArray.of(c.intervals.pairs()[::-1]))
+            for c in await super().list_busy_times(ctx, window, column_ids)
+        ]
+
+
+@uncaught("harmless: the gateway sorts busy times before clipping them, and its engine normalises them")
+def unsorted_busy_times() -> Adapter:
+    """The entry query has no ORDER BY: busy times come in storage order (here: newest first)."""
+    return _build(calendar=_UnsortedEntries)
+
+
+class _NoBookingAreaSpans(ReferenceCalendarData):
+    async def list_calendars(self, ctx: CallContext) -> Calendar:
+        calendar = await super().list_calendars(ctx)
+        return replace(calendar, booking_areas=tuple(replace(a, weekly_spans=()) for a in calendar.booking_areas))
 
 
 @fault("reader.slots.booking_areas")
 def ignores_booking_areas() -> Adapter:
-    """The PVS's booking areas (Terminvorgabebereiche) are not exported, so slots ignore them."""
-    return _build(reader_db=lambda db: ForgetfulDatabase(db, "DELETE FROM booking_area_spans"))
+    """Booking areas (Terminvorgabebereiche) are exported without their times, so slots ignore them."""
+    return _build(calendar=_NoBookingAreaSpans)
 
 
-class _NaiveDstReader(ReferenceReader):
-    """Working hours as local midnight + elapsed hours: off by one hour on daylight-saving days."""
-
-    async def list_working_hours(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
-        tz = zone((await self.get_practice(ctx)).time_zone)
-
-        def naive(seconds: int) -> int:
-            local = datetime.fromtimestamp(seconds, tz)
-            midnight = datetime.combine(local.date(), time(0), tz).astimezone(UTC)
-            return int((midnight + timedelta(hours=local.hour, minutes=local.minute)).timestamp())
-
-        result = await super().list_working_hours(ctx, window, column_ids)
-        return [
-            ColumnIntervals(c.column_id, IntervalArray.of([(naive(s), naive(e)) for s, e in c.intervals.pairs()]))
-            for c in result
-        ]
+class _NoAreaValidity(ReferenceCalendarData):
+    async def list_calendars(self, ctx: CallContext) -> Calendar:
+        calendar = await super().list_calendars(ctx)
+        return replace(
+            calendar,
+            booking_areas=tuple(replace(a, valid_from=None, valid_until=None) for a in calendar.booking_areas),
+        )
 
 
-@fault("reader.working_hours.dst_days")
-def naive_daylight_saving() -> Adapter:
-    return _build(reader_class=_NaiveDstReader)
+@fault("reader.calendars.booking_areas")
+def booking_areas_always_valid() -> Adapter:
+    """Booking areas are exported without their validity dates: a seasonal area applies all year."""
+    return _build(calendar=_NoAreaValidity)
 
 
-class _AbsenceBlindFreeTime(ReferenceReader):
-    """Free time computed as working minus busy: the absences are listed but not subtracted."""
-
-    async def get_free_time(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
-        working = {c.column_id: c.intervals for c in await self.list_working_hours(ctx, window, column_ids)}
-        busy = {c.column_id: c.intervals for c in await self.list_busy_times(ctx, window, column_ids)}
-        return [ColumnIntervals(c, subtract(normalize(working[c]), normalize(busy[c]))) for c in column_ids]
-
-
-@fault("reader.free_time.exact")
-def free_time_ignores_absences() -> Adapter:
-    return _build(reader_class=_AbsenceBlindFreeTime)
-
-
-class _AllColumnsReader(ReferenceReader):
+class _AllColumns(ReferenceCalendarData):
     async def list_calendars(self, ctx: CallContext) -> Calendar:
         calendar = await super().list_calendars(ctx)
         every = calendar.column_ids()
@@ -189,10 +367,10 @@ class _AllColumnsReader(ReferenceReader):
 @fault("reader.calendars.appointment_types")
 def types_in_every_column() -> Adapter:
     """Appointment types are exported as bookable in every column."""
-    return _build(reader_class=_AllColumnsReader)
+    return _build(calendar=_AllColumns)
 
 
-class _PatientInColumnName(ReferenceReader):
+class _PatientInColumnName(ReferenceCalendarData):
     async def list_calendars(self, ctx: CallContext) -> Calendar:
         calendar = await super().list_calendars(ctx)
 
@@ -201,7 +379,7 @@ class _PatientInColumnName(ReferenceReader):
                 "SELECT p.family_name FROM calendar_entries e JOIN patients p ON p.id = e.patient_id"
                 " ORDER BY e.start_utc LIMIT 1"
             ).fetchone()
-            return row[0] if row else ""
+            return str(row[0]) if row else ""
 
         name = await self._db.run(current)
         return replace(
@@ -213,10 +391,10 @@ class _PatientInColumnName(ReferenceReader):
 @fault("reader.privacy.no_patient_data")
 def patient_in_column_name() -> Adapter:
     """Column names show the patient in treatment, as the PVS's waiting-room view does."""
-    return _build(reader_class=_PatientInColumnName)
+    return _build(calendar=_PatientInColumnName)
 
 
-# --- calendar writer ----------------------------------------------------------------------------
+# --- calendar writer ------------------------------------------------------------------------------
 
 
 class _NoopWriter(ReferenceCalendarWriter):
@@ -227,7 +405,7 @@ class _NoopWriter(ReferenceCalendarWriter):
 @fault("writer.book.written")
 def writes_nothing() -> Adapter:
     """Acknowledges writes without writing (the PVS import job failed silently)."""
-    return _build(writer_class=_NoopWriter)
+    return _build(writer=_NoopWriter)
 
 
 class _UndeletingWriter(ReferenceCalendarWriter):
@@ -239,14 +417,22 @@ class _UndeletingWriter(ReferenceCalendarWriter):
         row = await self._db.run(read)
         if row is None:
             return None
-        interval = Interval(datetime.fromtimestamp(row["start_utc"], UTC), datetime.fromtimestamp(row["end_utc"], UTC))
-        return CalendarEntry(row["reference"] or "", row["column_id"], "", interval, "", "", "")
+        interval = Interval(to_datetime(row["start_utc"]), to_datetime(row["end_utc"]))
+        return CalendarEntry(
+            reference=row["reference"] or "",
+            column_id=row["column_id"],
+            appointment_type_id=row["appointment_type_id"] or "",
+            interval=interval,
+            patient_id=row["patient_id"] or "",
+            partner_id=row["source_partner"] or "",
+            category=row["category"] or "",
+        )
 
 
 @fault("writer.cancel.frees_time")
 def cancels_nothing() -> Adapter:
-    """Reports cancellations as done but leaves the appointment in the calendar."""
-    return _build(writer_class=_UndeletingWriter)
+    """Reports deletions as done but leaves the appointment in the calendar."""
+    return _build(writer=_UndeletingWriter)
 
 
 class _RepeatingWriter(ReferenceCalendarWriter):
@@ -256,13 +442,13 @@ class _RepeatingWriter(ReferenceCalendarWriter):
 
 @fault("pvs.write.idempotent")
 def writes_twice() -> Adapter:
-    """Ignores the reference: a repeated write creates a second appointment."""
-    return _build(writer_class=_RepeatingWriter)
+    """Does not keep the gateway's reference: a repeated write creates a second appointment."""
+    return _build(writer=_RepeatingWriter)
 
 
 class _DroppingWriter(ReferenceCalendarWriter):
     async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
-        start, end = int(entry.interval.start.timestamp()), int(entry.interval.end.timestamp())
+        start, end = from_datetime(entry.interval.start), from_datetime(entry.interval.end)
 
         def taken(conn: sqlite3.Connection) -> bool:
             return (
@@ -281,151 +467,185 @@ class _DroppingWriter(ReferenceCalendarWriter):
 @fault("pvs.write.extra_appointment")
 def drops_overlapping_writes() -> Adapter:
     """A write into taken time is refused by the PVS and silently lost."""
-    return _build(writer_class=_DroppingWriter)
+    return _build(writer=_DroppingWriter)
 
 
-# --- patients and consent -----------------------------------------------------------------------
+class _NeverExtraWriter(ReferenceCalendarWriter):
+    async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
+        return replace(await super().write_appointment(ctx, entry), extra=False)
 
 
-class _AlwaysCreates(ReferencePatients):
-    def choose(
-        self, conn: sqlite3.Connection, query: PatientQuery, normalized: NormalizedQuery, partner_id: str
-    ) -> Candidate | None:
-        return None
+@fault("pvs.write.extra_appointment")
+def hides_extra_appointments() -> Adapter:
+    """Keeps a write into taken time as an extra appointment but reports it as a regular one."""
+    return _build(writer=_NeverExtraWriter)
+
+
+class _StrictDeleteWriter(ReferenceCalendarWriter):
+    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> CalendarEntry | None:
+        removed = await super().delete_appointment(ctx, pvs_id)
+        if removed is None:
+            raise NotFound.field("pvs_id", "no such calendar entry")  # the PVS API's 404, passed on
+        return removed
+
+
+@fault("pvs.delete.repeatable")
+def repeated_delete_fails() -> Adapter:
+    """Deleting an entry that is already gone is an error, so a retried delete after a crash fails."""
+    return _build(writer=_StrictDeleteWriter)
+
+
+# --- patient data ---------------------------------------------------------------------------------
+
+
+class _FindsNobody(ReferencePatients):
+    async def list_patients_born_on(self, ctx: CallContext, birth_date: date) -> list[PatientRecord]:
+        return []
 
 
 @fault("patients.match.existing")
 def always_creates() -> Adapter:
-    """Never searches: every booking creates a new patient (duplicates of every Stammpatient)."""
-    return _build(patients_class=_AlwaysCreates)
+    """The search returns nobody: every booking creates a new patient (duplicates of every Stammpatient)."""
+    return _build(patients=_FindsNobody)
 
 
-class _ExactNames(ReferencePatients):
-    def choose(
-        self, conn: sqlite3.Connection, query: PatientQuery, normalized: NormalizedQuery, partner_id: str
-    ) -> Candidate | None:
-        rows = conn.execute(
-            "SELECT id FROM patients WHERE given_name = ? AND family_name = ? AND birth_date = ? AND active = 1",
-            (query.given_name, query.family_name, query.birth_date.isoformat()),
-        ).fetchall()
-        found = [c for c in candidates(conn, normalized, partner_id) if c.patient_id in {r[0] for r in rows}]
-        return decide(normalized, found)
+class _LooseBirthDates(ReferencePatients):
+    async def list_patients_born_on(self, ctx: CallContext, birth_date: date) -> list[PatientRecord]:
+        exact = await super().list_patients_born_on(ctx, birth_date)
 
+        def unknown(conn: sqlite3.Connection) -> list[PatientRecord]:
+            rows = conn.execute(
+                "SELECT * FROM patients WHERE birth_date IS NULL"
+                " OR (length(birth_date) < 10 AND ? LIKE birth_date || '%') ORDER BY id",
+                (birth_date.isoformat(),),
+            ).fetchall()
+            return [replace(stored_record(conn, r, ctx.partner_id), birth_date=birth_date) for r in rows]
 
-@fault("patients.match.normalisation")
-def exact_name_match() -> Adapter:
-    """Compares names as typed: 'JUERGEN mueller' is not 'Jürgen Müller'."""
-    return _build(patients_class=_ExactNames)
-
-
-class _LooseBirthDate(ReferencePatients):
-    def choose(
-        self, conn: sqlite3.Connection, query: PatientQuery, normalized: NormalizedQuery, partner_id: str
-    ) -> Candidate | None:
-        chosen = super().choose(conn, query, normalized, partner_id)
-        if chosen is not None:
-            return chosen
-        row = conn.execute(
-            "SELECT id FROM patients WHERE given_name = ? AND family_name = ? AND active = 1"
-            " AND (birth_date IS NULL OR ? LIKE birth_date || '%')",
-            (query.given_name, query.family_name, query.birth_date.isoformat()),
-        ).fetchone()
-        if row is None:
-            return None
-        return Candidate(row[0], query.given_name, query.family_name, query.birth_date, (), True, ConsentState.OPEN)
+        return exact + await self._db.run(unknown)
 
 
 @fault("patients.match.birth_date_required")
 def matches_missing_birth_dates() -> Adapter:
-    """Treats an unknown or partial birth date on file as matching any birth date."""
-    return _build(patients_class=_LooseBirthDate)
+    """Also returns patients whose birth date on file is unknown or only year and month, with the date asked for."""
+    return _build(patients=_LooseBirthDates)
 
 
-class _MatchesInactive(ReferencePatients):
-    def choose(
-        self, conn: sqlite3.Connection, query: PatientQuery, normalized: NormalizedQuery, partner_id: str
-    ) -> Candidate | None:
-        conn.execute("SAVEPOINT inactive")
-        try:
-            conn.execute("UPDATE patients SET active = 1")
-            return super().choose(conn, query, normalized, partner_id)
-        finally:
-            conn.execute("ROLLBACK TO inactive")
-            conn.execute("RELEASE inactive")
+class _AllActive(ReferencePatients):
+    async def list_patients_born_on(self, ctx: CallContext, birth_date: date) -> list[PatientRecord]:
+        return [replace(r, active=True) for r in await super().list_patients_born_on(ctx, birth_date)]
+
+    async def read_consent(self, ctx: CallContext, patient_id: str) -> Consent:
+        def read(conn: sqlite3.Connection) -> Consent:
+            conn.execute("SAVEPOINT active")
+            try:
+                conn.execute("UPDATE patients SET active = 1 WHERE id = ?", (patient_id,))
+                return stored_consent(conn, patient_id, ctx.partner_id)
+            finally:
+                conn.execute("ROLLBACK TO active")
+                conn.execute("RELEASE active")
+
+        return await self._db.run(read)
 
 
 @fault("patients.match.inactive")
 def matches_inactive_patients() -> Adapter:
-    """Searches inactive (moved, merged) records too."""
-    return _build(patients_class=_MatchesInactive)
+    """Never reads the inactive flag: inactive (moved, merged) records are reported as active everywhere."""
+    return _build(patients=_AllActive)
 
 
-class _FirstNamesake(ReferencePatients):
-    def choose(
-        self, conn: sqlite3.Connection, query: PatientQuery, normalized: NormalizedQuery, partner_id: str
-    ) -> Candidate | None:
-        pool = [c for c in candidates(conn, normalized, partner_id) if c.consent is not ConsentState.DENIED]
-        pool.sort(key=lambda c: c.patient_id)
-        return pool[0] if pool else None
+class _NoContacts(ReferencePatients):
+    async def list_patients_born_on(self, ctx: CallContext, birth_date: date) -> list[PatientRecord]:
+        return [replace(r, contacts=()) for r in await super().list_patients_born_on(ctx, birth_date)]
 
 
 @fault("patients.match.namesakes")
-def first_namesake() -> Adapter:
-    """Takes the first of several namesakes instead of deciding by contact data."""
-    return _build(patients_class=_FirstNamesake)
+def search_without_contacts() -> Adapter:
+    """The search returns no contacts, so namesakes cannot be told apart by their phone number."""
+    return _build(patients=_NoContacts)
+
+
+class _CachedSearch(ReferencePatients):
+    def __init__(self, database: Database) -> None:
+        super().__init__(database)
+        self._searches: dict[tuple[str, date], list[PatientRecord]] = {}
+
+    async def list_patients_born_on(self, ctx: CallContext, birth_date: date) -> list[PatientRecord]:
+        key = (ctx.partner_id, birth_date)
+        if key not in self._searches:
+            self._searches[key] = await super().list_patients_born_on(ctx, birth_date)
+        return self._searches[key]
+
+
+@fault("patients.create.no_duplicate")
+def stale_patient_search() -> Adapter:
+    """Caches searches per birth date and never drops them: a patient it has just created is not found again."""
+    return _build(patients=_CachedSearch)
 
 
 class _RacyCreate(ReferencePatients):
-    async def find_or_create_patient(self, ctx: CallContext, query: PatientQuery) -> tuple[Any, MatchOutcome]:
-        normalized = normalize_query(query)
-        found = await self._db.run(lambda conn: decide(normalized, candidates(conn, normalized, ctx.partner_id)))
-        if found is not None:
-            return await super().find_or_create_patient(ctx, query)
-        await asyncio.sleep(0.05)  # the PVS's search and its insert are two calls
-
-        def create(conn: sqlite3.Connection) -> Any:
-            patient_id, now = f"n-{secrets.token_hex(6)}", int(_time.time())
-            conn.execute(
-                "INSERT INTO patients (id, given_name, family_name, birth_date, match_key, create_time,"
-                " created_online_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    patient_id,
-                    query.given_name,
-                    query.family_name,
-                    query.birth_date.isoformat(),
-                    normalized.key,
-                    now,
-                    ctx.partner_id,
-                ),
-            )
-            open_consent(conn, patient_id, ctx.partner_id, now)
-            return patient_record(conn, patient_id, ctx.partner_id, normalized.contacts)
-
-        return await self._db.run(create), MatchOutcome.CREATED
+    async def create_patient(self, ctx: CallContext, patient: NewPatient, request_id: str) -> PatientRecord:
+        return await super().create_patient(ctx, patient, str(uuid.uuid4()))
 
 
-@fault("patients.create.concurrent")
+@uncaught(
+    "gap: one gateway serialises find-or-create per match key and replays retried request ids itself, so only "
+    "several gateway replicas send one creation twice; no case calls create_patient twice with one request_id"
+)
 def racy_create() -> Adapter:
-    """Searches, then creates in a second step: concurrent bookings create duplicates."""
-    return _build(patients_class=_RacyCreate)
+    """Drops the gateway's request_id: a concurrent or retried creation (two replicas) makes two patients."""
+    return _build(patients=_RacyCreate)
 
 
-class _IgnoresDenial(ReferencePatients):
-    def choose(
-        self, conn: sqlite3.Connection, query: PatientQuery, normalized: NormalizedQuery, partner_id: str
-    ) -> Candidate | None:
-        found = [replace(c, consent=ConsentState.OPEN) for c in candidates(conn, normalized, partner_id)]
-        return decide(normalized, found)
+class _NotMarkedOnline(ReferencePatients):
+    async def create_patient(self, ctx: CallContext, patient: NewPatient, request_id: str) -> PatientRecord:
+        record = await super().create_patient(ctx, patient, request_id)
+        await self._db.run(
+            lambda conn: conn.execute("UPDATE patients SET created_online_by = NULL WHERE id = ?", (record.id,))
+        )
+        return replace(record, created_online_by=None)
+
+
+@fault("patients.match.birth_date_required")
+def creates_without_origin() -> Adapter:
+    """The PVS has no field for who created a record: patients created online are not marked as such."""
+    return _build(patients=_NotMarkedOnline)
+
+
+class _RepeatedNotes(ReferencePatients):
+    async def append_patient_note(self, ctx: CallContext, patient_id: str, line: str, request_id: str) -> None:
+        await super().append_patient_note(ctx, patient_id, line, str(uuid.uuid4()))
+
+
+@uncaught(
+    "gap: no case reads a patient's note or repeats append_patient_note with one request_id, "
+    "so a note line appended twice is never seen"
+)
+def notes_twice() -> Adapter:
+    """Drops the note's request_id: every retry appends the new contact details to the note again."""
+    return _build(patients=_RepeatedNotes)
+
+
+# --- consent data ---------------------------------------------------------------------------------
+
+
+class _DenialAsOpen(ReferencePatients):
+    async def list_patients_born_on(self, ctx: CallContext, birth_date: date) -> list[PatientRecord]:
+        found = await super().list_patients_born_on(ctx, birth_date)
+        return [replace(r, consent=ConsentState.OPEN) if r.consent is ConsentState.DENIED else r for r in found]
+
+    async def read_consent(self, ctx: CallContext, patient_id: str) -> Consent:
+        consent = await super().read_consent(ctx, patient_id)
+        return replace(consent, state=ConsentState.OPEN) if consent.state is ConsentState.DENIED else consent
 
 
 @fault("consent.denied.invisible")
 def returns_denied_patients() -> Adapter:
-    """Matches patients who denied consent for the partner."""
-    return _build(patients_class=_IgnoresDenial)
+    """Reports a denial as 'open' (the PVS knows only 'granted' or nothing), so the patient is matched."""
+    return _build(patients=_DenialAsOpen)
 
 
-class _GlobalConsent(ReferencePatients):
-    async def get_consent(self, ctx: CallContext, patient_id: str) -> Consent:
+class _LatestConsent(ReferencePatients):
+    async def read_consent(self, ctx: CallContext, patient_id: str) -> Consent:
         def latest(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
                 "SELECT partner_id FROM consents WHERE patient_id = ?"
@@ -435,10 +655,32 @@ class _GlobalConsent(ReferencePatients):
             return None if row is None else str(row[0])
 
         partner = await self._db.run(latest)
-        return await super().get_consent(replace(ctx, partner_id=partner or ctx.partner_id), patient_id)
+        return await super().read_consent(replace(ctx, partner_id=partner or ctx.partner_id), patient_id)
 
 
 @fault("consent.per_partner")
 def consent_not_per_partner() -> Adapter:
-    """Keeps one consent per patient: whatever any partner recorded last."""
-    return _build(patients_class=_GlobalConsent)
+    """Reads one consent per patient: whatever any partner recorded last."""
+    return _build(patients=_LatestConsent)
+
+
+class _AnyConsentListed(ReferencePatients):
+    async def list_consented_patients(self, ctx: CallContext, after: str, limit: int) -> list[PatientRecord]:
+        def read(conn: sqlite3.Connection) -> list[PatientRecord]:
+            rows = conn.execute(
+                "SELECT DISTINCT p.* FROM consents c JOIN patients p ON p.id = c.patient_id"
+                " WHERE c.partner_id = ? AND p.id > ? ORDER BY p.id LIMIT ?",
+                (ctx.partner_id, after, limit),
+            ).fetchall()
+            return [stored_record(conn, r, ctx.partner_id) for r in rows]
+
+        return await self._db.run(read)
+
+
+@uncaught(
+    "harmless: the gateway lists only records that come back active with consent GRANTED, "
+    "so the open, denied and inactive ones the query lets through are dropped"
+)
+def shares_without_grant() -> Adapter:
+    """The shared-patients query forgets its conditions: every patient with any consent record is returned."""
+    return _build(patients=_AnyConsentListed)

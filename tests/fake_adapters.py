@@ -5,22 +5,27 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from otv_sdk.errors import FailedPrecondition
-from otv_sdk.models import Absence, Calendar, ColumnIntervals, Interval, Patient, PracticeProfile
+from otv_sdk.models import (
+    Absence,
+    Calendar,
+    ColumnIntervals,
+    ConsentState,
+    Interval,
+    PatientRecord,
+    PracticeProfile,
+    WorkingTimeRules,
+)
 from otv_sdk.ports import (
     Adapter,
+    CalendarDataPort,
     CalendarEntry,
     CalendarWriterPort,
     CallContext,
-    MatchOutcome,
-    Page,
-    PageRequest,
-    PatientLookupPort,
-    PatientQuery,
-    ReaderPort,
     WrittenEntry,
 )
 from otv_sdk.reference import create_adapter as create_reference
@@ -38,8 +43,8 @@ SLOW_SECONDS = 10.0
 CLOSED: list[str] = []
 
 
-class _Delegating(ReaderPort):
-    def __init__(self, inner: ReaderPort) -> None:
+class _Delegating(CalendarDataPort):
+    def __init__(self, inner: CalendarDataPort) -> None:
         self.inner = inner
 
     async def aclose(self) -> None:
@@ -54,10 +59,8 @@ class _Delegating(ReaderPort):
     async def list_calendars(self, ctx: CallContext) -> Calendar:
         return await self.inner.list_calendars(ctx)
 
-    async def list_working_hours(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
-        return await self.inner.list_working_hours(ctx, window, column_ids)
+    async def list_working_time_rules(self, ctx: CallContext, window: Interval) -> WorkingTimeRules:
+        return await self.inner.list_working_time_rules(ctx, window)
 
     async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
         return await self.inner.list_absences(ctx, window, column_ids)
@@ -93,7 +96,8 @@ class RefusingReader(_Delegating):
 
 def _wrap(reader_type: type[_Delegating], settings: Mapping[str, Any]) -> Adapter:
     reference = create_reference("demo", settings)
-    return Adapter(info=reference.info, reader=reader_type(reference.reader))
+    assert reference.calendar is not None
+    return Adapter(info=reference.info, calendar=reader_type(reference.calendar))
 
 
 def create_exploding(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter:
@@ -120,32 +124,23 @@ def shared(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | No
     return SHARED[practice_id]
 
 
-class LeakyPatients(PatientLookupPort):
-    """Gets privacy wrong on purpose: matches denied patients, lists everyone as shared."""
+class LeakyPatients(ReferencePatients):
+    """Gets privacy wrong on purpose: reports every consent as granted, lists everyone as consented."""
 
-    def __init__(self, inner: ReferencePatients) -> None:
-        self.inner = inner
+    async def list_patients_born_on(self, ctx: CallContext, birth_date: date) -> list[PatientRecord]:
+        found = await super().list_patients_born_on(ctx, birth_date)
+        return [dataclasses.replace(r, consent=ConsentState.GRANTED) for r in found]
 
-    async def find_or_create_patient(self, ctx: CallContext, query: PatientQuery) -> tuple[Patient, MatchOutcome]:
-        # Pretend every patient is a match: the first one, whatever its consent says.
-        first = self.inner.practice.patient(self.inner.practice.patient_ids()[0])
-        return Patient(first.id, first.given_name, first.family_name, query.birth_date), MatchOutcome.MATCHED
-
-    async def list_shared_patients(self, ctx: CallContext, page: PageRequest) -> Page[Patient]:
-        everyone = [self.inner.practice.patient(pid) for pid in self.inner.practice.patient_ids()]
-        items = [Patient(p.id, p.given_name, p.family_name, None) for p in everyone]
-        return Page(items, "")
+    async def list_consented_patients(self, ctx: CallContext, after: str, limit: int) -> list[PatientRecord]:
+        everyone = [self.practice.patient(pid) for pid in self.practice.patient_ids() if pid > after][:limit]
+        return [PatientRecord(p.id, p.given_name, p.family_name, None, consent=ConsentState.GRANTED) for p in everyone]
 
 
 def create_leaky(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter:
     reference = SHARED[practice_id]
-    assert isinstance(reference.patient_lookup, ReferencePatients)
-    return Adapter(
-        info=reference.info,
-        reader=reference.reader,
-        patient_lookup=LeakyPatients(reference.patient_lookup),
-        consent=reference.consent,
-    )
+    assert isinstance(reference.patients, ReferencePatients)
+    leaky = LeakyPatients(reference.patients.database)
+    return Adapter(info=reference.info, calendar=reference.calendar, patients=leaky, consents=reference.consents)
 
 
 # Where StallingWriter stalls: before or after the PVS write, before or after the PVS delete.

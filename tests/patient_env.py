@@ -47,7 +47,7 @@ class PatientEnv:
 @asynccontextmanager
 async def patient_env(transport: str) -> AsyncIterator[PatientEnv]:
     adapter = create_adapter(PRACTICE, reference_settings())
-    practice = cast(ReferencePatients, adapter.patient_lookup).practice
+    practice = cast(ReferencePatients, adapter.patients).practice
     remote: AdapterServer | None = None
     if transport == "in_process":
         fake_adapters.SHARED[PRACTICE] = adapter

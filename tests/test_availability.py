@@ -7,7 +7,8 @@ from datetime import date, datetime, time, timedelta
 
 import pytest
 
-from otv_sdk.availability import AvailabilityEngine, OutsideHorizon, SlotPolicy
+from otv_rules.availability import AvailabilityEngine, OutsideHorizon, SlotPolicy
+from otv_rules.wallclock import expand_weekly, to_utc, zone
 from otv_sdk.errors import InvalidArgument
 from otv_sdk.models import (
     UTC,
@@ -20,7 +21,6 @@ from otv_sdk.models import (
     WeeklySpan,
 )
 from otv_sdk.timeline import IntervalArray
-from otv_sdk.wallclock import expand_weekly, to_utc, zone
 
 BERLIN = "Europe/Berlin"
 MONDAY = date(2027, 6, 7)  # a plain summer week, UTC+2

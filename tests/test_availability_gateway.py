@@ -11,17 +11,17 @@ import pytest
 from conftest import ANCHOR, PRACTICE, reference_settings
 from test_validation import violation
 
+from gateway.practice_reader import PracticeReader
 from otv.v1 import reader_service_pb2, reader_service_pb2_grpc
+from otv_rules.wallclock import to_utc, zone
 from otv_sdk import conversion as cv
 from otv_sdk.client import PartnerClient
 from otv_sdk.errors import InvalidArgument
 from otv_sdk.models import Interval
 from otv_sdk.ports import CallContext, PageRequest, SlotQuery
 from otv_sdk.reference import create_adapter
-from otv_sdk.reference.reader import ReferenceReader
 from otv_sdk.timeline import IntervalArray, concatenate, from_datetime, normalize, subtract
 from otv_sdk.timewindow import add_months
-from otv_sdk.wallclock import to_utc, zone
 
 BERLIN = zone("Europe/Berlin")
 
@@ -154,17 +154,17 @@ async def test_free_time_over_24_months_is_served(client: PartnerClient) -> None
     assert sum(len(c.intervals) for c in free) > 2000
 
 
-async def test_reference_adapter_keeps_one_engine_for_todays_windows() -> None:
+async def test_gateway_keeps_one_engine_for_todays_windows() -> None:
     adapter = create_adapter(PRACTICE, reference_settings())
-    reader = adapter.reader
-    assert isinstance(reader, ReferenceReader)
+    assert adapter.calendar is not None
+    reader = PracticeReader(adapter.calendar, announced=True)
     ctx = CallContext("test")
     midnight = datetime.combine(datetime.now(BERLIN).date(), time(0), BERLIN).astimezone(UTC)
     await reader.get_free_time(ctx, Interval(midnight, add_months(midnight, 24)), ["berg"])
-    kept = reader.availability.current
+    kept = reader.kept_engine
     assert kept is not None
     await reader.find_slots(
         ctx, SlotQuery("kontrolle", Interval(midnight, midnight + timedelta(days=3)), (), PageRequest(10))
     )
-    assert reader.availability.current is kept
+    assert reader.kept_engine is kept
     await adapter.aclose()

@@ -11,7 +11,8 @@ from availability_reference import AreaSpec, ColumnSpec, Scenario, ShiftSpec, Ty
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otv_sdk.availability import AvailabilityEngine, SlotPolicy
+from gateway.practice_reader import PracticeReader
+from otv_rules.availability import AvailabilityEngine, SlotPolicy
 from otv_sdk.models import (
     UTC,
     AppointmentType,
@@ -194,8 +195,10 @@ def working_time(scenario: Scenario, horizon: Interval) -> dict[str, IntervalArr
     """Working time as the reference PVS serves it: weekly hours, shifts and closed days stored in its
     SQLite database (through the sandbox port) and read back with `list_working_hours`."""
     adapter = create_adapter("p", {"demo": False, "sandbox": True, "time_zone": scenario.tz})
-    sandbox, reader = adapter.sandbox, adapter.reader
+    sandbox, data = adapter.sandbox, adapter.calendar
     assert sandbox is not None
+    assert data is not None
+    reader = PracticeReader(data)  # the gateway's computation from the PVS's raw rules
     practice = ScenarioPractice(
         id="property",
         version="1",
@@ -219,7 +222,7 @@ def working_time(scenario: Scenario, horizon: Interval) -> dict[str, IntervalArr
         try:
             return await reader.list_working_hours(CTX, horizon, [c.id for c in scenario.columns])
         finally:
-            await reader.aclose()
+            await adapter.aclose()
 
     return {c.column_id: c.intervals for c in asyncio.run(read())}
 

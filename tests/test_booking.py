@@ -257,8 +257,6 @@ async def test_a_confirmed_hold_whose_time_was_taken_in_the_pvs_becomes_an_extra
         slot = (await env.slots())[0]
         hold = await env.client.hold_slot("demo", slot_request(slot, alpha), metadata=ALPHA)
         # Staff book the same time directly in the PVS while the patient confirms by link.
-        adapter = await env.gateway.router.configured_adapter("demo", CallContext("test"))
-        engine = await adapter.reader.availability.engine_for(CallContext("t"), slot_interval(slot))  # type: ignore[attr-defined]
         start, end = int(slot.start.timestamp()), int(slot.end.timestamp())
         import sqlite3
 
@@ -267,17 +265,10 @@ async def test_a_confirmed_hold_whose_time_was_taken_in_the_pvs_becomes_an_extra
                 "INSERT INTO calendar_entries (column_id, start_utc, end_utc, kind) VALUES (?, ?, ?, 'appointment')",
                 (slot.column_id, start, end),
             )
-        engine.add_busy(slot.column_id, start, end)
         appointment = await env.client.confirm_hold("demo", hold.id, metadata=ALPHA)
         assert appointment.state is AppointmentState.BOOKED
         assert appointment.extra
         assert env.pvs_entries(appointment.id)[0]["extra"] == 1
-
-
-def slot_interval(slot):  # type: ignore[no-untyped-def]
-    from otv_sdk.models import Interval
-
-    return Interval(slot.start, slot.end)
 
 
 class _LockNotingTx:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -18,12 +19,14 @@ from patient_env import as_partner, header_identity
 
 from gateway.app import Gateway
 from gateway.config import parse_config
+from otv_sdk.adapter_server import AdapterServer, serve_adapters
 from otv_sdk.changes import AppointmentChanged, BusyTimeChanged, CalendarConfigChanged, ChangeEvent, Heartbeat
 from otv_sdk.client import PartnerClient
 from otv_sdk.errors import FailedPrecondition, InvalidArgument
 from otv_sdk.models import Interval
 from otv_sdk.ports import Adapter, CalendarEntry, CallContext, PageRequest, PatientQuery, SlotQuery, SlotRequest
 from otv_sdk.reference import create_adapter
+from otv_sdk.timeline import IntervalArray
 
 ANCHOR = date.today() + timedelta(days=7 - date.today().weekday() + 7)
 
@@ -63,11 +66,20 @@ class Env:
 
 
 @asynccontextmanager
-async def change_env(tmp_path: Path, *, state: str | None = None, **gateway: Any) -> AsyncIterator[Env]:
+async def change_env(
+    tmp_path: Path, *, state: str | None = None, transport: str = "in_process", **gateway: Any
+) -> AsyncIterator[Env]:
+    """A gateway in front of a reference PVS, in-process or dialled as a remote adapter server."""
     adapter = create_adapter(
         "demo", reference_settings(database=str(tmp_path / "pvs.sqlite"), demo_anchor=ANCHOR.isoformat())
     )
-    fake_adapters.SHARED["demo"] = adapter
+    remote: AdapterServer | None = None
+    practice: dict[str, Any] = {"plugin": "fake_adapters:shared"}
+    if transport == "remote":
+        remote = await serve_adapters({"demo": adapter}, heartbeat_seconds=1)
+        practice = {"remote": {"address": f"127.0.0.1:{remote.port}"}}
+    else:
+        fake_adapters.SHARED["demo"] = adapter
     section = {
         "listen": "127.0.0.1:0",
         "shutdown_grace_seconds": 0,
@@ -75,13 +87,15 @@ async def change_env(tmp_path: Path, *, state: str | None = None, **gateway: Any
         "state_store": state or f"sqlite:///{tmp_path / 'state.sqlite'}",
         **gateway,
     }
-    config = parse_config({"gateway": section, "practices": {"demo": {"adapter": {"plugin": "fake_adapters:shared"}}}})
+    config = parse_config({"gateway": section, "practices": {"demo": {"adapter": practice}}})
     started = await Gateway.start(config, identify=header_identity)
     try:
         async with PartnerClient.connect(started.address) as client:
             yield Env(started, client, adapter)
     finally:
         await started.stop(0)
+        if remote is not None:
+            await remote.stop(0)
         fake_adapters.SHARED.pop("demo", None)
 
 
@@ -105,6 +119,50 @@ async def test_a_change_in_the_pvs_reaches_a_watcher_as_busy_time(tmp_path: Path
         (event,) = await take(env.watch(cursor=cursor), 1)
         assert event.change == BusyTimeChanged("berg", added=(entry.interval,))
         assert event.cursor != cursor
+
+
+async def test_a_dialled_remote_pvs_announces_its_own_changes_to_watchers(tmp_path: Path) -> None:
+    async with change_env(tmp_path, transport="remote") as env:
+        cursor = await env.cursor()  # the first call describes the remote and starts following its changes
+        await asyncio.sleep(0.2)  # the gateway's WatchDataChanges stream is subscribed
+        entry = env.entry(9)
+        pvs_id = await env.pvs_write(entry)
+        (added,) = await take(env.watch(cursor=cursor), 1)
+        assert added.change == BusyTimeChanged("berg", added=(entry.interval,))
+        assert env.adapter.calendar_writer is not None
+        await env.adapter.calendar_writer.delete_appointment(CallContext("staff"), pvs_id)
+        (removed,) = await take(env.watch(cursor=added.cursor), 1)
+        assert removed.change == BusyTimeChanged("berg", removed=(entry.interval,))
+
+
+@pytest.mark.parametrize("transport", ["in_process", "remote"])
+async def test_the_gateways_engine_follows_changes_made_in_the_pvs(tmp_path: Path, transport: str) -> None:
+    """Free time is computed by the gateway from an engine it keeps; a change staff make in the PVS
+    reaches it through the practice's feed, so the next answer reflects it without a re-read."""
+    async with change_env(tmp_path, transport=transport) as env:
+        day = Interval(env.entry(0).interval.start, env.entry(0).interval.start + timedelta(days=1))
+
+        async def free() -> IntervalArray:
+            (column,) = await env.client.get_free_time("demo", day, ["berg"], metadata=as_partner("alpha"))
+            return column.intervals
+
+        before = await free()
+        gap = next(i for i in before.intervals() if i.end - i.start >= timedelta(minutes=20))
+        entry = dataclasses.replace(env.entry(0), interval=Interval(gap.start, gap.start + timedelta(minutes=20)))
+        cursor = await env.cursor()
+        await asyncio.sleep(0.2)
+        pvs_id = await env.pvs_write(entry)
+        (added,) = await take(env.watch(cursor=cursor), 1)
+        assert _overlaps(before, entry.interval)
+        assert not _overlaps(await free(), entry.interval)
+        assert env.adapter.calendar_writer is not None
+        await env.adapter.calendar_writer.delete_appointment(CallContext("staff"), pvs_id)
+        await take(env.watch(cursor=added.cursor), 1)
+        assert await free() == before
+
+
+def _overlaps(intervals: IntervalArray, interval: Interval) -> bool:
+    return any(i.start < interval.end and interval.start < i.end for i in intervals.intervals())
 
 
 async def test_resume_from_a_cursor_gets_every_later_event_once_in_order(tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ from booking_env import ANCHOR, BookingEnv, booking_env, slot_request
 from patient_env import as_partner
 from store_backends import BACKENDS
 
+from gateway.practice_reader import PracticeReader
+from otv_rules.wallclock import to_utc, zone
 from otv_sdk.errors import Aborted, FailedPrecondition, InvalidArgument
 from otv_sdk.limits import MAX_TOKEN
 from otv_sdk.models import AppointmentState, Interval, Slot
@@ -25,7 +27,6 @@ from otv_sdk.ports import CallContext, Page, PageRequest, SlotQuery
 from otv_sdk.reference.database import Database
 from otv_sdk.reference.demo import seed_demo
 from otv_sdk.timeline import IntervalArray, concatenate, from_datetime, normalize, subtract
-from otv_sdk.wallclock import to_utc, zone
 
 ALPHA, BETA = as_partner("alpha"), as_partner("beta")
 BERLIN = zone("Europe/Berlin")
@@ -93,13 +94,15 @@ async def _expected(env: BookingEnv, type_id: str, window: Interval, columns: tu
     whose [start, start + duration + buffer) overlaps a valid claim in its column."""
     ctx = CallContext("alpha")
     adapter = await env.gateway.router.configured_adapter("demo", ctx)
-    calendar = await adapter.reader.list_calendars(ctx)
+    assert adapter.calendar is not None
+    pvs = PracticeReader(adapter.calendar)  # the practice's own slots, computed without any claim
+    calendar = await pvs.list_calendars(ctx)
     kind = next(t for t in calendar.appointment_types if t.id == type_id)
     need = int((kind.duration + kind.buffer).total_seconds())
     offered: list[Slot] = []
     token = ""
     while True:
-        page = await adapter.reader.find_slots(ctx, SlotQuery(type_id, window, columns, PageRequest(1000, token)))
+        page = await pvs.find_slots(ctx, SlotQuery(type_id, window, columns, PageRequest(1000, token)))
         offered += page.items
         token = page.next_page_token
         if not token:
@@ -184,10 +187,13 @@ async def test_page_tokens_are_the_gateways_own_bounded_and_bound_to_the_query(e
     await env.client.hold_slot("demo", slot_request(first, alpha), metadata=ALPHA)
     page = await _page(env, "kontrolle", window, ("berg",), 3)
     assert 0 < len(page.next_page_token) <= MAX_TOKEN
-    # A token the PVS adapter issued is not one the gateway issued: partners cannot hand tokens through.
+    # A token of the engine's own paging is not one the partner-facing reader issued: it is refused.
     ctx = CallContext("alpha")
     adapter = await env.gateway.router.configured_adapter("demo", ctx)
-    own = await adapter.reader.find_slots(ctx, SlotQuery("kontrolle", window, ("berg",), PageRequest(3)))
+    assert adapter.calendar is not None
+    own = await PracticeReader(adapter.calendar).find_slots(
+        ctx, SlotQuery("kontrolle", window, ("berg",), PageRequest(3))
+    )
     assert own.next_page_token
     tampered = page.next_page_token[:-3] + ("AAA" if not page.next_page_token.endswith("AAA") else "BBB")
     for token in (own.next_page_token, tampered, "not-a-token", "x" * (MAX_TOKEN + 1)):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from otv_sdk.contact_values import ContactValueError, normalize_email, normalize_phone
-from otv_sdk.names import family_key, given_match, given_tokens, normalize_words
+from otv_rules.contact_values import ContactValueError, normalize_email, normalize_phone
+from otv_rules.names import family_key, given_match, given_tokens, normalize_words
 
 
 @pytest.mark.parametrize(

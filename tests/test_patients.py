@@ -190,7 +190,7 @@ async def test_shared_patients_are_those_who_granted_paged(env: PatientEnv) -> N
 
 async def test_gateway_withholds_what_a_leaky_adapter_returns() -> None:
     adapter = create_adapter("demo", reference_settings())
-    lookup = adapter.patient_lookup
+    lookup = adapter.patients
     assert isinstance(lookup, ReferencePatients)
     denied = lookup.practice.add_patient("Aaron", "Abel", BIRTH.isoformat(), patient_id="a-denied")
     lookup.practice.set_consent(denied, "alpha", ConsentState.DENIED)

@@ -12,13 +12,16 @@ afterwards; these properties are what that rule guarantees.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import date
 
 from conftest import SECRET
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.consent_records import RecordedConsent
 from gateway.patient_ids import PatientIdScope
+from gateway.patient_matching import PatientMatcher
 from gateway.privacy import protect
 from otv_sdk.models import ConsentState, Contact, ContactKind
 from otv_sdk.ports import Adapter, CallContext, MatchOutcome, PatientQuery
@@ -55,7 +58,7 @@ def _world(
     patients: list[tuple[str, list[Contact], bool, ConsentState]], skip: int | None
 ) -> tuple[Adapter, ReferencePractice]:
     adapter = create_adapter("demo", {"database": ":memory:", "demo": False})
-    lookup = adapter.patient_lookup
+    lookup = adapter.patients
     assert isinstance(lookup, ReferencePatients)
     for index, (name, items, active, state) in enumerate(patients):
         if index == skip:
@@ -64,7 +67,11 @@ def _world(
             name, "Meier", BIRTH.isoformat(), tuple(items), active=active, patient_id=f"p{index}"
         )
         lookup.practice.set_consent(f"p{index}", "alpha", state)
-    return protect(adapter, SCOPE), lookup.practice
+    # The gateway's decision (PatientMatcher) over the PVS's data, behind the gateway's privacy rules.
+    served = dataclasses.replace(
+        adapter, patient_lookup=PatientMatcher("demo", lookup), consent=RecordedConsent(lookup)
+    )
+    return protect(served, SCOPE), lookup.practice
 
 
 def _ask(

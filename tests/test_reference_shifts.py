@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import date, time, timedelta
 
+from gateway.practice_reader import PracticeReader
+from otv_rules.wallclock import to_utc, zone
 from otv_sdk.models import Calendar, Column, ColumnKind, Interval, PracticeProfile, WeeklySpan
 from otv_sdk.ports import Adapter, CallContext
 from otv_sdk.reference import create_adapter
 from otv_sdk.scenario import ClosedDay, Scenario, Shift
-from otv_sdk.wallclock import to_utc, zone
 
 BERLIN = zone("Europe/Berlin")
 CTX = CallContext(partner_id="test")
@@ -30,7 +31,8 @@ async def _working_days(shifts: tuple[Shift, ...], closed: tuple[ClosedDay, ...]
     )
     await adapter.sandbox.load_scenario(CTX, scenario)
     window = Interval(to_utc(MONDAY, time(0), BERLIN), to_utc(MONDAY + timedelta(days=21), time(0), BERLIN))
-    (column,) = await adapter.reader.list_working_hours(CTX, window, ["a"])
+    assert adapter.calendar is not None
+    (column,) = await PracticeReader(adapter.calendar).list_working_hours(CTX, window, ["a"])
     days: dict[date, list[str]] = {}
     for interval in column.intervals.intervals():
         start, end = interval.start.astimezone(BERLIN), interval.end.astimezone(BERLIN)

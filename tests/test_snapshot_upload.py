@@ -38,6 +38,7 @@ from otv.v1 import (
     snapshot_service_pb2_grpc,
     time_pb2,
 )
+from otv_rules.wallclock import to_utc, zone
 from otv_sdk import conversion as cv
 from otv_sdk.changes import BusyTimeChanged, ChangeEvent, Heartbeat
 from otv_sdk.client import PartnerClient, signing_interceptors
@@ -49,7 +50,6 @@ from otv_sdk.server import MAX_MESSAGE_BYTES
 from otv_sdk.signing import Signer, generate_key_pair
 from otv_sdk.status import error_from_rpc_error
 from otv_sdk.timeline import IntervalArray
-from otv_sdk.wallclock import to_utc, zone
 
 BERLIN = zone("Europe/Berlin")
 PVS_ID = "duria-pvs"

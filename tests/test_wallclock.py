@@ -7,8 +7,8 @@ from datetime import date, datetime, time, timedelta
 import numpy as np
 import pytest
 
+from otv_rules.wallclock import expand_weekly, local_days, to_utc, zone
 from otv_sdk.models import UTC, Interval, WeeklySpan
-from otv_sdk.wallclock import expand_weekly, local_days, to_utc, zone
 
 BERLIN = zone("Europe/Berlin")
 

@@ -78,7 +78,9 @@ class Session:
 
     async def pvs_busy(self, column_id: str, window: Interval) -> Spans:
         """Busy time as the PVS itself has it, read through the adapter without the gateway's claims."""
-        return _spans(await self.adapter.reader.list_busy_times(self.pvs_context(), window, [column_id]), column_id)
+        data = self.adapter.calendar
+        assert data is not None, "a certified practice serves its calendar"
+        return _spans(await data.list_busy_times(self.pvs_context(), window, [column_id]), column_id)
 
     async def slots_page(self, type_id: str, window: Interval) -> list[Slot]:
         page = await self.a.find_slots(self.practice_id, SlotQuery(type_id, window, (), PageRequest(100)))

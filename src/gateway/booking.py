@@ -47,6 +47,7 @@ from datetime import datetime, timedelta
 from gateway.encryption import FieldCipher
 from gateway.partner_availability import PartnerAvailability
 from gateway.state_store import Row, StateStore, Tx
+from otv_rules.wallclock import zone
 from otv_sdk.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, OtvError
 from otv_sdk.models import (
     Appointment,
@@ -69,7 +70,6 @@ from otv_sdk.ports import (
     WriterPort,
 )
 from otv_sdk.timeline import IntervalArray, from_datetime, subtract, to_datetime, union
-from otv_sdk.wallclock import zone
 
 __all__ = ["BookingDesk", "BookingPolicy", "PatientIds"]
 
@@ -87,6 +87,7 @@ class BookingPolicy:
     hold: timedelta = timedelta(minutes=15)
     cancellation_deadline: timedelta = timedelta(hours=24)
     category: str = "online"
+    grid_minutes: int = 5  # slot starts every N minutes of local time, from the practice's configuration
 
     def mode_for(self, type_id: str, can_write: bool) -> str:
         mode = self.modes.get(type_id, self.default_mode)
@@ -132,13 +133,16 @@ class BookingDesk(WriterPort):
     ) -> None:
         self._cipher = cipher
         self._practice = practice_id
+        if adapter.reader is None:
+            raise ValueError("a booking desk needs the practice's reader")
         self._adapter = adapter
+        self._reader = adapter.reader
         self._patients = patients
         self._store = store
         self._policy = policy
         self._clock = clock
         # Busy time, free time and slots as partners see them: the PVS's, with this desk's claims in.
-        self.availability = PartnerAvailability(adapter.reader, self.claimed, cipher)
+        self.availability = PartnerAvailability(self._reader, self.claimed, cipher)
 
     def _now(self) -> int:
         return int(self._clock())
@@ -149,7 +153,7 @@ class BookingDesk(WriterPort):
         self, ctx: CallContext, slot: SlotRequest, replacing: Row | None = None
     ) -> tuple[AppointmentType, Interval]:
         """The type and interval of a slot a partner may book now, or the error saying why not."""
-        reader = self._adapter.reader
+        reader = self._reader
         calendar = await reader.list_calendars(ctx)
         kind = next((t for t in calendar.appointment_types if t.id == slot.appointment_type_id), None)
         if kind is None:
@@ -158,7 +162,7 @@ class BookingDesk(WriterPort):
             raise InvalidArgument.field("column", "is not a column of this practice")
         if slot.column_id not in kind.column_ids:
             raise InvalidArgument.field("column", "does not offer this appointment type")
-        grid = reader.slot_policy().grid_minutes * 60
+        grid = self._policy.grid_minutes * 60
         profile = await reader.get_practice(ctx)
         start = from_datetime(slot.start)
         offset = slot.start.astimezone(zone(profile.time_zone)).utcoffset()

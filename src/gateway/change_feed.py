@@ -92,6 +92,13 @@ class PracticeFeed(ChangeFeedPort):
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._closed = False
+        self._listeners: list[Callable[[Change], None]] = []
+
+    def listen(self, listener: Callable[[Change], None]) -> None:
+        """Call listener with every change published on this replica, as it is published: how the
+        gateway's engine for the practice stays current whatever transport announced the change
+        (adapter outbox, connector, a remote's change stream), before any partner can ask again."""
+        self._listeners.append(listener)
 
     # --- in ---------------------------------------------------------------------------------
 
@@ -99,6 +106,11 @@ class PracticeFeed(ChangeFeedPort):
         """Queue a change; `partner_id` limits it to that partner. Never blocks, never raises."""
         if self._closed:  # an adapter outliving its gateway (tests, reloads) must not revive the feed
             return
+        for listener in self._listeners:
+            try:
+                listener(change)
+            except Exception:  # one listener's bug must not keep the change from the feed
+                log.exception("a change listener of practice %s failed", self._practice)
         self._pending.append((change, partner_id))
         self._pending_ready.set()
         self._start()

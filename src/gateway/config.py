@@ -267,6 +267,16 @@ class BookingConfig(_Strict):
 class PracticeConfig(_Strict):
     adapter: AdapterConfig
     booking: BookingConfig = Field(default_factory=BookingConfig)  # type: ignore[arg-type]
+    slot_grid_minutes: int = Field(
+        5, ge=1, le=24 * 60, description="slots start every N minutes of local time; must divide a day"
+    )
+
+    @field_validator("slot_grid_minutes")
+    @classmethod
+    def _divides_a_day(cls, value: int) -> int:
+        if (24 * 60) % value:
+            raise ValueError("must divide a day (5, 10, 15, 20, 30, 60, ...)")
+        return value
 
 
 class GatewayConfig(_Strict):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from otv_sdk.availability import SlotPolicy
 from otv_sdk.models import Absence, Calendar, ColumnIntervals, Interval, PracticeProfile, Slot
 from otv_sdk.ports import CallContext, Page, ReaderPort, SlotQuery
 
@@ -34,14 +33,6 @@ class ForwardingReader(ReaderPort):
         self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
     ) -> list[ColumnIntervals]:
         return await self._inner.list_busy_times(ctx, window, column_ids)
-
-    async def list_predefined_slots(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals] | None:
-        return await self._inner.list_predefined_slots(ctx, window, column_ids)
-
-    def slot_policy(self) -> SlotPolicy:
-        return self._inner.slot_policy()
 
     async def get_free_time(
         self, ctx: CallContext, window: Interval, column_ids: Sequence[str]

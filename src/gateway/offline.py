@@ -7,15 +7,15 @@ remembered window) is answered from memory with its age (otv_sdk.freshness). A r
 never saw answers UNAVAILABLE. Writes (holds included) fail UNAVAILABLE before anything is
 recorded: a booking must never look accepted while the PVS cannot take it.
 
-Memory is per gateway process and per column: the newest read of each kind (working hours, busy
-time, free time, absences) and the last pages of slot queries.
+What is remembered is the practice's raw data (`CalendarDataPort`), per gateway process and per
+column: the newest read of each kind. Free time and slots are computed from it by the gateway as
+for any practice, so while offline they are as old as the data they come from, and say so.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,27 +23,32 @@ from typing import Generic, TypeVar
 
 from gateway.connectors import ConnectorHub
 from gateway.remote import RemoteAdapterSource
-from otv_sdk.availability import SlotPolicy
-from otv_sdk.client import PartnerClient
 from otv_sdk.errors import Unavailable
 from otv_sdk.freshness import report_data_age
-from otv_sdk.models import Absence, Appointment, Calendar, ColumnIntervals, Hold, Interval, PracticeProfile, Slot
+from otv_sdk.models import (
+    Absence,
+    Appointment,
+    Calendar,
+    ColumnIntervals,
+    Hold,
+    Interval,
+    PracticeProfile,
+    WorkingTimeRules,
+)
 from otv_sdk.ports import (
     Adapter,
     AppointmentQuery,
+    CalendarDataPort,
     CallContext,
     Page,
-    ReaderPort,
-    SlotQuery,
     SlotRequest,
     WriterPort,
 )
 from otv_sdk.timeline import IntervalArray, from_datetime
 
-__all__ = ["ConnectorAdapterSource", "LastKnownReader", "OnlineOnlyWriter"]
+__all__ = ["ConnectorAdapterSource", "LastKnownCalendarData", "OnlineOnlyWriter"]
 
 T = TypeVar("T")
-_SLOT_QUERIES = 256  # slot pages remembered per practice
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +58,19 @@ class _Known(Generic[T]):
     window: tuple[int, int] = (0, 0)
 
 
-class LastKnownReader(ReaderPort):
-    def __init__(self, inner: ReaderPort, online: Callable[[], bool], clock: Callable[[], float] = time.time) -> None:
+class LastKnownCalendarData(CalendarDataPort):
+    def __init__(
+        self, inner: CalendarDataPort, online: Callable[[], bool], clock: Callable[[], float] = time.time
+    ) -> None:
         self.inner = inner
         self._online = online
         self._clock = clock
         self._profile: _Known[PracticeProfile] | None = None
         self._calendar: _Known[Calendar] | None = None
+        self._rules: _Known[WorkingTimeRules] | None = None
         self._intervals: dict[tuple[str, str], _Known[IntervalArray]] = {}
         self._absences: dict[str, _Known[list[Absence]]] = {}
-        self._slots: OrderedDict[SlotQuery, _Known[Page[Slot]]] = OrderedDict()
+        self._slot_list = False  # whether the practice answered predefined slots (a slot-list PVS)
 
     async def _live(self, read: Callable[[], Awaitable[T]]) -> T | None:
         """The live answer, or None when the practice cannot be reached."""
@@ -79,6 +87,10 @@ class LastKnownReader(ReaderPort):
         report_data_age(self._clock() - known.at)
         return known.value
 
+    @staticmethod
+    def _covers(known: _Known[T] | None, lo: int, hi: int) -> _Known[T] | None:
+        return known if known is not None and known.window[0] <= lo < hi <= known.window[1] else None
+
     async def get_practice(self, ctx: CallContext) -> PracticeProfile:
         live = await self._live(lambda: self.inner.get_practice(ctx))
         if live is not None:
@@ -93,6 +105,14 @@ class LastKnownReader(ReaderPort):
             return live
         return self._recalled(self._calendar, "calendar")
 
+    async def list_working_time_rules(self, ctx: CallContext, window: Interval) -> WorkingTimeRules:
+        lo, hi = from_datetime(window.start), from_datetime(window.end)
+        live = await self._live(lambda: self.inner.list_working_time_rules(ctx, window))
+        if live is not None:
+            self._rules = _Known(live, self._clock(), (lo, hi))
+            return live
+        return self._recalled(self._covers(self._rules, lo, hi), "working hours for this window")
+
     def _wanted(self, column_ids: Sequence[str], what: str) -> Sequence[str]:
         if column_ids:
             return column_ids
@@ -101,7 +121,7 @@ class LastKnownReader(ReaderPort):
     async def _interval_read(
         self,
         kind: str,
-        read: Callable[[], Awaitable[list[ColumnIntervals]]],
+        read: Callable[[], Awaitable[list[ColumnIntervals] | None]],
         window: Interval,
         column_ids: Sequence[str],
     ) -> list[ColumnIntervals]:
@@ -114,19 +134,10 @@ class LastKnownReader(ReaderPort):
             return live
         result = []
         for column_id in self._wanted(column_ids, kind):
-            known = self._intervals.get((kind, column_id))
-            if known is None or not known.window[0] <= lo < hi <= known.window[1]:
-                known = None  # the last known state does not cover this window
+            known = self._covers(self._intervals.get((kind, column_id)), lo, hi)
             intervals = self._recalled(known, f"{kind} of column {column_id} for this window")
             result.append(ColumnIntervals(column_id, intervals.sorted().clipped(lo, hi)))
         return result
-
-    async def list_working_hours(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
-        return await self._interval_read(
-            "working hours", lambda: self.inner.list_working_hours(ctx, window, column_ids), window, column_ids
-        )
 
     async def list_busy_times(
         self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
@@ -135,11 +146,22 @@ class LastKnownReader(ReaderPort):
             "busy times", lambda: self.inner.list_busy_times(ctx, window, column_ids), window, column_ids
         )
 
-    async def get_free_time(
+    async def list_predefined_slots(
         self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
+    ) -> list[ColumnIntervals] | None:
+        if self._online():
+            try:
+                live = await self.inner.list_predefined_slots(ctx, window, column_ids)
+            except Unavailable:
+                live = None
+            else:
+                self._slot_list = live is not None
+                if live is None:
+                    return None
+        if not self._slot_list:
+            return None
         return await self._interval_read(
-            "free time", lambda: self.inner.get_free_time(ctx, window, column_ids), window, column_ids
+            "free slots", lambda: self.inner.list_predefined_slots(ctx, window, column_ids), window, column_ids
         )
 
     async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
@@ -153,25 +175,10 @@ class LastKnownReader(ReaderPort):
             return live
         result: list[Absence] = []
         for column_id in self._wanted(column_ids, "absences"):
-            known = self._absences.get(column_id)
-            if known is None or not known.window[0] <= lo < hi <= known.window[1]:
-                known = None
+            known = self._covers(self._absences.get(column_id), lo, hi)
             absences = self._recalled(known, f"absences of column {column_id} for this window")
             result.extend(a for a in absences if a.interval.start < window.end and a.interval.end > window.start)
         return result
-
-    async def find_slots(self, ctx: CallContext, query: SlotQuery) -> Page[Slot]:
-        live = await self._live(lambda: self.inner.find_slots(ctx, query))
-        if live is not None:
-            self._slots[query] = _Known(live, self._clock())
-            self._slots.move_to_end(query)
-            while len(self._slots) > _SLOT_QUERIES:
-                self._slots.popitem(last=False)
-            return live
-        return self._recalled(self._slots.get(query), "slots for this query")
-
-    def slot_policy(self) -> SlotPolicy:
-        return self.inner.slot_policy()
 
 
 class OnlineOnlyWriter(WriterPort):
@@ -223,11 +230,10 @@ class ConnectorAdapterSource:
     def __init__(self, hub: ConnectorHub, practice_id: str, remote_practice: str, cache_seconds: float) -> None:
         self._hub = hub
         self._practice = practice_id
-        client = PartnerClient(hub.channel(practice_id))
-        self._remote = RemoteAdapterSource(client, remote_practice, cache_seconds=cache_seconds)
+        self._remote = RemoteAdapterSource(hub.channel(practice_id), remote_practice, cache_seconds=cache_seconds)
         self._described: Adapter | None = None
         self._adapter: Adapter | None = None
-        self.reader: LastKnownReader | None = None
+        self.calendar: LastKnownCalendarData | None = None
 
     def online(self) -> bool:
         return self._hub.online(self._practice)
@@ -244,11 +250,12 @@ class ConnectorAdapterSource:
                 raise Unavailable("the practice's connector has not connected to this gateway yet") from None
             return self._adapter
         if described is not self._described:
-            if self.reader is None:
-                self.reader = LastKnownReader(described.reader, self.online)
-            self.reader.inner = described.reader
+            assert described.calendar is not None  # a remote practice always serves its calendar
+            if self.calendar is None:
+                self.calendar = LastKnownCalendarData(described.calendar, self.online)
+            self.calendar.inner = described.calendar
             self._described = described
-            self._adapter = dataclasses.replace(described, reader=self.reader)
+            self._adapter = dataclasses.replace(described, calendar=self.calendar)
         assert self._adapter is not None
         return self._adapter
 

@@ -1,6 +1,7 @@
-"""What partners see of a practice's calendar: the PVS's answers with the gateway's claims in them.
+"""What partners see of a practice's calendar: the computed answers with the gateway's claims in them.
 
-The PVS adapter computes busy time, free time and slots from its own calendar. The gateway also
+The gateway's engine (`practice_reader.py`) computes busy time, free time and slots from the PVS's
+calendar data, which holds what is written in the PVS. The gateway also
 holds **claims** (`booking.py`): valid holds, bookings being written or waiting for the practice,
 and bookings it wrote into the PVS. A claim must count exactly as an appointment in the PVS does:
 

@@ -154,5 +154,7 @@ def protect(adapter: Adapter, scope: PatientIdScope, booking: BookingFactory | N
     )
     if booking is None:
         return protected
+    if adapter.reader is None:
+        return protected
     desk = booking(adapter, PatientIds(guard.booking_patient, guard.outward_id))
     return dataclasses.replace(protected, writer=desk, reader=ClaimAwareReader(adapter.reader, desk))

@@ -1,9 +1,15 @@
-"""The remote transport: adapter ports that forward to a vendor's adapter server over gRPC.
+"""The remote transport: a practice whose PVS serves `otv.v1.PracticeDataService` over gRPC.
 
-Same ports as an in-process plugin, so the rest of the gateway cannot tell the two apart. Each
-call carries the partner's identity (`otv-partner-id`) and the time left of the partner's
-deadline. What the practice supports is learned from the remote's GetPractice and cached
-briefly, so a vendor can enable a port without a gateway restart.
+The remote's data ports (`otv_sdk.practice_data_client`) are the same ports an in-process plugin
+offers, so the rest of the gateway cannot tell the two apart: it computes free time, slots and
+patient decisions from them exactly as for a plugin. What the practice supports is learned from
+the remote's GetPracticeProfile and cached briefly, so a vendor can enable a part without a
+gateway restart.
+
+A PVS that announces its changes (`DATA_CAPABILITY_CHANGES`) is watched: its WatchDataChanges
+stream feeds the practice's change feed, so partners' WatchChanges see the PVS's own changes and
+the gateway's engine for the practice stays current. After the stream breaks, a configuration
+change is published on reconnect: whatever happened meanwhile is re-read.
 
 A failure of the link is the gateway's problem, not the partner's: the remote rejecting the
 gateway's credentials becomes INTERNAL, an unreachable remote UNAVAILABLE; the remote's own
@@ -13,244 +19,106 @@ answers about the request (INVALID_ARGUMENT, NOT_FOUND, ...) pass through unchan
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable
 
-from otv_sdk.adapter_server import PARTNER_METADATA_KEY
-from otv_sdk.client import Metadata, PartnerClient
+import grpc
+
+from otv_sdk.changes import CalendarConfigChanged, Change
+from otv_sdk.client import PartnerClient
+from otv_sdk.data_conversion import DataCapability
 from otv_sdk.errors import (
     DeadlineExceeded,
     InternalError,
-    NotFound,
     OtvError,
     PermissionDenied,
     Unauthenticated,
     Unavailable,
 )
-from otv_sdk.models import (
-    Absence,
-    Calendar,
-    Capability,
-    ColumnIntervals,
-    Consent,
-    ConsentEvidence,
-    ConsentState,
-    Interval,
-    Patient,
-    PracticeProfile,
-    Slot,
+from otv_sdk.models import Capability
+from otv_sdk.ports import Adapter, CallContext, SandboxPort
+from otv_sdk.practice_data_client import (
+    PracticeDataClient,
+    RemoteCalendarData,
+    RemoteCalendarWriter,
+    RemoteConsentData,
+    RemotePatientData,
 )
-from otv_sdk.ports import (
-    Adapter,
-    CalendarEntry,
-    CalendarWriterPort,
-    CallContext,
-    ConsentPort,
-    MatchOutcome,
-    Page,
-    PageRequest,
-    PatientLookupPort,
-    PatientQuery,
-    ReaderPort,
-    SandboxPort,
-    SlotQuery,
-    SlotRequest,
-    WrittenEntry,
-)
+from otv_sdk.practice_data_service import PARTNER_METADATA_KEY
 from otv_sdk.scenario import Scenario
 
 __all__ = ["RemoteAdapterSource"]
 
-T = TypeVar("T")
+log = logging.getLogger("otv.gateway.remote")
+
+# The technical user the gateway's own calls (watching changes) are made as.
+_GATEWAY_USER = "otv-gateway"
 
 
-class _Link:
-    """The client plus the per-call translation of context and errors."""
+class _LinkClient(PracticeDataClient):
+    """The data client with link failures turned into the gateway's errors."""
 
-    def __init__(self, client: PartnerClient, remote_practice: str) -> None:
-        self.client = client
-        self.practice = remote_practice
-
-    async def call(self, ctx: CallContext, work: Callable[[float | None, Metadata], Awaitable[T]]) -> T:
+    async def call(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
         try:
-            return await work(ctx.time_remaining(), ((PARTNER_METADATA_KEY, ctx.partner_id),))
+            return await super().call(*args, **kwargs)  # type: ignore[arg-type]
         except (Unauthenticated, PermissionDenied):
             raise InternalError("the practice's adapter server rejected the gateway's credentials") from None
         except Unavailable:
             raise Unavailable("the practice's system cannot be reached right now") from None
 
 
-class _RemoteReader(ReaderPort):
-    def __init__(self, link: _Link) -> None:
-        self._link = link
-
-    async def get_practice(self, ctx: CallContext) -> PracticeProfile:
-        practice = await self._link.call(
-            ctx, lambda t, m: self._link.client.get_practice(self._link.practice, timeout=t, metadata=m)
-        )
-        return PracticeProfile(practice.display_name, practice.time_zone)
-
-    async def list_calendars(self, ctx: CallContext) -> Calendar:
-        return await self._link.call(
-            ctx, lambda t, m: self._link.client.list_calendars(self._link.practice, timeout=t, metadata=m)
-        )
-
-    async def list_working_hours(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
-        return await self._link.call(
-            ctx,
-            lambda t, m: self._link.client.list_working_hours(
-                self._link.practice, window, column_ids, timeout=t, metadata=m
-            ),
-        )
-
-    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
-        return await self._link.call(
-            ctx,
-            lambda t, m: self._link.client.list_absences(
-                self._link.practice, window, column_ids, timeout=t, metadata=m
-            ),
-        )
-
-    async def list_busy_times(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
-        return await self._link.call(
-            ctx,
-            lambda t, m: self._link.client.list_busy_times(
-                self._link.practice, window, column_ids, timeout=t, metadata=m
-            ),
-        )
-
-    async def get_free_time(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
-        return await self._link.call(
-            ctx,
-            lambda t, m: self._link.client.get_free_time(
-                self._link.practice, window, column_ids, timeout=t, metadata=m
-            ),
-        )
-
-    async def find_slots(self, ctx: CallContext, query: SlotQuery) -> Page[Slot]:
-        return await self._link.call(
-            ctx, lambda t, m: self._link.client.find_slots(self._link.practice, query, timeout=t, metadata=m)
-        )
-
-
-class _RemoteCalendarWriter(CalendarWriterPort):
-    """Calendar writes on a remote PVS: BookAppointment with the reference as request id, and
-    CancelAppointment (see otv_sdk.calendar_writer_service)."""
-
-    def __init__(self, link: _Link) -> None:
-        self._link = link
-
-    async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
-        slot = SlotRequest(entry.appointment_type_id, entry.column_id, entry.interval.start, entry.patient_id)
-        as_partner = CallContext(partner_id=entry.partner_id, deadline=ctx.deadline, request_id=entry.reference)
-        appointment = await self._link.call(
-            as_partner,
-            lambda t, m: self._link.client.book_appointment(
-                self._link.practice, slot, request_id=entry.reference, timeout=t, metadata=m
-            ),
-        )
-        return WrittenEntry(appointment.id, appointment.extra)
-
-    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> CalendarEntry | None:
-        try:
-            appointment = await self._link.call(
-                ctx,
-                lambda t, m: self._link.client.cancel_appointment(
-                    self._link.practice, pvs_id, "", request_id=f"delete-{pvs_id}", timeout=t, metadata=m
-                ),
-            )
-        except NotFound:
-            return None  # already gone: a retried delete
-        return CalendarEntry(
-            reference="",
-            column_id=appointment.column_id,
-            appointment_type_id=appointment.appointment_type_id,
-            interval=appointment.interval,
-            patient_id=appointment.patient_id,
-            partner_id=ctx.partner_id,
-            category="",
-        )
-
-
-class _RemotePatientLookup(PatientLookupPort):
-    def __init__(self, link: _Link) -> None:
-        self._link = link
-
-    async def find_or_create_patient(self, ctx: CallContext, query: PatientQuery) -> tuple[Patient, MatchOutcome]:
-        return await self._link.call(
-            ctx,
-            lambda t, m: self._link.client.find_or_create_patient(
-                self._link.practice, query, request_id=ctx.request_id, timeout=t, metadata=m
-            ),
-        )
-
-    async def list_shared_patients(self, ctx: CallContext, page: PageRequest) -> Page[Patient]:
-        return await self._link.call(
-            ctx,
-            lambda t, m: self._link.client.list_shared_patients(self._link.practice, page, timeout=t, metadata=m),
-        )
-
-
-class _RemoteConsent(ConsentPort):
-    def __init__(self, link: _Link) -> None:
-        self._link = link
-
-    async def get_consent(self, ctx: CallContext, patient_id: str) -> Consent:
-        return await self._link.call(
-            ctx,
-            lambda t, m: self._link.client.get_consent(self._link.practice, patient_id, timeout=t, metadata=m),
-        )
-
-    async def record_consent(
-        self, ctx: CallContext, patient_id: str, state: ConsentState, evidence: ConsentEvidence | None
-    ) -> Consent:
-        return await self._link.call(
-            ctx,
-            lambda t, m: self._link.client.record_consent(
-                self._link.practice,
-                patient_id,
-                state,
-                evidence,
-                request_id=ctx.request_id,
-                timeout=t,
-                metadata=m,
-            ),
-        )
+def _as(partner_id: str) -> tuple[tuple[str, str], ...]:
+    return ((PARTNER_METADATA_KEY, partner_id),)
 
 
 class _RemoteSandbox(SandboxPort):
-    def __init__(self, link: _Link) -> None:
-        self._link = link
+    def __init__(self, client: PartnerClient, practice: str) -> None:
+        self._client = client
+        self._practice = practice
 
     async def load_scenario(self, ctx: CallContext, scenario: Scenario) -> None:
-        await self._link.call(
-            ctx,
-            lambda t, m: self._link.client.load_scenario(self._link.practice, scenario, timeout=t, metadata=m),
+        await self._client.load_scenario(
+            self._practice, scenario, timeout=ctx.time_remaining(), metadata=_as(ctx.partner_id)
         )
 
     async def reset(self, ctx: CallContext) -> None:
-        await self._link.call(
-            ctx, lambda t, m: self._link.client.reset_sandbox(self._link.practice, timeout=t, metadata=m)
-        )
+        await self._client.reset_sandbox(self._practice, timeout=ctx.time_remaining(), metadata=_as(ctx.partner_id))
 
 
 class RemoteAdapterSource:
     """Builds the `Adapter` of a remote practice from what the remote says it supports."""
 
-    def __init__(self, client: PartnerClient, remote_practice: str, *, cache_seconds: float = 60.0) -> None:
-        """`client` reaches the adapter server: over a channel of its own, or a connector's (connectors.py)."""
-        self._link = _Link(client, remote_practice)
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        remote_practice: str,
+        *,
+        cache_seconds: float = 60.0,
+        publish: Callable[[Change], None] | None = None,
+        retry_seconds: float = 5.0,
+    ) -> None:
+        """`channel` reaches the adapter server: one of its own, or a connector's (connectors.py).
+        `publish` receives the changes the remote announces (None: do not watch, as for connectors,
+        which announce changes on their own stream)."""
+        self._channel = channel
+        self._practice = remote_practice
+        self._client = _LinkClient(channel, remote_practice)
+        self._sandbox_client = PartnerClient(channel)
+        # The ports are made once: the gateway keeps its engine per port, across re-descriptions.
+        self._calendar = RemoteCalendarData(self._client)
+        self._writer = RemoteCalendarWriter(self._client)
+        self._patients = RemotePatientData(self._client)
+        self._consents = RemoteConsentData(self._client)
+        self._sandbox = _RemoteSandbox(self._sandbox_client, remote_practice)
         self._cache_seconds = cache_seconds
+        self._publish = publish
+        self._retry_seconds = retry_seconds
         self._adapter: Adapter | None = None
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
+        self._watcher: asyncio.Task[None] | None = None
 
     async def get(self, ctx: CallContext) -> Adapter:
         async with self._lock:
@@ -262,24 +130,46 @@ class RemoteAdapterSource:
 
     async def _describe(self, ctx: CallContext) -> Adapter:
         try:
-            practice = await self._link.call(
-                ctx, lambda t, m: self._link.client.get_practice(self._link.practice, timeout=t, metadata=m)
-            )
+            _, info, caps = await self._client.get_profile(ctx)
         except (Unavailable, InternalError, DeadlineExceeded):
             raise
         except OtvError:
             # NOT_FOUND and the like mean the gateway's configuration does not match the remote.
             raise InternalError("the practice's adapter server does not serve the configured practice") from None
-        link, caps = self._link, practice.capabilities
+        announces = DataCapability.CHANGES in caps
+        if announces and self._publish is not None and self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(self._publish))
         return Adapter(
-            info=practice.adapter,
-            reader=_RemoteReader(link),
-            calendar_writer=_RemoteCalendarWriter(link) if Capability.WRITER in caps else None,
-            patient_lookup=_RemotePatientLookup(link) if Capability.PATIENT_LOOKUP in caps else None,
-            consent=_RemoteConsent(link) if Capability.CONSENT in caps else None,
-            sandbox=_RemoteSandbox(link) if Capability.SANDBOX in caps else None,
-            extra_capabilities=caps & {Capability.CHANGE_FEED},
+            info=info,
+            calendar=self._calendar,
+            calendar_writer=self._writer if DataCapability.CALENDAR_WRITE in caps else None,
+            patients=self._patients if DataCapability.PATIENTS in caps else None,
+            consents=self._consents if DataCapability.CONSENT in caps else None,
+            sandbox=self._sandbox if DataCapability.SANDBOX in caps else None,
+            extra_capabilities=frozenset({Capability.CHANGE_FEED}) if announces else frozenset(),
         )
 
+    async def _watch(self, publish: Callable[[Change], None]) -> None:
+        """Follow the remote's changes for as long as the gateway runs, reconnecting after breaks."""
+        connected_before = False
+        while True:
+            try:
+                async for change in self._client.watch_changes(_GATEWAY_USER):
+                    if not connected_before:
+                        connected_before = True
+                    publish(change)
+            except OtvError as error:
+                log.warning("change stream of remote practice %s ended: %s", self._practice, error.code.value)
+            except Exception:  # the watcher must outlive any one broken stream
+                log.exception("change stream of remote practice %s failed", self._practice)
+            await asyncio.sleep(self._retry_seconds)
+            if connected_before:
+                publish(CalendarConfigChanged())  # what changed while disconnected is re-read
+
     async def aclose(self) -> None:
-        await self._link.client.close()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        await self._channel.close()

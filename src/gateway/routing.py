@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Protocol
 
@@ -21,17 +21,22 @@ from gateway.calendar_cache import CalendarCache
 from gateway.change_feed import AnnouncingWriter, PracticeFeed
 from gateway.config import ConfigError, GatewayConfig, load_secret, read_file
 from gateway.connectors import ConnectorHub
+from gateway.consent_records import RecordedConsent
 from gateway.encryption import FieldCipher, keys_from
 from gateway.offline import ConnectorAdapterSource, OnlineOnlyWriter
 from gateway.patient_ids import PatientIdScope
+from gateway.patient_matching import PatientMatcher
 from gateway.plugins import load_factory
+from gateway.practice_reader import PracticeReader
 from gateway.privacy import BookingFactory, protect
 from gateway.remote import RemoteAdapterSource
 from gateway.snapshots import SnapshotKeeper, SnapshotPractice, snapshot_adapter
 from gateway.state_store import StateStore, open_store
-from otv_sdk.client import PartnerClient
+from otv_rules.availability import SlotPolicy
+from otv_sdk.changes import Change
 from otv_sdk.errors import NotFound, OtvError
-from otv_sdk.ports import Adapter, CallContext
+from otv_sdk.models import Capability
+from otv_sdk.ports import Adapter, CalendarDataPort, CallContext
 
 __all__ = ["AdapterSource", "LocalAdapterSource", "PracticeRouter", "booking_desk", "build_router"]
 
@@ -78,6 +83,7 @@ class PracticeRouter:
         self._store = store
         self._policies = dict(policies or {})
         self._guarded: dict[str, tuple[Adapter, Adapter]] = {}
+        self._readers: dict[str, PracticeReader] = {}
 
     @property
     def store(self) -> StateStore:
@@ -96,15 +102,56 @@ class PracticeRouter:
         adapter = await source.get(ctx)
         known = self._guarded.get(practice_id)
         if known is None or known[0] is not adapter:  # remote adapters are re-described now and then
-            cached = adapter
-            if adapter.changes is not None:  # it announces its own changes: its configuration can be kept
-                cached = dataclasses.replace(adapter, reader=CalendarCache(adapter.reader, adapter.changes))
-            guarded = self._with_feed(practice_id, adapter, protect(cached, self._scope, self._booking(practice_id)))
+            served = self._serve(practice_id, adapter)
+            guarded = self._with_feed(practice_id, adapter, protect(served, self._scope, self._booking(practice_id)))
             if isinstance(source, ConnectorAdapterSource) and guarded.writer is not None:
                 guarded = dataclasses.replace(guarded, writer=OnlineOnlyWriter(guarded.writer, source.online))
             known = (adapter, guarded)
             self._guarded[practice_id] = known
         return known[1]
+
+    def _serve(self, practice_id: str, adapter: Adapter) -> Adapter:
+        """The services partners call, computed by the gateway from the data the PVS serves."""
+        reader = adapter.reader
+        if adapter.calendar is not None:
+            reader = self._readers.get(practice_id)
+            if reader is None or reader.source is not adapter.calendar:
+                reader = self._practice_reader(practice_id, adapter)
+                self._readers[practice_id] = reader
+        return dataclasses.replace(
+            adapter,
+            reader=reader,
+            patient_lookup=(
+                PatientMatcher(practice_id, adapter.patients, self._store)
+                if adapter.patients is not None
+                else adapter.patient_lookup
+            ),
+            consent=RecordedConsent(adapter.consents) if adapter.consents is not None else adapter.consent,
+        )
+
+    def _practice_reader(self, practice_id: str, adapter: Adapter) -> PracticeReader:
+        assert adapter.calendar is not None
+        feed = self._feeds.get(practice_id)
+        # An engine and the configuration are kept only where every change of the practice reaches
+        # its feed: the adapter's outbox, or a remote's or connector's change stream. Snapshot
+        # practices re-read their uploads per query.
+        announced = (
+            feed is not None
+            and practice_id not in self.snapshot_keepers
+            and (adapter.changes is not None or Capability.CHANGE_FEED in adapter.extra_capabilities)
+        )
+        data: CalendarDataPort = adapter.calendar
+        if announced and feed is not None:
+            data = CalendarCache(data, feed.listen)
+        grid = self._policies.get(practice_id, BookingPolicy()).grid_minutes
+        source = self._sources.get(practice_id)
+        online = source.online if isinstance(source, ConnectorAdapterSource) else None
+        reader = PracticeReader(
+            data, SlotPolicy(grid_minutes=grid), announced=announced, source=adapter.calendar, online=online
+        )
+        if announced and feed is not None:
+            feed.listen(reader.apply)
+        return reader
 
     async def configured_adapter(self, practice_id: str, ctx: CallContext) -> Adapter:
         """The practice's adapter as configured, without the gateway's protection around it.
@@ -195,6 +242,7 @@ async def build_router(config: GatewayConfig) -> PracticeRouter:
             hold=timedelta(minutes=practice.booking.hold_minutes),
             cancellation_deadline=timedelta(hours=practice.booking.cancellation_deadline_hours),
             category=practice.booking.category,
+            grid_minutes=practice.slot_grid_minutes,
         )
         for practice_id, practice in config.practices.items()
     }
@@ -229,14 +277,17 @@ async def build_router(config: GatewayConfig) -> PracticeRouter:
                 )
                 sources[practice_id] = LocalAdapterSource(snapshot_adapter(keepers[practice_id]))
             else:
-                sources[practice_id] = _source(config, hub, practice_id, f"practices.{practice_id}.adapter")
+                where = f"practices.{practice_id}.adapter"
+                sources[practice_id] = _source(config, hub, practice_id, where, feeds[practice_id].publish)
     except BaseException:
         await PracticeRouter(sources, scope, store).aclose()  # release what was opened before the failure
         raise
     return PracticeRouter(sources, scope, store, policies, cipher, feeds, keepers, hub)
 
 
-def _source(config: GatewayConfig, hub: ConnectorHub, practice_id: str, where: str) -> AdapterSource:
+def _source(
+    config: GatewayConfig, hub: ConnectorHub, practice_id: str, where: str, publish: Callable[[Change], None]
+) -> AdapterSource:
     adapter_config = config.practices[practice_id].adapter
     if adapter_config.remote is not None:
         remote = adapter_config.remote
@@ -250,10 +301,16 @@ def _source(config: GatewayConfig, hub: ConnectorHub, practice_id: str, where: s
                     read_file(config, tls.cert_file, f"{where}.remote.tls.cert_file") if tls.cert_file else None
                 ),
             )
+        channel = (
+            grpc.aio.insecure_channel(remote.address)
+            if credentials is None
+            else grpc.aio.secure_channel(remote.address, credentials)
+        )
         return RemoteAdapterSource(
-            PartnerClient.connect(remote.address, credentials=credentials),
+            channel,
             remote.practice or practice_id,
             cache_seconds=remote.capability_cache_seconds,
+            publish=publish,
         )
     if adapter_config.connector is not None:
         connector = adapter_config.connector

@@ -37,6 +37,7 @@ import numpy as np
 from gateway.change_feed import PracticeFeed
 from gateway.config import SnapshotAdapterConfig, parse_weekly_span
 from gateway.state_store import StateStore, Tx
+from otv_rules.wallclock import to_utc, zone
 from otv_sdk.changes import BusyTimeChanged
 from otv_sdk.errors import InvalidArgument, Unavailable
 from otv_sdk.freshness import report_data_age
@@ -51,11 +52,11 @@ from otv_sdk.models import (
     ColumnKind,
     Interval,
     PracticeProfile,
+    WorkingTimeRules,
 )
-from otv_sdk.ports import Adapter, CallContext, ReaderPort
+from otv_sdk.ports import Adapter, CalendarDataPort, CallContext
 from otv_sdk.snapshot_diff import diff_column
 from otv_sdk.timeline import EMPTY, IntervalArray, concatenate, from_datetime, subtract, to_datetime
-from otv_sdk.wallclock import expand_weekly, to_utc, zone
 
 __all__ = [
     "MAX_BUSY_SECONDS",
@@ -330,8 +331,9 @@ class SnapshotKeeper:
         }
 
 
-class SnapshotReader(ReaderPort):
-    """The calendar as configured plus the busy times as last uploaded."""
+class SnapshotCalendarData(CalendarDataPort):
+    """The calendar as configured plus the busy times as last uploaded: the same data port any PVS
+    serves, so the gateway computes free time and slots for it like for every other practice."""
 
     def __init__(self, keeper: SnapshotKeeper) -> None:
         self._keeper = keeper
@@ -347,15 +349,8 @@ class SnapshotReader(ReaderPort):
         wanted = set(column_ids)
         return [column for column in self._practice.calendar.columns if not wanted or column.id in wanted]
 
-    async def list_working_hours(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
-        tz = zone(self._practice.profile.time_zone)
-        lo, hi = from_datetime(window.start), from_datetime(window.end)
-        return [
-            ColumnIntervals(column.id, expand_weekly(column.weekly_hours, window, tz).clipped(lo, hi))
-            for column in self._requested(column_ids)
-        ]
+    async def list_working_time_rules(self, ctx: CallContext, window: Interval) -> WorkingTimeRules:
+        return WorkingTimeRules()  # configured weekly hours only; exceptions arrive as uploaded busy time
 
     async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
         return []  # a snapshot PVS uploads its absences and reservations as busy time
@@ -384,6 +379,6 @@ class SnapshotReader(ReaderPort):
 def snapshot_adapter(keeper: SnapshotKeeper) -> Adapter:
     return Adapter(
         info=AdapterInfo("otv", "snapshot uploads", metadata.version("otv")),
-        reader=SnapshotReader(keeper),
+        calendar=SnapshotCalendarData(keeper),
         extra_capabilities=frozenset({Capability.CHANGE_FEED}),
     )

@@ -1,21 +1,19 @@
 """Serve adapters over gRPC, so a gateway can reach a PVS that runs elsewhere.
 
-A vendor runs this next to its PVS; the gateway then reads and writes the PVS's data through
-PracticeDataService (the data ports), and for now also forwards partner calls to the older
-services (the "remote" transport of the same ports). The gateway has already authenticated the
-partner and forwards who it is in `otv-partner-id` metadata; the link itself is to be protected
-with mutual TLS (pass `credentials`), so only the gateway can make such claims.
+A vendor whose PVS is written in Python runs this next to its PVS; the gateway then reads and
+writes the PVS's data through PracticeDataService (the data ports: the "remote" transport of the
+same ports a plugin offers), and computes everything partners ask from it. The gateway has already
+authenticated the partner and forwards who it is in `otv-partner-id` metadata; the link itself is
+to be protected with mutual TLS (pass `credentials`), so only the gateway can make such claims.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from functools import partial
 
 import grpc
 
-from otv_sdk.calendar_writer_service import CalendarWriterService
 from otv_sdk.errors import NotFound, Unauthenticated
 from otv_sdk.ports import Adapter, CallContext
 from otv_sdk.practice_data_service import DEFAULT_HEARTBEAT_SECONDS, PARTNER_METADATA_KEY, add_practice_data_servicer
@@ -70,16 +68,15 @@ async def serve_adapters(
 ) -> AdapterServer:
     """Start serving `{practice_id: adapter}` on address; `heartbeat_seconds` is how often an
     idle WatchDataChanges stream says it is alive."""
-    # A PVS that can write serves the calendar-write part of WriterService to the gateway.
-    served = {
-        practice_id: adapter
-        if adapter.writer is not None or adapter.calendar_writer is None or adapter.reader is None
-        else dataclasses.replace(adapter, writer=CalendarWriterService(adapter.reader, adapter.calendar_writer))
-        for practice_id, adapter in adapters.items()
-    }
-    # SandboxService answers UNIMPLEMENTED for practices whose adapter has no sandbox port.
+    # PracticeDataService, and SandboxService (UNIMPLEMENTED for practices without a sandbox port).
     data_service = partial(add_practice_data_servicer, adapters=adapters, heartbeat_seconds=heartbeat_seconds)
-    otv_server = build_server(_StaticResolver(served), _forwarded_identity, sandbox=True, extra_services=[data_service])
+    otv_server = build_server(
+        _StaticResolver(adapters),
+        _forwarded_identity,
+        sandbox=True,
+        partner_services=False,
+        extra_services=[data_service],
+    )
     if credentials is None:
         port = otv_server.server.add_insecure_port(address)
     else:

@@ -110,8 +110,10 @@ def optional_timestamp(message: object, name: str, field: str) -> datetime | Non
     return timestamp_to_datetime(getattr(message, name), field)
 
 
-def window_from_proto(parent: object, name: str = "window", field: str | None = None) -> Interval:
-    """Parse a required TimeInterval field as a request window of at most 24 months."""
+def window_from_proto(
+    parent: object, name: str = "window", field: str | None = None, *, months: int = MAX_WINDOW_MONTHS
+) -> Interval:
+    """Parse a required TimeInterval field as a request window of at most `months` (24 for partners)."""
     field = field or name
     if not parent.HasField(name):  # type: ignore[attr-defined]
         raise InvalidArgument.field(field, "is required")
@@ -120,8 +122,8 @@ def window_from_proto(parent: object, name: str = "window", field: str | None = 
     end = required_timestamp(msg, "end_time", f"{field}.end_time")
     if end <= start:
         raise InvalidArgument.field(f"{field}.end_time", "must be after start_time")
-    if window_too_long(start, end):
-        raise InvalidArgument.field(f"{field}.end_time", f"window is longer than {MAX_WINDOW_MONTHS} months")
+    if window_too_long(start, end, months):
+        raise InvalidArgument.field(f"{field}.end_time", f"window is longer than {months} months")
     return Interval(start, end)
 
 

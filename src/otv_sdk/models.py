@@ -24,6 +24,7 @@ __all__ = [
     "BookingArea",
     "Calendar",
     "Capability",
+    "ClosedDay",
     "Column",
     "ColumnIntervals",
     "ColumnKind",
@@ -36,14 +37,18 @@ __all__ = [
     "ContactKind",
     "Hold",
     "Interval",
+    "NewPatient",
     "Patient",
+    "PatientRecord",
     "Practice",
     "PracticeProfile",
     "Practitioner",
     "Room",
+    "Shift",
     "Slot",
     "VisitKind",
     "WeeklySpan",
+    "WorkingTimeRules",
 ]
 
 
@@ -240,6 +245,33 @@ class Slot:
 
 
 @dataclass(frozen=True, slots=True)
+class Shift:
+    """Replaces a column's weekly hours on each day from valid_from to valid_until (inclusive).
+
+    On each of those days the column works exactly the spans of that day's weekday: a weekday
+    without spans (or a shift without any) is a day off."""
+
+    column_id: str
+    valid_from: date
+    valid_until: date
+    spans: tuple[WeeklySpan, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedDay:
+    day: date
+    column_id: str | None  # None closes every column
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingTimeRules:
+    """The exceptions to weekly hours as a PVS keeps them; the gateway turns them into working time."""
+
+    shifts: tuple[Shift, ...] = ()
+    closed_days: tuple[ClosedDay, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Absence:
     """An absence (Abwesenheit). The reason is deliberately not modelled: it is private."""
 
@@ -337,3 +369,31 @@ class Consent:
     evidence: ConsentEvidence | None = None
     set_by: ConsentActor | None = None
     update_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRecord:
+    """A patient as the PVS has it on file, with the calling partner's consent: what matching reads.
+
+    Never returned to a partner as is: the gateway decides, then shows a `Patient`."""
+
+    id: str
+    given_name: str
+    family_name: str
+    birth_date: date | None  # None when the practice does not know the full date
+    contacts: tuple[Contact, ...] = ()
+    active: bool = True
+    consent: ConsentState = ConsentState.OPEN
+    created_online_by: str | None = None
+    create_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewPatient:
+    """A patient the gateway asks the PVS to create: names as typed, contacts already normalised."""
+
+    given_name: str
+    family_name: str
+    birth_date: date
+    contacts: tuple[Contact, ...] = ()
+    note: str = ""

@@ -1,9 +1,18 @@
-"""The adapter interface a PVS vendor implements: one port per gRPC service.
+"""The ports of a practice: the data a PVS vendor serves, and the services partners call.
+
+A vendor implements **data access only**: `CalendarDataPort` (configuration, working-time rules,
+absences, calendar entries), `CalendarWriterPort` (write and delete an entry), `PatientDataPort`
+(patients born on a date, create, note), `ConsentDataPort`, and for certification installations
+`SandboxPort`. These are the same methods a remote PVS serves as `otv.v1.PracticeDataService`.
+
+Every rule is the gateway's: it builds the partner-facing ports (`ReaderPort` with free time and
+slots, `WriterPort` with holds and booking modes, `PatientLookupPort` with the find-or-create
+decision, `ConsentPort`, `ChangeFeedPort`) from the data ports, once for every practice.
 
 An `Adapter` bundles the ports one practice's PVS offers. A PVS without a writer simply has no
-`writer`; the gateway reads that as a capability and answers UNIMPLEMENTED instead of calling it.
-The gateway reaches an adapter either in-process (a plugin) or remotely (gRPC); both look the same
-from here, which is what lets one test suite certify both.
+`calendar_writer`; the gateway reads that as a capability and answers UNIMPLEMENTED instead of
+calling it. The gateway reaches an adapter in-process (a plugin) or remotely (gRPC); both look the
+same from here, which is what lets one test suite certify both.
 
 Ports raise `otv_sdk.errors.OtvError` subclasses for anything a partner should see; messages must
 carry no personal data.
@@ -20,7 +29,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from otv_sdk.availability import SlotPolicy
 from otv_sdk.changes import ChangeEvent, ChangeOutbox
 from otv_sdk.models import (
     Absence,
@@ -30,14 +38,18 @@ from otv_sdk.models import (
     Capability,
     ColumnIntervals,
     Consent,
+    ConsentActor,
     ConsentEvidence,
     ConsentState,
     Contact,
     Hold,
     Interval,
+    NewPatient,
     Patient,
+    PatientRecord,
     PracticeProfile,
     Slot,
+    WorkingTimeRules,
 )
 from otv_sdk.scenario import Scenario
 
@@ -45,14 +57,17 @@ __all__ = [
     "Adapter",
     "AdapterFactory",
     "AppointmentQuery",
+    "CalendarDataPort",
     "CalendarEntry",
     "CalendarWriterPort",
     "CallContext",
     "ChangeFeedPort",
+    "ConsentDataPort",
     "ConsentPort",
     "MatchOutcome",
     "Page",
     "PageRequest",
+    "PatientDataPort",
     "PatientLookupPort",
     "PatientQuery",
     "ReaderPort",
@@ -137,8 +152,87 @@ class MatchOutcome(enum.Enum):
     CREATED = "created"
 
 
+class CalendarDataPort(ABC):
+    """A PVS's calendar as it keeps it: what the gateway's availability engine is built from.
+
+    Nothing here is computed: weekly hours come with the columns (`list_calendars`), the exceptions
+    as the PVS records them (`list_working_time_rules`), and entries and absences as stored. The
+    gateway applies shifts and closed days, daylight-saving days, booking areas, buffers, lead time,
+    horizon and the start grid. Never returns patient data.
+    """
+
+    @abstractmethod
+    async def get_practice(self, ctx: CallContext) -> PracticeProfile:
+        """Name and time zone; capabilities and identity come from the `Adapter`."""
+
+    @abstractmethod
+    async def list_calendars(self, ctx: CallContext) -> Calendar:
+        """Columns with their weekly hours, appointment types, booking areas."""
+
+    @abstractmethod
+    async def list_working_time_rules(self, ctx: CallContext, window: Interval) -> WorkingTimeRules:
+        """Shifts and closed days touching the local days of window (more is harmless)."""
+
+    @abstractmethod
+    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
+        """Absences overlapping window, unclipped; no columns means every column."""
+
+    @abstractmethod
+    async def list_busy_times(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        """Calendar entries (appointments, reservations, extra appointments) overlapping window, per
+        column in the order asked (every column if none), sorted by start; may overlap."""
+
+    async def list_predefined_slots(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals] | None:
+        """For a PVS whose calendar is a list of slots (DURIA): its free slots. None for any other PVS."""
+        return None
+
+
+class PatientDataPort(ABC):
+    """A PVS's patient records, read and written as they are; matching is the gateway's."""
+
+    @abstractmethod
+    async def list_patients_born_on(self, ctx: CallContext, birth_date: date) -> list[PatientRecord]:
+        """Every patient (active or not) with this full birth date, with `ctx.partner_id`'s consent."""
+
+    @abstractmethod
+    async def create_patient(self, ctx: CallContext, patient: NewPatient, request_id: str) -> PatientRecord:
+        """Create the record, created online for `ctx.partner_id`; the same request_id again returns
+        the record created the first time and creates nothing."""
+
+    @abstractmethod
+    async def append_patient_note(self, ctx: CallContext, patient_id: str, line: str, request_id: str) -> None:
+        """Append one line to the patient's note; the same request_id again appends nothing."""
+
+    @abstractmethod
+    async def list_consented_patients(self, ctx: CallContext, after: str, limit: int) -> list[PatientRecord]:
+        """Active patients whose consent for `ctx.partner_id` is granted, ids after `after`, by id."""
+
+
+class ConsentDataPort(ABC):
+    """Consent records per patient and partner, stored as given; who may record what is the gateway's."""
+
+    @abstractmethod
+    async def read_consent(self, ctx: CallContext, patient_id: str) -> Consent:
+        """`ctx.partner_id`'s consent (OPEN if none recorded); NotFound for an unknown or inactive patient."""
+
+    @abstractmethod
+    async def write_consent(
+        self,
+        ctx: CallContext,
+        patient_id: str,
+        state: ConsentState,
+        evidence: ConsentEvidence | None,
+        actor: ConsentActor,
+    ) -> Consent:
+        """Store the decision for `ctx.partner_id` and return the record; NotFound as for reads."""
+
+
 class ReaderPort(ABC):
-    """Reads the calendar. Never returns patient data."""
+    """ReaderService as partners see it; the gateway provides it. Never returns patient data."""
 
     @abstractmethod
     async def get_practice(self, ctx: CallContext) -> PracticeProfile:
@@ -163,32 +257,15 @@ class ReaderPort(ABC):
     ) -> list[ColumnIntervals]:
         """Busy time per column, clipped to window and sorted by start; may overlap."""
 
-    async def list_predefined_slots(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals] | None:
-        """For a PVS whose calendar is a list of slots (DURIA): its free slots. None for any other PVS."""
-        return None
-
-    def slot_policy(self) -> SlotPolicy:
-        """How this practice offers slots (its start grid); override to configure."""
-        return SlotPolicy()
-
+    @abstractmethod
     async def get_free_time(
         self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
     ) -> list[ColumnIntervals]:
-        """Free time per column. By default computed by the SDK's engine from this port's own reads;
-        adapters that keep an engine current (the reference adapter does) override it for speed."""
-        from otv_sdk.availability_service import engine_for_window, free_time_from
+        """Free time per column: working time minus absences, busy time and the gateway's claims."""
 
-        engine = await engine_for_window(self, ctx, window)
-        return free_time_from(engine, window, column_ids)
-
+    @abstractmethod
     async def find_slots(self, ctx: CallContext, query: SlotQuery) -> Page[Slot]:
-        """Bookable slots, paged; computed like `get_free_time`."""
-        from otv_sdk.availability_service import engine_for_window, find_slots_from
-
-        engine = await engine_for_window(self, ctx, query.window)
-        return find_slots_from(engine, query)
+        """Bookable slots, paged."""
 
 
 class WriterPort(ABC):
@@ -285,24 +362,31 @@ class Adapter:
     """The ports one practice's PVS offers. A missing port is a missing capability."""
 
     info: AdapterInfo
-    reader: ReaderPort
-    writer: WriterPort | None = None  # the WriterService contract; the gateway provides it
-    calendar_writer: CalendarWriterPort | None = None  # what the PVS can write
-    patient_lookup: PatientLookupPort | None = None
-    consent: ConsentPort | None = None
+    # What the PVS serves (a vendor fills these):
+    calendar: CalendarDataPort | None = None
+    calendar_writer: CalendarWriterPort | None = None
+    patients: PatientDataPort | None = None
+    consents: ConsentDataPort | None = None
     sandbox: SandboxPort | None = None  # certification installations only (otv_sdk.scenario)
     changes: ChangeOutbox | None = None  # the adapter announces its own calendar changes here
-    change_feed: ChangeFeedPort | None = None  # the WatchChanges service; the gateway provides it
+    # What partners call (the gateway fills these from the ports above):
+    reader: ReaderPort | None = None
+    writer: WriterPort | None = None
+    patient_lookup: PatientLookupPort | None = None
+    consent: ConsentPort | None = None
+    change_feed: ChangeFeedPort | None = None
     extra_capabilities: frozenset[Capability] = field(default_factory=frozenset)
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        present = {Capability.READER}
+        present = set()
+        if self.reader is not None or self.calendar is not None:
+            present.add(Capability.READER)
         if self.writer is not None or self.calendar_writer is not None:
             present.add(Capability.WRITER)
-        if self.patient_lookup is not None:
+        if self.patient_lookup is not None or self.patients is not None:
             present.add(Capability.PATIENT_LOOKUP)
-        if self.consent is not None:
+        if self.consent is not None or self.consents is not None:
             present.add(Capability.CONSENT)
         if self.sandbox is not None:
             present.add(Capability.SANDBOX)
@@ -313,7 +397,8 @@ class Adapter:
     async def aclose(self) -> None:
         """Release connections; adapters with resources override by wrapping their ports."""
         seen: set[int] = set()
-        for port in (self.reader, self.writer, self.calendar_writer, self.patient_lookup, self.consent, self.sandbox):
+        ports = (self.calendar, self.calendar_writer, self.patients, self.consents, self.sandbox)
+        for port in (*ports, self.reader, self.writer, self.patient_lookup, self.consent):
             closer = getattr(port, "aclose", None)
             if closer is not None and id(port) not in seen:
                 seen.add(id(port))
@@ -321,7 +406,7 @@ class Adapter:
 
 
 class SandboxPort(ABC):
-    """Offered only by sandbox installations of an adapter; see otv_sdk.sandbox for the scenario."""
+    """Offered only by sandbox installations of an adapter; see otv_sdk.scenario for the scenario."""
 
     @abstractmethod
     async def load_scenario(self, ctx: CallContext, scenario: Scenario) -> None:

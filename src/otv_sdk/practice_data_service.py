@@ -27,6 +27,7 @@ from otv_sdk.ports import Adapter, CalendarDataPort, CallContext
 from otv_sdk.servicers import ServicerBase, abort_for, deadline_of
 
 __all__ = [
+    "DATA_WINDOW_MONTHS",
     "DEFAULT_HEARTBEAT_SECONDS",
     "DEFAULT_QUEUE_LIMIT",
     "MAX_CONSENTED_PAGE",
@@ -38,6 +39,8 @@ __all__ = [
 
 # Set by the gateway on every call: the partner the call is made for.
 PARTNER_METADATA_KEY = "otv-partner-id"
+# The gateway's engine reads a week back and a month beyond the 24 months partners may ask for.
+DATA_WINDOW_MONTHS = 27
 DEFAULT_HEARTBEAT_SECONDS = 15.0
 # Changes one watch may have queued; beyond that the gateway re-reads everything (see WatchDataChanges).
 DEFAULT_QUEUE_LIMIT = 1000
@@ -127,7 +130,7 @@ class PracticeDataServicer(ServicerBase, pd_grpc.PracticeDataServiceServicer):
     ) -> tuple[str, CalendarDataPort, Interval, tuple[str, ...]]:
         """Parent, window and columns of a windowed read; named columns must be the practice's."""
         practice_id, adapter = await self._practice(request.parent, ctx)
-        window = cv.window_from_proto(request)
+        window = cv.window_from_proto(request, months=DATA_WINDOW_MONTHS)
         columns = cv.column_ids_from_proto(request.columns, practice_id, limit=MAX_COLUMNS)
         calendar = _need(adapter.calendar, "calendar data")
         if columns:
@@ -161,7 +164,7 @@ class PracticeDataServicer(ServicerBase, pd_grpc.PracticeDataServiceServicer):
     ) -> pd.ListWorkingTimeRulesResponse:
         async def handle(ctx: CallContext) -> pd.ListWorkingTimeRulesResponse:
             practice_id, adapter = await self._practice(request.parent, ctx)
-            window = cv.window_from_proto(request)
+            window = cv.window_from_proto(request, months=DATA_WINDOW_MONTHS)
             rules = await _need(adapter.calendar, "calendar data").list_working_time_rules(ctx, window)
             return dc.working_time_rules_to_proto(practice_id, rules)
 

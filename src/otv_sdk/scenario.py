@@ -15,11 +15,12 @@ from datetime import date
 from otv_sdk.models import (
     Absence,
     Calendar,
+    ClosedDay,
     ConsentState,
     Contact,
     Interval,
     PracticeProfile,
-    WeeklySpan,
+    Shift,
 )
 
 __all__ = [
@@ -31,25 +32,6 @@ __all__ = [
     "ScenarioPatient",
     "Shift",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Shift:
-    """Replaces a column's weekly hours on each day from valid_from to valid_until (inclusive).
-
-    On each of those days the column works exactly the spans of that day's weekday: a weekday
-    without spans (or a shift without any) is a day off."""
-
-    column_id: str
-    valid_from: date
-    valid_until: date
-    spans: tuple[WeeklySpan, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ClosedDay:
-    day: date
-    column_id: str | None  # None closes every column
 
 
 class EntryKind(enum.Enum):

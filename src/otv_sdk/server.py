@@ -45,9 +45,11 @@ def build_server(
     *,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     sandbox: bool = False,
+    partner_services: bool = True,
     extra_services: Sequence[Callable[[grpc.aio.Server], str]] = (),
 ) -> OtvServer:
-    """`sandbox` adds SandboxService: for adapter servers, never for the gateway.
+    """`sandbox` adds SandboxService: for adapter servers, never for the gateway. `partner_services`
+    (the default) adds the four services partners call: for the gateway, never for adapter servers.
 
     `extra_services` register a server's own services (the gateway's snapshot uploads and
     connectors) and return their full names, for health and reflection."""
@@ -63,7 +65,7 @@ def build_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    services = add_servicers(server, resolver, identify)
+    services = add_servicers(server, resolver, identify) if partner_services else []
     if sandbox:
         services.append(add_sandbox_servicer(server, resolver, identify))
     services.extend(register(server) for register in extra_services)

@@ -38,7 +38,6 @@ from otv_sdk.changes import ChangeEvent
 from otv_sdk.errors import InvalidArgument, OtvError, Unimplemented
 from otv_sdk.freshness import DATA_AGE_METADATA_KEY, collect_data_age
 from otv_sdk.limits import MAX_COLUMNS, MAX_CONTACTS, MAX_NAME_PART, MAX_REQUEST_ID
-from otv_sdk.matching import normalize_query
 from otv_sdk.models import Calendar, ColumnIntervals, Interval, Practice
 from otv_sdk.ports import (
     Adapter,
@@ -156,6 +155,10 @@ def _need(port: T | None, what: str) -> T:
     return port
 
 
+def _reader(adapter: Adapter) -> ReaderPort:
+    return _need(adapter.reader, "reading the calendar")
+
+
 async def _checked_columns(
     reader: ReaderPort, ctx: CallContext, requested: Sequence[str], field: str = "columns"
 ) -> tuple[str, ...]:
@@ -190,7 +193,7 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
         async def handle(ctx: CallContext) -> reader_service_pb2.GetPracticeResponse:
             practice_id = cv.practice_from_parent(request.name, "name")
             adapter = await self._adapter(practice_id, ctx, "name")
-            profile = await adapter.reader.get_practice(ctx)
+            profile = await _reader(adapter).get_practice(ctx)
             practice = Practice(
                 id=practice_id,
                 display_name=profile.display_name,
@@ -208,7 +211,7 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
         async def handle(ctx: CallContext) -> reader_service_pb2.ListCalendarsResponse:
             practice_id = cv.practice_from_parent(request.parent)
             adapter = await self._adapter(practice_id, ctx, "parent")
-            calendar = await adapter.reader.list_calendars(ctx)
+            calendar = await _reader(adapter).list_calendars(ctx)
             # The most frequent call: a calendar the reader keeps (the same object) is converted once.
             kept = self._calendars.get(practice_id)
             if kept is None or kept[0] is not calendar:
@@ -229,7 +232,7 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
 
         async def handle(ctx: CallContext) -> list[time_pb2.PackedIntervals]:
             practice_id, window, columns = _window_request(request)
-            reader = (await self._adapter(practice_id, ctx, "parent")).reader
+            reader = _reader(await self._adapter(practice_id, ctx, "parent"))
             column_ids = await _checked_columns(reader, ctx, columns)
             return _pack(practice_id, window, await read(reader)(ctx, window, column_ids))
 
@@ -246,7 +249,7 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
     ) -> reader_service_pb2.ListAbsencesResponse:
         async def handle(ctx: CallContext) -> reader_service_pb2.ListAbsencesResponse:
             practice_id, window, columns = _window_request(request)
-            reader = (await self._adapter(practice_id, ctx, "parent")).reader
+            reader = _reader(await self._adapter(practice_id, ctx, "parent"))
             column_ids = await _checked_columns(reader, ctx, columns)
             absences = await reader.list_absences(ctx, window, column_ids)
             order = {column_id: index for index, column_id in enumerate(column_ids)}
@@ -266,8 +269,8 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
             adapter = await self._adapter(practice_id, ctx, "parent")
             # The cursor first: changes during the read are then replayed rather than missed.
             cursor = "" if adapter.change_feed is None else await adapter.change_feed.current_cursor(ctx)
-            column_ids = await _checked_columns(adapter.reader, ctx, columns)
-            busy = await adapter.reader.list_busy_times(ctx, window, column_ids)
+            column_ids = await _checked_columns(_reader(adapter), ctx, columns)
+            busy = await _reader(adapter).list_busy_times(ctx, window, column_ids)
             return reader_service_pb2.ListBusyTimesResponse(
                 busy_times=_pack(practice_id, window, busy), change_cursor=cursor
             )
@@ -291,7 +294,7 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
             page = PageRequest(
                 cv.page_size_from_proto(request.page_size), cv.token_from_proto(request.page_token, "page_token")
             )
-            reader = (await self._adapter(practice_id, ctx, "parent")).reader
+            reader = _reader(await self._adapter(practice_id, ctx, "parent"))
             calendar = await reader.list_calendars(ctx)
             kind = next((t for t in calendar.appointment_types if t.id == type_id), None)
             if kind is None:
@@ -319,7 +322,7 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
             cursor = cv.token_from_proto(request.cursor, "cursor")
             adapter = await self._adapter(practice_id, ctx, "parent")
             feed = _need(adapter.change_feed, "a change feed")
-            column_ids = await _checked_columns(adapter.reader, ctx, requested)
+            column_ids = await _checked_columns(_reader(adapter), ctx, requested)
             events = feed.watch(ctx, column_ids if requested else (), cursor)
             return practice_id, events
 
@@ -492,7 +495,6 @@ class PatientLookupServicer(ServicerBase, patient_lookup_service_pb2_grpc.Patien
                 birth_date=cv.birth_date_from_proto(request, "birth_date", "birth_date"),
                 contacts=cv.contacts_from_proto(request.contacts, limit=MAX_CONTACTS),
             )
-            normalize_query(query)  # names with letters, readable phone numbers and e-mail addresses
             patient, outcome = await (await self._lookup(practice_id, ctx)).find_or_create_patient(ctx, query)
             return patient_lookup_service_pb2.FindOrCreatePatientResponse(
                 patient=cv.patient_to_proto(practice_id, patient), outcome=cv.match_outcome_to_proto(outcome)

@@ -10,20 +10,19 @@ from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from otv_sdk.availability import SlotPolicy
 from otv_sdk.changes import ChangeOutbox
 from otv_sdk.models import AdapterInfo, PracticeProfile
 from otv_sdk.ports import Adapter
 from otv_sdk.reference.database import Database
 from otv_sdk.reference.demo import DEMO_TIME_ZONE, seed_demo
 from otv_sdk.reference.patients import ReferencePatients
-from otv_sdk.reference.reader import ReferenceReader
+from otv_sdk.reference.reader import ReferenceCalendarData
 from otv_sdk.reference.sandbox import ReferenceSandbox, insert_practice
 from otv_sdk.reference.writer import ReferenceCalendarWriter
-from otv_sdk.wallclock import zone
 
 __all__ = ["ReferenceSettings", "create_adapter"]
 
@@ -40,19 +39,15 @@ class ReferenceSettings(BaseModel):
     demo_anchor: date | None = Field(None, description="first day of demo data; default today")
     display_name: str = "Zahnarztpraxis Dr. Berg & Kollegen"
     time_zone: str = DEMO_TIME_ZONE
-    slot_grid_minutes: int = Field(5, description="slot starts every N minutes of local time")
     sandbox: bool = Field(False, description="offer the sandbox hook (certification runs only: it replaces all data)")
-
-    @field_validator("slot_grid_minutes")
-    @classmethod
-    def _grid(cls, value: int) -> int:
-        SlotPolicy(grid_minutes=value)
-        return value
 
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        zone(value)
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
 
@@ -70,15 +65,14 @@ def create_adapter(practice_id: str, settings: Mapping[str, Any], *, base_dir: P
             database.run_sync(lambda conn: seed_demo(conn, anchor, config.display_name, config.time_zone))
         else:  # a practice without calendar data yet (a fresh sandbox)
             database.run_sync(lambda conn: insert_practice(conn, profile))
-    reader = ReferenceReader(database, SlotPolicy(grid_minutes=config.slot_grid_minutes))
     changes = ChangeOutbox()  # the reference PVS changes only through this adapter, so it knows every change
     patients = ReferencePatients(database)
     return Adapter(
         info=ADAPTER_INFO,
-        reader=reader,
-        calendar_writer=ReferenceCalendarWriter(database, reader.availability, changes),
-        patient_lookup=patients,
-        consent=patients,
-        sandbox=ReferenceSandbox(database, reader.availability, profile, changes) if config.sandbox else None,
+        calendar=ReferenceCalendarData(database),
+        calendar_writer=ReferenceCalendarWriter(database, changes),
+        patients=patients,
+        consents=patients,
+        sandbox=ReferenceSandbox(database, profile, changes) if config.sandbox else None,
         changes=changes,
     )

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
-
-from otv_sdk.matching import match_key
-from otv_sdk.wallclock import to_utc, zone
 
 __all__ = ["DEMO_TIME_ZONE", "seed_demo"]
 
@@ -85,7 +82,7 @@ def seed_demo(
     seed: int = 42,
 ) -> None:
     """Fill an empty database with the demo practice."""
-    tz = zone(time_zone)
+    tz = ZoneInfo(time_zone)
     rng = random.Random(seed)
     conn.execute("INSERT INTO practice VALUES (1, ?, ?)", (display_name, time_zone))
     conn.executemany("INSERT INTO practitioners VALUES (?, ?)", _PRACTITIONERS)
@@ -138,14 +135,15 @@ def seed_demo(
         )
     for pid, given, family, birth in _PATIENTS:
         conn.execute(
-            "INSERT INTO patients (id, given_name, family_name, birth_date, match_key) VALUES (?, ?, ?, ?, ?)",
-            (pid, given, family, birth, match_key(family, date.fromisoformat(birth))),
+            "INSERT INTO patients (id, given_name, family_name, birth_date) VALUES (?, ?, ?, ?)",
+            (pid, given, family, birth),
         )
     _appointments(conn, tz, anchor, rng)
 
 
 def _utc(tz: ZoneInfo, day: date, clock: time) -> int:
-    return int(to_utc(day, clock, tz).timestamp())
+    # Demo hours never fall into a daylight-saving gap, so the plain zone conversion is exact here.
+    return int(datetime.combine(day, clock, tzinfo=tz).timestamp())
 
 
 def _absence(conn: sqlite3.Connection, tz: ZoneInfo, column_id: str, first: date, last: date, reason: str) -> None:

@@ -1,22 +1,19 @@
-"""The reference PVS's patient lookup and consent ports, and the practice's own side of them.
+"""The reference PVS's patient and consent data, and the practice's own side of them.
 
-Find-or-create runs in one write transaction (SQLite serialises writers), so two identical requests
-at the same moment cannot both create: the second sees the first one's new patient and matches it.
-A request id already answered returns the first answer; the same id with another request is refused.
+Data access only: the gateway decides who a booking is for (otv_rules.matching) and asks for the
+patients born on a date, a new record, or a note line. Creations and notes are idempotent on the
+gateway's request id, so a retried call changes nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import date
 
-from otv_sdk.errors import InvalidArgument, NotFound, PermissionDenied
-from otv_sdk.matching import Candidate, NormalizedQuery, decide, match_key, new_contacts, normalize_query
+from otv_sdk.errors import NotFound
 from otv_sdk.models import (
     Consent,
     ConsentActor,
@@ -25,9 +22,10 @@ from otv_sdk.models import (
     ConsentState,
     Contact,
     ContactKind,
-    Patient,
+    NewPatient,
+    PatientRecord,
 )
-from otv_sdk.ports import CallContext, ConsentPort, MatchOutcome, Page, PageRequest, PatientLookupPort, PatientQuery
+from otv_sdk.ports import CallContext, ConsentDataPort, PatientDataPort
 from otv_sdk.reference.database import Database
 from otv_sdk.timeline import to_datetime
 
@@ -61,147 +59,110 @@ def _open_consent(conn: sqlite3.Connection, patient_id: str, partner_id: str, no
     )
 
 
-def _patient(conn: sqlite3.Connection, patient_id: str, partner_id: str, shown: tuple[Contact, ...] | None) -> Patient:
-    """A patient as this partner may see it: contacts only with consent granted (or the ones it sent)."""
-    row = conn.execute("SELECT * FROM patients WHERE id = ?", (patient_id,)).fetchone()
-    if shown is None:
-        granted = _consent_state(conn, patient_id, partner_id) is ConsentState.GRANTED
-        shown = _contacts(conn, patient_id) if granted else ()
-    return Patient(
+def _record(conn: sqlite3.Connection, row: sqlite3.Row, partner_id: str) -> PatientRecord:
+    return PatientRecord(
         id=row["id"],
         given_name=row["given_name"],
         family_name=row["family_name"],
         birth_date=_birth(row["birth_date"]),
-        contacts=shown,
-        created_online=row["created_online_by"] == partner_id,
+        contacts=_contacts(conn, row["id"]),
+        active=bool(row["active"]),
+        consent=_consent_state(conn, row["id"], partner_id),
+        created_online_by=row["created_online_by"],
         create_time=to_datetime(row["create_time"]) if row["create_time"] else None,
     )
 
 
-def candidates(conn: sqlite3.Connection, query: NormalizedQuery, partner_id: str) -> list[Candidate]:
-    """Active patients under the query's match key, with this partner's consent: one index lookup."""
-    rows = conn.execute("SELECT * FROM patients WHERE match_key = ? AND active = 1", (query.key,)).fetchall()
-    return [
-        Candidate(
-            patient_id=r["id"],
-            given_name=r["given_name"],
-            family_name=r["family_name"],
-            birth_date=_birth(r["birth_date"]),
-            contacts=_contacts(conn, r["id"]),
-            active=bool(r["active"]),
-            consent=_consent_state(conn, r["id"], partner_id),
-        )
-        for r in rows
-    ]
+def _record_of(conn: sqlite3.Connection, patient_id: str, partner_id: str) -> PatientRecord:
+    return _record(conn, conn.execute("SELECT * FROM patients WHERE id = ?", (patient_id,)).fetchone(), partner_id)
 
 
-def _fingerprint(query: PatientQuery) -> str:
-    material = [query.given_name, query.family_name, query.birth_date.isoformat()]
-    material += [f"{c.kind.value}:{c.value}" for c in query.contacts]
-    return hashlib.sha256(json.dumps(material).encode()).hexdigest()
-
-
-class ReferencePatients(PatientLookupPort, ConsentPort):
+class ReferencePatients(PatientDataPort, ConsentDataPort):
     def __init__(self, database: Database) -> None:
         self._db = database
+        self.database = database
         self.practice = ReferencePractice(database)
 
-    async def find_or_create_patient(self, ctx: CallContext, query: PatientQuery) -> tuple[Patient, MatchOutcome]:
-        normalized = normalize_query(query)
-        fingerprint = _fingerprint(query)
-        partner = ctx.partner_id
+    async def list_patients_born_on(self, ctx: CallContext, birth_date: date) -> list[PatientRecord]:
+        def read(conn: sqlite3.Connection) -> list[PatientRecord]:
+            rows = conn.execute("SELECT * FROM patients WHERE birth_date = ? ORDER BY id", (birth_date.isoformat(),))
+            return [_record(conn, r, ctx.partner_id) for r in rows.fetchall()]
 
-        def work(conn: sqlite3.Connection) -> tuple[Patient, MatchOutcome]:
+        return await self._db.run(read)
+
+    async def create_patient(self, ctx: CallContext, patient: NewPatient, request_id: str) -> PatientRecord:
+        def work(conn: sqlite3.Connection) -> PatientRecord:
+            seen = conn.execute(
+                "SELECT patient_id FROM patient_requests WHERE request_id = ?", (request_id,)
+            ).fetchone()
+            if seen is not None:
+                return _record_of(conn, seen["patient_id"], ctx.partner_id)
             now = int(time.time())
-            if ctx.request_id is not None:
-                seen = conn.execute(
-                    "SELECT * FROM lookup_requests WHERE partner_id = ? AND request_id = ?", (partner, ctx.request_id)
-                ).fetchone()
-                if seen is not None:
-                    if seen["fingerprint"] != fingerprint:
-                        raise InvalidArgument.field("request_id", "was already used for a different request")
-                    outcome = MatchOutcome(seen["outcome"])
-                    shown = normalized.contacts if outcome is MatchOutcome.CREATED else None
-                    return _patient(conn, seen["patient_id"], partner, shown), outcome
-            chosen = self.choose(conn, query, normalized, partner)
-            if chosen is not None:
-                extra = new_contacts(normalized, chosen.contacts)
-                if extra:
-                    line = f"Online ({partner}, {to_datetime(now):%Y-%m-%d}): " + ", ".join(c.value for c in extra)
-                    conn.execute(
-                        "UPDATE patients SET note = CASE WHEN note = '' THEN ? ELSE note || char(10) || ? END"
-                        " WHERE id = ?",
-                        (line, line, chosen.patient_id),
-                    )
-                patient_id, outcome, shown = chosen.patient_id, MatchOutcome.MATCHED, None
-            else:
-                patient_id = f"n-{secrets.token_hex(6)}"
-                conn.execute(
-                    "INSERT INTO patients (id, given_name, family_name, birth_date, match_key, note,"
-                    " created_online_by, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        patient_id,
-                        query.given_name.strip(),
-                        query.family_name.strip(),
-                        query.birth_date.isoformat(),
-                        normalized.key,
-                        f"Interessent: online angelegt ({partner})",
-                        partner,
-                        now,
-                    ),
-                )
-                conn.executemany(
-                    "INSERT INTO patient_contacts VALUES (?, ?, ?)",
-                    [(patient_id, c.kind.value, c.value) for c in normalized.contacts],
-                )
-                outcome, shown = MatchOutcome.CREATED, normalized.contacts
-            _open_consent(conn, patient_id, partner, now)
-            if ctx.request_id is not None:
-                conn.execute(
-                    "INSERT INTO lookup_requests VALUES (?, ?, ?, ?, ?)",
-                    (partner, ctx.request_id, fingerprint, patient_id, outcome.value),
-                )
-            return _patient(conn, patient_id, partner, shown), outcome
+            patient_id = f"n-{secrets.token_hex(6)}"
+            conn.execute(
+                "INSERT INTO patients (id, given_name, family_name, birth_date, note, created_online_by, create_time)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    patient_id,
+                    patient.given_name,
+                    patient.family_name,
+                    patient.birth_date.isoformat(),
+                    patient.note,
+                    ctx.partner_id,
+                    now,
+                ),
+            )
+            conn.executemany(
+                "INSERT INTO patient_contacts VALUES (?, ?, ?)",
+                [(patient_id, c.kind.value, c.value) for c in patient.contacts],
+            )
+            _open_consent(conn, patient_id, ctx.partner_id, now)
+            conn.execute("INSERT INTO patient_requests VALUES (?, ?)", (request_id, patient_id))
+            return _record_of(conn, patient_id, ctx.partner_id)
 
         return await self._db.run(work)
 
-    def choose(
-        self, conn: sqlite3.Connection, query: PatientQuery, normalized: NormalizedQuery, partner_id: str
-    ) -> Candidate | None:
-        """The patient a booking is for, or None for a new one: where a PVS's own matching rules go."""
-        return decide(normalized, candidates(conn, normalized, partner_id))
+    async def append_patient_note(self, ctx: CallContext, patient_id: str, line: str, request_id: str) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM patients WHERE id = ?", (patient_id,)).fetchone() is None:
+                raise NotFound.field("name", "no such patient")
+            if conn.execute("SELECT 1 FROM patient_requests WHERE request_id = ?", (request_id,)).fetchone():
+                return
+            conn.execute(
+                "UPDATE patients SET note = CASE WHEN note = '' THEN ? ELSE note || char(10) || ? END WHERE id = ?",
+                (line, line, patient_id),
+            )
+            _open_consent(conn, patient_id, ctx.partner_id, int(time.time()))
+            conn.execute("INSERT INTO patient_requests VALUES (?, ?)", (request_id, patient_id))
 
-    async def list_shared_patients(self, ctx: CallContext, page: PageRequest) -> Page[Patient]:
-        def work(conn: sqlite3.Connection) -> Page[Patient]:
+        await self._db.run(work)
+
+    async def list_consented_patients(self, ctx: CallContext, after: str, limit: int) -> list[PatientRecord]:
+        def read(conn: sqlite3.Connection) -> list[PatientRecord]:
             rows = conn.execute(
-                "SELECT p.id FROM consents c JOIN patients p ON p.id = c.patient_id"
+                "SELECT p.* FROM consents c JOIN patients p ON p.id = c.patient_id"
                 " WHERE c.partner_id = ? AND c.state = 'granted' AND p.active = 1 AND p.id > ?"
                 " ORDER BY p.id LIMIT ?",
-                (ctx.partner_id, page.page_token, page.page_size + 1),
+                (ctx.partner_id, after, limit),
             ).fetchall()
-            items = [_patient(conn, r["id"], ctx.partner_id, None) for r in rows[: page.page_size]]
-            more = len(rows) > page.page_size
-            return Page(items, items[-1].id if more and items else "")
+            return [_record(conn, r, ctx.partner_id) for r in rows]
 
-        return await self._db.run(work)
+        return await self._db.run(read)
 
-    async def get_consent(self, ctx: CallContext, patient_id: str) -> Consent:
+    async def read_consent(self, ctx: CallContext, patient_id: str) -> Consent:
         return await self._db.run(lambda conn: _read_consent(conn, patient_id, ctx.partner_id))
 
-    async def record_consent(
-        self, ctx: CallContext, patient_id: str, state: ConsentState, evidence: ConsentEvidence | None
+    async def write_consent(
+        self,
+        ctx: CallContext,
+        patient_id: str,
+        state: ConsentState,
+        evidence: ConsentEvidence | None,
+        actor: ConsentActor,
     ) -> Consent:
-        """What a partner may record: the patient's grant, given in its own booking flow."""
-        if state is not ConsentState.GRANTED:
-            raise PermissionDenied("only the practice can deny or revoke consent")
-        if evidence is None:
-            raise InvalidArgument.field("evidence", "is required when recording a grant")
-
         def work(conn: sqlite3.Connection) -> Consent:
-            current = _read_consent(conn, patient_id, ctx.partner_id)
-            if current.state is ConsentState.DENIED:
-                raise NotFound.field("name", "no such patient")
-            write_consent(conn, patient_id, ctx.partner_id, state, evidence, ConsentActor.PARTNER)
+            _read_consent(conn, patient_id, ctx.partner_id)  # NotFound for an unknown or inactive patient
+            write_consent(conn, patient_id, ctx.partner_id, state, evidence, actor)
             return _read_consent(conn, patient_id, ctx.partner_id)
 
         return await self._db.run(work)
@@ -293,13 +254,12 @@ class ReferencePractice:
     ) -> str:
         """birth_date as 'YYYY-MM-DD', 'YYYY-MM' or None (the last two can never be matched)."""
         new_id = patient_id or f"p-{secrets.token_hex(6)}"
-        key = match_key(family_name, _birth(birth_date))
 
         def work(conn: sqlite3.Connection) -> str:
             conn.execute(
-                "INSERT INTO patients (id, given_name, family_name, birth_date, match_key, active, create_time)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (new_id, given_name, family_name, birth_date, key, int(active), int(time.time())),
+                "INSERT INTO patients (id, given_name, family_name, birth_date, active, create_time)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (new_id, given_name, family_name, birth_date, int(active), int(time.time())),
             )
             conn.executemany(
                 "INSERT INTO patient_contacts VALUES (?, ?, ?)", [(new_id, c.kind.value, c.value) for c in contacts]

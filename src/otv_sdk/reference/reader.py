@@ -1,15 +1,14 @@
-"""The reference PVS's reader port: the calendar from SQLite, never with patient data."""
+"""The reference PVS's calendar data: configuration, working-time rules, absences and entries from
+SQLite, as stored. Nothing is computed here; never any patient data."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 
 import numpy as np
 
-from otv_sdk.availability import SlotPolicy
-from otv_sdk.availability_service import EngineKeeper, find_slots_from, free_time_from
 from otv_sdk.models import (
     UTC,
     Absence,
@@ -17,6 +16,7 @@ from otv_sdk.models import (
     AppointmentTypeGroup,
     BookingArea,
     Calendar,
+    ClosedDay,
     Column,
     ColumnIntervals,
     ColumnKind,
@@ -24,16 +24,16 @@ from otv_sdk.models import (
     PracticeProfile,
     Practitioner,
     Room,
-    Slot,
+    Shift,
     VisitKind,
     WeeklySpan,
+    WorkingTimeRules,
 )
-from otv_sdk.ports import CallContext, Page, ReaderPort, SlotQuery
+from otv_sdk.ports import CalendarDataPort, CallContext
 from otv_sdk.reference.database import Database
 from otv_sdk.timeline import EMPTY, IntervalArray, from_datetime
-from otv_sdk.wallclock import expand_weekly, local_dates, zone
 
-__all__ = ["ReferenceReader"]
+__all__ = ["ReferenceCalendarData"]
 
 
 def _clock(text: str) -> time:
@@ -52,23 +52,9 @@ def _span(row: sqlite3.Row) -> WeeklySpan:
     return WeeklySpan(row["weekday"], _clock(row["start_time"]), _clock(row["end_time"]))
 
 
-class ReferenceReader(ReaderPort):
-    def __init__(self, database: Database, policy: SlotPolicy | None = None) -> None:
+class ReferenceCalendarData(CalendarDataPort):
+    def __init__(self, database: Database) -> None:
         self._db = database
-        self._policy = policy or SlotPolicy()
-        # The reference PVS changes only through this adapter, so one engine kept here is current.
-        self.availability = EngineKeeper(self)
-
-    def slot_policy(self) -> SlotPolicy:
-        return self._policy
-
-    async def get_free_time(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
-        return free_time_from(await self.availability.engine_for(ctx, window), window, column_ids)
-
-    async def find_slots(self, ctx: CallContext, query: SlotQuery) -> Page[Slot]:
-        return find_slots_from(await self.availability.engine_for(ctx, query.window), query)
 
     async def aclose(self) -> None:
         self._db.close()
@@ -80,15 +66,13 @@ class ReferenceReader(ReaderPort):
     async def list_calendars(self, ctx: CallContext) -> Calendar:
         return await self._db.run(_read_calendar)
 
-    async def list_working_hours(
-        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
-    ) -> list[ColumnIntervals]:
-        return await self._db.run(lambda c: _working_hours(c, window, column_ids))
+    async def list_working_time_rules(self, ctx: CallContext, window: Interval) -> WorkingTimeRules:
+        return await self._db.run(lambda c: _rules(c, window))
 
     async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
         def read(conn: sqlite3.Connection) -> list[Absence]:
             result: list[Absence] = []
-            for column_id in column_ids:
+            for column_id in column_ids or _column_ids(conn):
                 rows = conn.execute(
                     "SELECT start_utc, end_utc FROM absences"
                     " WHERE column_id = ? AND start_utc < ? AND end_utc > ? ORDER BY start_utc",
@@ -107,7 +91,7 @@ class ReferenceReader(ReaderPort):
         lo, hi = from_datetime(window.start), from_datetime(window.end)
 
         def read(conn: sqlite3.Connection) -> list[ColumnIntervals]:
-            return [ColumnIntervals(c, _entries(conn, c, lo, hi).clipped(lo, hi)) for c in column_ids]
+            return [ColumnIntervals(c, _entries(conn, c, lo, hi)) for c in column_ids or _column_ids(conn)]
 
         return await self._db.run(read)
 
@@ -195,50 +179,32 @@ def _read_calendar(conn: sqlite3.Connection) -> Calendar:
     )
 
 
-def _working_hours(conn: sqlite3.Connection, window: Interval, column_ids: Sequence[str]) -> list[ColumnIntervals]:
-    """Weekly hours, replaced by shifts on their days, minus closed days: the PVS's working time."""
-    tz = zone(conn.execute("SELECT time_zone FROM practice").fetchone()[0])
-    lo, hi = from_datetime(window.start), from_datetime(window.end)
-    days = list(local_dates(window, tz))
-    first, last = days[0].isoformat(), days[-1].isoformat()
-    result: list[ColumnIntervals] = []
-    for column_id in column_ids:
-        closed = {
-            date.fromisoformat(r[0])
-            for r in conn.execute(
-                "SELECT day FROM closed_days WHERE (column_id IS NULL OR column_id = ?) AND day BETWEEN ? AND ?",
-                (column_id, first, last),
-            )
-        }
-        weekly = [_span(r) for r in conn.execute("SELECT * FROM weekly_hours WHERE column_id = ?", (column_id,))]
-        rows = conn.execute(
-            "SELECT s.id, s.valid_from, s.valid_until, p.weekday, p.start_time, p.end_time"
-            " FROM shifts s LEFT JOIN shift_spans p ON p.shift_id = s.id"
-            " WHERE s.column_id = ? AND s.valid_from <= ? AND s.valid_until >= ?",
-            (column_id, last, first),
+def _column_ids(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT id FROM columns ORDER BY position, id")]
+
+
+def _rules(conn: sqlite3.Connection, window: Interval) -> WorkingTimeRules:
+    """Shifts and closed days on the days around window, as stored (a day of margin each side)."""
+    first = (window.start - timedelta(days=2)).date().isoformat()
+    last = (window.end + timedelta(days=2)).date().isoformat()
+    closed = tuple(
+        ClosedDay(date.fromisoformat(r["day"]), r["column_id"])
+        for r in conn.execute("SELECT day, column_id FROM closed_days WHERE day BETWEEN ? AND ?", (first, last))
+    )
+    rows = conn.execute(
+        "SELECT s.id, s.column_id, s.valid_from, s.valid_until, p.weekday, p.start_time, p.end_time"
+        " FROM shifts s LEFT JOIN shift_spans p ON p.shift_id = s.id"
+        " WHERE s.valid_from <= ? AND s.valid_until >= ? ORDER BY s.id",
+        (last, first),
+    )
+    shifts: dict[int, tuple[str, date, date, list[WeeklySpan]]] = {}
+    for row in rows:
+        _, _, _, spans = shifts.setdefault(
+            row["id"],
+            (row["column_id"], date.fromisoformat(row["valid_from"]), date.fromisoformat(row["valid_until"]), []),
         )
-        shifts: dict[int, tuple[date, date, list[WeeklySpan]]] = {}
-        for row in rows:
-            _, _, spans = shifts.setdefault(
-                row["id"], (date.fromisoformat(row["valid_from"]), date.fromisoformat(row["valid_until"]), [])
-            )
-            if row["weekday"] is not None:  # NULL: a shift without spans
-                spans.append(_span(row))
-        overrides = _shift_days(shifts.values(), days[0], days[-1])
-        working = expand_weekly(weekly, window, tz, frozenset(closed), overrides)
-        result.append(ColumnIntervals(column_id, working.clipped(lo, hi)))
-    return result
-
-
-def _shift_days(
-    shifts: Iterable[tuple[date, date, Sequence[WeeklySpan]]], first: date, last: date
-) -> dict[date, list[WeeklySpan]]:
-    """Each day from first to last inside a shift -> what the column works that day instead of its
-    weekly hours: the spans of that weekday of every shift covering the day; none is a day off."""
-    days: dict[date, list[WeeklySpan]] = {}
-    for valid_from, valid_until, spans in shifts:
-        day = max(valid_from, first)
-        while day <= min(valid_until, last):
-            days.setdefault(day, []).extend(x for x in spans if x.weekday == day.isoweekday())
-            day += timedelta(days=1)
-    return days
+        if row["weekday"] is not None:  # NULL: a shift without spans
+            spans.append(_span(row))
+    return WorkingTimeRules(
+        shifts=tuple(Shift(c, f, u, tuple(spans)) for c, f, u, spans in shifts.values()), closed_days=closed
+    )

@@ -11,10 +11,8 @@ import sqlite3
 import time as _time
 from datetime import time
 
-from otv_sdk.availability_service import EngineKeeper
 from otv_sdk.changes import CalendarConfigChanged, ChangeOutbox
 from otv_sdk.errors import InvalidArgument
-from otv_sdk.matching import match_key
 from otv_sdk.models import ConsentActor, PracticeProfile, WeeklySpan
 from otv_sdk.ports import CallContext, SandboxPort
 from otv_sdk.reference.database import Database
@@ -25,7 +23,7 @@ __all__ = ["ReferenceSandbox", "insert_practice"]
 
 # Children before parents, for the foreign keys.
 _TABLES = (
-    "lookup_requests",
+    "patient_requests",
     "consent_events",
     "consents",
     "patient_contacts",
@@ -142,17 +140,9 @@ def _insert(conn: sqlite3.Connection, s: Scenario) -> None:
         if birth is not None:
             text = f"{birth.year:04d}-{birth.month:02d}" + (f"-{birth.day:02d}" if birth.day else "")
         conn.execute(
-            "INSERT INTO patients (id, given_name, family_name, birth_date, match_key, active, create_time)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                p.id,
-                p.given_name,
-                p.family_name,
-                text,
-                match_key(p.family_name, birth.full() if birth else None),
-                int(p.active),
-                now,
-            ),
+            "INSERT INTO patients (id, given_name, family_name, birth_date, active, create_time)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (p.id, p.given_name, p.family_name, text, int(p.active), now),
         )
         conn.executemany(
             "INSERT INTO patient_contacts VALUES (?, ?, ?)", [(p.id, c.kind.value, c.value) for c in p.contacts]
@@ -182,13 +172,11 @@ class ReferenceSandbox(SandboxPort):
     def __init__(
         self,
         database: Database,
-        availability: EngineKeeper,
         empty: PracticeProfile,
         changes: ChangeOutbox | None = None,
     ) -> None:
         self._changes = changes
         self._db = database
-        self._availability = availability
         self._empty = empty  # what a reset sandbox is: the practice, with no calendar and no patients
 
     async def load_scenario(self, ctx: CallContext, scenario: Scenario) -> None:
@@ -203,7 +191,6 @@ class ReferenceSandbox(SandboxPort):
                 "scenario", "refers to something it does not define, or repeats an id"
             ) from None
         finally:
-            self._availability.invalidate()
             if self._changes is not None:  # everything may have changed: partners re-read
                 self._changes.publish(CalendarConfigChanged())
 
@@ -215,6 +202,5 @@ class ReferenceSandbox(SandboxPort):
         try:
             await self._db.run(work)
         finally:
-            self._availability.invalidate()
             if self._changes is not None:  # everything may have changed: partners re-read
                 self._changes.publish(CalendarConfigChanged())

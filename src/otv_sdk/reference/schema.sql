@@ -119,19 +119,18 @@ CREATE TABLE IF NOT EXISTS absences (
 CREATE INDEX IF NOT EXISTS absences_by_column ON absences (column_id, start_utc);
 
 -- birth_date is 'YYYY-MM-DD', or 'YYYY-MM' / NULL where the practice does not know it fully.
--- match_key (otv_sdk.matching.match_key) is NULL for patients who cannot be matched.
+-- (Databases from before the gateway matched patients itself also have an unused match_key column.)
 CREATE TABLE IF NOT EXISTS patients (
     id                TEXT PRIMARY KEY,
     given_name        TEXT NOT NULL,
     family_name       TEXT NOT NULL,
     birth_date        TEXT,
-    match_key         TEXT,
     active            INTEGER NOT NULL DEFAULT 1,
     note              TEXT NOT NULL DEFAULT '',
     created_online_by TEXT,
     create_time       INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS patients_by_match_key ON patients (match_key) WHERE active = 1;
+CREATE INDEX IF NOT EXISTS patients_by_birth_date ON patients (birth_date);
 
 CREATE TABLE IF NOT EXISTS patient_contacts (
     patient_id TEXT NOT NULL REFERENCES patients (id),
@@ -164,14 +163,10 @@ CREATE TABLE IF NOT EXISTS consent_events (
     at          INTEGER NOT NULL
 );
 
--- Find-or-create requests already answered, so a retry returns the first answer.
-CREATE TABLE IF NOT EXISTS lookup_requests (
-    partner_id  TEXT NOT NULL,
-    request_id  TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    patient_id  TEXT NOT NULL REFERENCES patients (id),
-    outcome     TEXT NOT NULL CHECK (outcome IN ('matched', 'created')),
-    PRIMARY KEY (partner_id, request_id)
+-- Idempotency of the gateway's patient writes: CreatePatient and AppendPatientNote request ids.
+CREATE TABLE IF NOT EXISTS patient_requests (
+    request_id TEXT PRIMARY KEY,
+    patient_id TEXT NOT NULL REFERENCES patients (id)
 );
 
 -- Everything that occupies a column: appointments (one row per column they occupy) and

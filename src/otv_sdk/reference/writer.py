@@ -2,14 +2,14 @@
 
 A booking that fits free working time becomes a regular appointment; one that does not (the
 column's hours changed, staff booked the time meanwhile) is entered as an extra appointment
-(Zusatztermin) rather than lost, as DURIA does. The availability engine is updated in place.
+(Zusatztermin) rather than lost, as DURIA does. Every write and delete is announced on the outbox,
+so the gateway keeps its engine current.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from otv_sdk.availability_service import EngineKeeper
 from otv_sdk.changes import BusyTimeChanged, ChangeOutbox
 from otv_sdk.models import Interval
 from otv_sdk.ports import CalendarEntry, CalendarWriterPort, CallContext, WrittenEntry
@@ -19,15 +19,22 @@ from otv_sdk.timeline import from_datetime, to_datetime
 __all__ = ["ReferenceCalendarWriter"]
 
 
+def _occupied(conn: sqlite3.Connection, column_id: str, start: int, end: int) -> bool:
+    """Whether another entry or an absence already takes part of [start, end) in the column."""
+    overlap = "WHERE column_id = ? AND start_utc < ? AND end_utc > ? LIMIT 1"
+    for table in ("calendar_entries", "absences"):
+        if conn.execute(f"SELECT 1 FROM {table} {overlap}", (column_id, end, start)).fetchone() is not None:
+            return True
+    return False
+
+
 class ReferenceCalendarWriter(CalendarWriterPort):
-    def __init__(self, database: Database, availability: EngineKeeper, changes: ChangeOutbox | None = None) -> None:
+    def __init__(self, database: Database, changes: ChangeOutbox | None = None) -> None:
         self._db = database
-        self._availability = availability
         self._changes = changes
 
     async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
         start, end = from_datetime(entry.interval.start), from_datetime(entry.interval.end)
-        engine = await self._availability.engine_for(ctx, entry.interval)
 
         def work(conn: sqlite3.Connection) -> tuple[WrittenEntry, bool]:
             existing = conn.execute(
@@ -35,8 +42,7 @@ class ReferenceCalendarWriter(CalendarWriterPort):
             ).fetchone()
             if existing is not None:
                 return WrittenEntry(str(existing["id"]), bool(existing["extra"])), False
-            (free,) = engine.free_time(start, end, [entry.column_id])
-            fits = free.intervals.pairs() == [(start, end)]
+            fits = not _occupied(conn, entry.column_id, start, end)
             cursor = conn.execute(
                 "INSERT INTO calendar_entries (column_id, start_utc, end_utc, kind, appointment_type_id, patient_id,"
                 " reference, source_partner, category, extra) VALUES (?, ?, ?, 'appointment', ?, ?, ?, ?, ?, ?)",
@@ -55,10 +61,8 @@ class ReferenceCalendarWriter(CalendarWriterPort):
             return WrittenEntry(str(cursor.lastrowid), not fits), True
 
         written, new = await self._db.run(work)
-        if new:
-            engine.add_busy(entry.column_id, start, end)
-            if self._changes is not None:
-                self._changes.publish(BusyTimeChanged(entry.column_id, added=(entry.interval,)))
+        if new and self._changes is not None:
+            self._changes.publish(BusyTimeChanged(entry.column_id, added=(entry.interval,)))
         return written
 
     async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> CalendarEntry | None:
@@ -72,9 +76,6 @@ class ReferenceCalendarWriter(CalendarWriterPort):
         removed = await self._db.run(work)
         if removed is None:
             return None
-        engine = self._availability.current
-        if engine is not None and engine.covers(removed["start_utc"], removed["end_utc"]):
-            engine.remove_busy(removed["column_id"], removed["start_utc"], removed["end_utc"])
         interval = Interval(to_datetime(removed["start_utc"]), to_datetime(removed["end_utc"]))
         if self._changes is not None:
             self._changes.publish(BusyTimeChanged(removed["column_id"], removed=(interval,)))

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from otv_rules.wallclock import LocalDays, days_for
 from otv_sdk.errors import InvalidArgument
 from otv_sdk.models import AppointmentType, BookingArea, Calendar, ColumnIntervals
 from otv_sdk.timeline import EMPTY, IntervalArray, Seconds, intersect, normalize, subtract, union
-from otv_sdk.wallclock import LocalDays, days_for
 
 __all__ = ["AvailabilityEngine", "OutsideHorizon", "SlotArray", "SlotPolicy"]
 
@@ -277,6 +277,11 @@ class AvailabilityEngine:
             holds = self._valid_holds(column_id, now) if self._holds else EMPTY
             result.append(ColumnIntervals(column_id, subtract(free, holds) if len(holds) else free))
         return result
+
+    def working_time(self, lo: int, hi: int, column_ids: Sequence[str] = ()) -> list[ColumnIntervals]:
+        """Working time per column inside [lo, hi), as the engine was built with it."""
+        self._check_window(lo, hi)
+        return [ColumnIntervals(c, self._columns[c].working.window(lo, hi)) for c in self._columns_for(column_ids)]
 
     def appointment_type(self, type_id: str, field: str = "appointment_type") -> AppointmentType:
         found = self._types.get(type_id)

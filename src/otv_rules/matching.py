@@ -19,10 +19,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from otv_sdk.contact_values import ContactValueError, normalize_email, normalize_phone
+from otv_rules.contact_values import ContactValueError, normalize_email, normalize_phone
+from otv_rules.names import family_key, given_match, given_tokens
 from otv_sdk.errors import InvalidArgument
 from otv_sdk.models import ConsentState, Contact, ContactKind
-from otv_sdk.names import family_key, given_match, given_tokens
 from otv_sdk.ports import PatientQuery
 
 __all__ = ["Candidate", "NormalizedQuery", "decide", "match_key", "new_contacts", "normalize_query"]

@@ -1,0 +1,186 @@
+"""PatientLookupService for one practice: the find-or-create decision, made by the gateway.
+
+The PVS hands over the patients born on the booking's birth date, with names, contacts, whether the
+record is active and the calling partner's consent (`PatientDataPort`); the rule is
+`otv_rules.matching`, the same for every practice. A match with contacts the record lacks gets a
+note line for the practice (never stored over its data); no match creates an Interessent.
+
+Two identical bookings at the same moment must not create two patients, on one replica or several.
+Within a replica they are serialised per match key. Across replicas the creation's idempotency key
+is derived from what the decision saw (the normalised identity and the candidates it rejected), so
+two replicas deciding the same thing ask the PVS for the same creation, and the PVS's idempotency
+(`CreatePatient.request_id`) makes it one patient. A partner's own request_id is remembered in the
+state store: a retry returns the first answer, the same id with another request is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from weakref import WeakValueDictionary
+
+from gateway.state_store import StateStore, Tx
+from otv_rules.matching import Candidate, NormalizedQuery, decide, new_contacts, normalize_query
+from otv_sdk.errors import InvalidArgument
+from otv_sdk.models import ConsentState, Contact, NewPatient, Patient, PatientRecord
+from otv_sdk.ports import CallContext, MatchOutcome, Page, PageRequest, PatientDataPort, PatientLookupPort, PatientQuery
+from otv_sdk.timeline import to_datetime
+
+__all__ = ["PatientMatcher"]
+
+_METHOD = "FindOrCreatePatient"
+
+
+def _candidate(record: PatientRecord) -> Candidate:
+    return Candidate(
+        patient_id=record.id,
+        given_name=record.given_name,
+        family_name=record.family_name,
+        birth_date=record.birth_date,
+        contacts=record.contacts,
+        active=record.active,
+        consent=record.consent,
+    )
+
+
+def _digest(material: object) -> str:
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def _patient(ctx: CallContext, record: PatientRecord, sent: tuple[Contact, ...] | None) -> Patient:
+    """The patient as this partner may see it: contacts only with consent granted, or the ones it sent."""
+    if sent is None:
+        sent = record.contacts if record.consent is ConsentState.GRANTED else ()
+    return Patient(
+        id=record.id,
+        given_name=record.given_name,
+        family_name=record.family_name,
+        birth_date=record.birth_date,
+        contacts=sent,
+        created_online=record.created_online_by == ctx.partner_id,
+        create_time=record.create_time,
+    )
+
+
+class PatientMatcher(PatientLookupPort):
+    def __init__(
+        self,
+        practice_id: str,
+        data: PatientDataPort,
+        store: StateStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._practice = practice_id
+        self._data = data
+        self._store = store
+        self._clock = clock
+        self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        return lock
+
+    async def find_or_create_patient(self, ctx: CallContext, query: PatientQuery) -> tuple[Patient, MatchOutcome]:
+        normalized = normalize_query(query)
+        fingerprint = _digest(
+            [self._practice, query.given_name, query.family_name, query.birth_date.isoformat()]
+            + [f"{c.kind.value}:{c.value}" for c in query.contacts]
+        )
+        async with self._lock(normalized.key):
+            replayed = await self._replayed(ctx, fingerprint, normalized)
+            if replayed is not None:
+                return replayed
+            records = await self._data.list_patients_born_on(ctx, query.birth_date)
+            chosen = decide(normalized, [_candidate(r) for r in records])
+            if chosen is not None:
+                record = next(r for r in records if r.id == chosen.patient_id)
+                await self._note_new_contacts(ctx, normalized, record)
+                answer = self._shown(ctx, record, MatchOutcome.MATCHED, normalized)
+            else:
+                creation = _digest([self._practice, normalized.key, normalized.given, sorted(r.id for r in records)])
+                new = NewPatient(
+                    given_name=query.given_name.strip(),
+                    family_name=query.family_name.strip(),
+                    birth_date=query.birth_date,
+                    contacts=normalized.contacts,
+                    note=f"Interessent: online angelegt ({ctx.partner_id})",
+                )
+                record = await self._data.create_patient(ctx, new, creation)
+                answer = self._shown(ctx, record, MatchOutcome.CREATED, normalized)
+            await self._remember(ctx, fingerprint, answer[0].id, answer[1])
+            return answer
+
+    async def _note_new_contacts(self, ctx: CallContext, query: NormalizedQuery, record: PatientRecord) -> None:
+        extra = new_contacts(query, record.contacts)
+        if not extra:
+            return
+        today = to_datetime(int(self._clock()))
+        line = f"Online ({ctx.partner_id}, {today:%Y-%m-%d}): " + ", ".join(c.value for c in extra)
+        # The same line for the same patient on the same day is one note, however often it is retried.
+        await self._data.append_patient_note(ctx, record.id, line, _digest([self._practice, record.id, line]))
+
+    def _shown(
+        self, ctx: CallContext, record: PatientRecord, outcome: MatchOutcome, query: NormalizedQuery
+    ) -> tuple[Patient, MatchOutcome]:
+        sent = query.contacts if outcome is MatchOutcome.CREATED else None
+        return _patient(ctx, record, sent), outcome
+
+    async def _replayed(
+        self, ctx: CallContext, fingerprint: str, query: NormalizedQuery
+    ) -> tuple[Patient, MatchOutcome] | None:
+        if self._store is None or ctx.request_id is None:
+            return None
+        request_id = ctx.request_id
+
+        def read(tx: Tx) -> tuple[str, str] | None:
+            row = tx.one(
+                "SELECT method, fingerprint, result FROM requests WHERE partner = ? AND request_id = ?",
+                (ctx.partner_id, request_id),
+            )
+            if row is None:
+                return None
+            if row["method"] != _METHOD or row["fingerprint"] != fingerprint:
+                raise InvalidArgument.field("request_id", "was already used for a different request")
+            stored = json.loads(str(row["result"]))
+            return str(stored["patient"]), str(stored["outcome"])
+
+        seen = await self._store.run(read, durable=False)
+        if seen is None:
+            return None
+        patient_id, outcome = seen
+        records = await self._data.list_patients_born_on(ctx, query.birth_date)
+        record = next((r for r in records if r.id == patient_id and r.active), None)
+        if record is None:  # the practice archived or merged it since: decide afresh
+            return None
+        return self._shown(ctx, record, MatchOutcome(outcome), query)
+
+    async def _remember(self, ctx: CallContext, fingerprint: str, patient_id: str, outcome: MatchOutcome) -> None:
+        if self._store is None or ctx.request_id is None:
+            return
+        request_id, result = ctx.request_id, json.dumps({"patient": patient_id, "outcome": outcome.value})
+        now = int(self._clock())
+
+        def write(tx: Tx) -> None:
+            if tx.one("SELECT 1 FROM requests WHERE partner = ? AND request_id = ?", (ctx.partner_id, request_id)):
+                return  # another replica answered the same retry first; its answer stands
+            tx.execute(
+                "INSERT INTO requests (partner, request_id, method, fingerprint, result, create_s)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (ctx.partner_id, request_id, _METHOD, fingerprint, result, now),
+            )
+
+        await self._store.run(write)
+
+    async def list_shared_patients(self, ctx: CallContext, page: PageRequest) -> Page[Patient]:
+        records = await self._data.list_consented_patients(ctx, page.page_token, page.page_size + 1)
+        shown = [
+            _patient(ctx, r, None) for r in records[: page.page_size] if r.active and r.consent is ConsentState.GRANTED
+        ]
+        more = len(records) > page.page_size and bool(records)
+        return Page(shown, records[page.page_size - 1].id if more and page.page_size else "")
