@@ -6,6 +6,7 @@ import asyncio
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import grpc
 import pytest
 from availability_reference import AreaSpec, ColumnSpec, Scenario, ShiftSpec, TypeSpec, free_minutes, slots
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from gateway.practice_reader import PracticeReader
 from otv_rules.availability import AvailabilityEngine, SlotPolicy
+from otv_sdk.adapter_server import serve_adapters
 from otv_sdk.models import (
     UTC,
     AppointmentType,
@@ -26,6 +28,7 @@ from otv_sdk.models import (
     WeeklySpan,
 )
 from otv_sdk.ports import CallContext
+from otv_sdk.practice_data_client import PracticeDataClient, RemoteCalendarData
 from otv_sdk.reference import create_adapter
 from otv_sdk.scenario import ClosedDay, Shift
 from otv_sdk.scenario import Scenario as ScenarioPractice
@@ -191,14 +194,14 @@ def _weekly(weekly: dict[int, list[tuple[int, int]]]) -> list[WeeklySpan]:
     ]
 
 
-def working_time(scenario: Scenario, horizon: Interval) -> dict[str, IntervalArray]:
-    """Working time as the reference PVS serves it: weekly hours, shifts and closed days stored in its
-    SQLite database (through the sandbox port) and read back with `list_working_hours`."""
+def working_time(scenario: Scenario, horizon: Interval, transport: str = "in_process") -> dict[str, IntervalArray]:
+    """Working time as the gateway computes it from what the reference PVS serves: weekly hours,
+    shifts and closed days stored in its SQLite database (through the sandbox port), read as raw
+    rules in-process or over PracticeDataService, and turned into intervals by `PracticeReader`."""
     adapter = create_adapter("p", {"demo": False, "sandbox": True, "time_zone": scenario.tz})
     sandbox, data = adapter.sandbox, adapter.calendar
     assert sandbox is not None
     assert data is not None
-    reader = PracticeReader(data)  # the gateway's computation from the PVS's raw rules
     practice = ScenarioPractice(
         id="property",
         version="1",
@@ -219,15 +222,24 @@ def working_time(scenario: Scenario, horizon: Interval) -> dict[str, IntervalArr
 
     async def read() -> list[ColumnIntervals]:
         await sandbox.load_scenario(CTX, practice)
+        columns = [c.id for c in scenario.columns]
+        if transport == "in_process":
+            try:
+                return await PracticeReader(data).list_working_hours(CTX, horizon, columns)
+            finally:
+                await adapter.aclose()
+        server = await serve_adapters({"p": adapter})  # closes the adapter when it stops
         try:
-            return await reader.list_working_hours(CTX, horizon, [c.id for c in scenario.columns])
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                remote = RemoteCalendarData(PracticeDataClient(channel, "p"))
+                return await PracticeReader(remote).list_working_hours(CTX, horizon, columns)
         finally:
-            await adapter.aclose()
+            await server.stop(0)
 
     return {c.column_id: c.intervals for c in asyncio.run(read())}
 
 
-def build_engine(scenario: Scenario) -> AvailabilityEngine:
+def build_engine(scenario: Scenario, transport: str = "in_process") -> AvailabilityEngine:
     horizon = (scenario.lo - scenario.horizon_days * DAY, scenario.hi + 2 * DAY)
     span = Interval(datetime.fromtimestamp(horizon[0], UTC), datetime.fromtimestamp(horizon[1], UTC))
     calendar = Calendar(
@@ -257,7 +269,7 @@ def build_engine(scenario: Scenario) -> AvailabilityEngine:
             for a in scenario.areas
         ),
     )
-    working = working_time(scenario, span)
+    working = working_time(scenario, span, transport)
     blocked = {c.id: IntervalArray.of(c.blocked) for c in scenario.columns}
     predefined = None
     if any(c.predefined is not None for c in scenario.columns):
@@ -292,8 +304,8 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 THOROUGH = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def check_against_reference(scenario: Scenario) -> None:
-    engine = build_engine(scenario)
+def check_against_reference(scenario: Scenario, transport: str = "in_process") -> None:
+    engine = build_engine(scenario, transport)
     expected = {c.id: free_minutes(scenario, c, scenario.lo, scenario.hi) for c in scenario.columns}
     assert engine_minutes(engine, scenario) == expected
     for kind in scenario.types:
@@ -304,6 +316,13 @@ def check_against_reference(scenario: Scenario) -> None:
 @given(scenarios())
 def test_free_time_and_slots_match_the_reference(scenario: Scenario) -> None:
     check_against_reference(scenario)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_a_remote_practice_gets_the_same_answers(scenario: Scenario) -> None:
+    """The PVS's rules reach the gateway over PracticeDataService; the answers are still exact."""
+    check_against_reference(scenario, "remote")
 
 
 @pytest.mark.slow

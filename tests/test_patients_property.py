@@ -12,9 +12,10 @@ afterwards; these properties are what that rule guarantees.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from datetime import date
 
+import grpc
+import pytest
 from conftest import SECRET
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,9 +24,11 @@ from gateway.consent_records import RecordedConsent
 from gateway.patient_ids import PatientIdScope
 from gateway.patient_matching import PatientMatcher
 from gateway.privacy import protect
-from otv_sdk.models import ConsentState, Contact, ContactKind
-from otv_sdk.ports import Adapter, CallContext, MatchOutcome, PatientQuery
-from otv_sdk.reference import create_adapter
+from otv_sdk.adapter_server import serve_adapters
+from otv_sdk.models import ConsentState, Contact, ContactKind, Patient
+from otv_sdk.ports import Adapter, CallContext, ConsentDataPort, MatchOutcome, PatientDataPort, PatientQuery
+from otv_sdk.practice_data_client import PracticeDataClient, RemoteConsentData, RemotePatientData
+from otv_sdk.reference import ADAPTER_INFO, create_adapter
 from otv_sdk.reference.patients import ReferencePatients, ReferencePractice
 
 BIRTH = date(1975, 3, 4)
@@ -56,7 +59,7 @@ people = st.lists(
 
 def _world(
     patients: list[tuple[str, list[Contact], bool, ConsentState]], skip: int | None
-) -> tuple[Adapter, ReferencePractice]:
+) -> tuple[ReferencePatients, ReferencePractice]:
     adapter = create_adapter("demo", {"database": ":memory:", "demo": False})
     lookup = adapter.patients
     assert isinstance(lookup, ReferencePatients)
@@ -67,27 +70,49 @@ def _world(
             name, "Meier", BIRTH.isoformat(), tuple(items), active=active, patient_id=f"p{index}"
         )
         lookup.practice.set_consent(f"p{index}", "alpha", state)
-    # The gateway's decision (PatientMatcher) over the PVS's data, behind the gateway's privacy rules.
-    served = dataclasses.replace(
-        adapter, patient_lookup=PatientMatcher("demo", lookup), consent=RecordedConsent(lookup)
+    return lookup, lookup.practice
+
+
+async def _decide(
+    patients: PatientDataPort, consents: ConsentDataPort, query: PatientQuery
+) -> tuple[Patient, MatchOutcome]:
+    """The gateway's decision (PatientMatcher) over the PVS's data, behind the gateway's privacy rules."""
+    served = Adapter(
+        info=ADAPTER_INFO, patient_lookup=PatientMatcher("demo", patients), consent=RecordedConsent(consents)
     )
-    return protect(served, SCOPE), lookup.practice
+    lookup = protect(served, SCOPE).patient_lookup
+    assert lookup is not None
+    return await lookup.find_or_create_patient(CTX, query)
+
+
+async def _decide_remotely(pvs: ReferencePatients, query: PatientQuery) -> tuple[Patient, MatchOutcome]:
+    """The same, with the PVS's data reached over PracticeDataService, as for a remote practice."""
+    server = await serve_adapters({"demo": Adapter(info=ADAPTER_INFO, patients=pvs, consents=pvs)})
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            client = PracticeDataClient(channel, "demo")
+            return await _decide(RemotePatientData(client), RemoteConsentData(client), query)
+    finally:
+        await server.stop(0)
 
 
 def _ask(
-    adapter: Adapter, query: PatientQuery
+    pvs: ReferencePatients, query: PatientQuery, transport: str
 ) -> tuple[str | None, MatchOutcome, tuple[str, str, tuple[Contact, ...], bool]]:
-    assert adapter.patient_lookup is not None
-    patient, outcome = asyncio.run(adapter.patient_lookup.find_or_create_patient(CTX, query))
+    if transport == "remote":
+        patient, outcome = asyncio.run(_decide_remotely(pvs, query))
+    else:
+        patient, outcome = asyncio.run(_decide(pvs, pvs, query))
     pvs_id = SCOPE.from_partner("alpha", patient.id)
     shape = (patient.given_name, patient.family_name, patient.contacts, patient.created_online)
     return pvs_id, outcome, shape
 
 
+@pytest.mark.parametrize("transport", ["in_process", "remote"])
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(people, st.data())
 def test_denied_is_never_linked_and_looks_exactly_like_not_found(
-    patients: list[tuple[str, list[Contact], bool, ConsentState]], data: st.DataObject
+    transport: str, patients: list[tuple[str, list[Contact], bool, ConsentState]], data: st.DataObject
 ) -> None:
     denied = data.draw(st.integers(0, len(patients) - 1))
     patients[denied] = (*patients[denied][:3], ConsentState.DENIED)
@@ -95,7 +120,7 @@ def test_denied_is_never_linked_and_looks_exactly_like_not_found(
 
     world, practice = _world(patients, skip=None)
     before = {f"p{i}": practice.patient(f"p{i}") for i in range(len(patients))}
-    pvs_id, outcome, shape = _ask(world, query)
+    pvs_id, outcome, shape = _ask(world, query, transport)
     # 1. Never a patient who denied; nobody who denied is touched (record, note, consent history).
     for index, (_, _, _, state) in enumerate(patients):
         if state is ConsentState.DENIED:
@@ -106,13 +131,13 @@ def test_denied_is_never_linked_and_looks_exactly_like_not_found(
     # 2. A "created" answer looks exactly like the answer where nobody matches at all.
     if outcome is MatchOutcome.CREATED:
         nobody, _ = _world([], skip=None)
-        _, nobody_outcome, nobody_shape = _ask(nobody, query)
+        _, nobody_outcome, nobody_shape = _ask(nobody, query, transport)
         assert (outcome, shape) == (nobody_outcome, nobody_shape)
 
     # 3. Consent never redirects: with every consent open, the same patient (or none) is chosen.
     all_open = [(*p[:3], ConsentState.OPEN) for p in patients]
     blind, _ = _world(all_open, skip=None)
-    blind_id, blind_outcome, _ = _ask(blind, query)
+    blind_id, blind_outcome, _ = _ask(blind, query, transport)
     if outcome is MatchOutcome.MATCHED:
         assert (blind_outcome, blind_id) == (MatchOutcome.MATCHED, pvs_id)
     elif blind_outcome is MatchOutcome.MATCHED:

@@ -46,6 +46,7 @@ from datetime import datetime, timedelta
 
 from gateway.encryption import FieldCipher
 from gateway.partner_availability import PartnerAvailability
+from gateway.practice_reader import PracticeReader
 from gateway.state_store import Row, StateStore, Tx
 from otv_rules.wallclock import zone
 from otv_sdk.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, OtvError
@@ -133,8 +134,8 @@ class BookingDesk(WriterPort):
     ) -> None:
         self._cipher = cipher
         self._practice = practice_id
-        if adapter.reader is None:
-            raise ValueError("a booking desk needs the practice's reader")
+        if not isinstance(adapter.reader, PracticeReader):
+            raise TypeError("a booking desk needs the gateway's reader of the practice (PracticeReader)")
         self._adapter = adapter
         self._reader = adapter.reader
         self._patients = patients

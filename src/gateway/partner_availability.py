@@ -11,25 +11,21 @@ and bookings it wrote into the PVS. A claim must count exactly as an appointment
 - **GetFreeTime**: the PVS's free time minus every claim. Subtracting a claim the PVS already
   accounts for changes nothing, so a booking is never subtracted twice in effect, and one the PVS
   does not reflect yet (a remote PVS that is slow to update) is still out.
-- **FindSlots**: a start `s` of a type is offered when the PVS offers it and no claim in its column
-  overlaps `[s, s + duration + buffer)`, as the engine requires of busy time (docs/availability.md),
-  so a claim protects the buffer of an earlier slot like a written appointment. Pages stay full: the
-  gateway asks the adapter for one more slot than the page holds, drops claimed ones and continues
-  (with larger pages) until it has the page and knows whether another follows. It continues an
-  adapter search by narrowing the window to start at the last slot it saw, never with the adapter's
-  own page tokens, so adapter tokens never reach partners and partners cannot send any.
+- **FindSlots**: the claims are busy time inside the engine's query (`AvailabilityEngine.slots`
+  with `taken`): a start `s` is offered only if no claim in its column overlaps
+  `[s, s + duration + buffer)`, exactly as for busy time (docs/availability.md), so a claim
+  protects the buffer of an earlier slot like a written appointment, and a page of N has N slots
+  whenever N exist, in one engine query.
 
 The partner's page token is the gateway's own: the position after the last slot served (start,
 column order) and a digest of the query, sealed with the gateway's field cipher (authenticated
 encryption), so it is opaque, about 100 characters (well under `limits.MAX_TOKEN`), valid on every
 replica sharing the keys, and anything the gateway did not issue for this query is INVALID_ARGUMENT
-naming `page_token`. Starting the adapter's window at the last start gives the same slots after it
-as the whole window would: a slot is offered when the window contains its start.
+naming `page_token`.
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
 from collections.abc import Awaitable, Sequence
@@ -37,10 +33,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from gateway.encryption import FieldCipher
 from gateway.forwarding_reader import ForwardingReader
-from otv_sdk.conversion import MAX_PAGE_SIZE
+from gateway.practice_reader import PracticeReader
 from otv_sdk.errors import InvalidArgument
 from otv_sdk.models import ColumnIntervals, Interval, Slot
-from otv_sdk.ports import CallContext, Page, PageRequest, ReaderPort, SlotQuery
+from otv_sdk.ports import CallContext, Page, SlotQuery
 from otv_sdk.timeline import IntervalArray, concatenate, from_datetime, normalize, subtract, to_datetime
 
 if TYPE_CHECKING:
@@ -72,7 +68,7 @@ def _query_key(query: SlotQuery) -> str:
 class PartnerAvailability:
     """Busy time, free time and slots of one practice with the gateway's claims in them."""
 
-    def __init__(self, reader: ReaderPort, claims: ClaimSource, cipher: FieldCipher) -> None:
+    def __init__(self, reader: PracticeReader, claims: ClaimSource, cipher: FieldCipher) -> None:
         self._reader = reader
         self._claims = claims
         self._cipher = cipher
@@ -107,59 +103,28 @@ class PartnerAvailability:
         kind = next((t for t in calendar.appointment_types if t.id == query.appointment_type_id), None)
         if kind is None:
             raise InvalidArgument.field("appointment_type", "is not an appointment type of this practice")
-        order = {column_id: index for index, column_id in enumerate(calendar.column_ids())}
         need = int((kind.duration + kind.buffer).total_seconds())
+        lo, hi = from_datetime(query.window.start), from_datetime(query.window.end)
+        # Claims are busy time of this query: the engine leaves out every start whose
+        # [start, start + duration + buffer) one overlaps, so a page of N has N slots whenever N exist.
+        claimed = await self._claims(query.column_ids, lo, hi + need, ignore)
         size = query.page.page_size
-
-        def position(slot: Slot) -> tuple[int, int]:  # the engine's order: start, then column order
-            return from_datetime(slot.start), order.get(slot.column_id, len(order))
-
-        cursor = self._position(query)  # the last slot seen, served or claimed
-        served: list[Slot] = []
-        fetch, adapter_token = size + 1, ""
-        while True:
-            start = query.window.start if cursor is None else max(query.window.start, to_datetime(cursor[0]))
-            if start >= query.window.end:
-                break
-            request = PageRequest(fetch, adapter_token)
-            found = await self._reader.find_slots(
-                ctx, SlotQuery(kind.id, Interval(start, query.window.end), query.column_ids, request)
-            )
-            fresh = [s for s in found.items if cursor is None or position(s) > cursor]
-            served += await self._unclaimed(fresh, need, query.column_ids, ignore)
-            if len(served) > size or not found.next_page_token:
-                break
-            if fresh:
-                cursor, adapter_token = position(fresh[-1]), ""
-            elif fetch >= MAX_PAGE_SIZE:
-                # More than a full adapter page of slots at the cursor's start (more columns than that):
-                # only the adapter's own continuation of the same query moves on.
-                adapter_token = found.next_page_token
-            fetch = min(2 * fetch, MAX_PAGE_SIZE)
-        page = served[:size]
-        more = len(served) > size and bool(page)
-        return Page(page, self._token(query, position(page[-1])) if more else "")
-
-    async def _unclaimed(
-        self, slots: Sequence[Slot], need: int, column_ids: Sequence[str], ignore: str | None
-    ) -> list[Slot]:
-        """The slots whose [start, start + need) no claim in their column overlaps."""
-        if not slots:
-            return []
-        starts = [from_datetime(s.start) for s in slots]
-        claimed = await self._claims(column_ids, min(starts), max(starts) + need, ignore)
-        merged = {c: normalize(taken) for c, taken in claimed.items()}
-        bounds = {c: (taken.starts.tolist(), taken.ends.tolist()) for c, taken in merged.items()}
-        kept = []
-        for slot, start in zip(slots, starts, strict=True):
-            taken = bounds.get(slot.column_id)
-            if taken is not None:
-                begins, ends = taken
-                first = bisect.bisect_right(ends, start)  # the first claim ending after the start
-                if first < len(ends) and begins[first] < start + need:
-                    continue
-            kept.append(slot)
-        return kept
+        found = await self._reader.slot_array(
+            ctx,
+            kind.id,
+            query.window,
+            query.column_ids,
+            limit=size + 1,
+            after=self._position(query),
+            taken={c: normalize(taken) for c, taken in claimed.items()},
+        )
+        triples = found.triples()
+        page, more = triples[:size], len(triples) > size
+        token = ""
+        if more and page:
+            last_column, last_start, _ = page[-1]
+            token = self._token(query, (last_start, found.column_ids.index(last_column)))
+        return Page([Slot(c, to_datetime(s), to_datetime(e)) for c, s, e in page], token)
 
     def _token(self, query: SlotQuery, after: tuple[int, int]) -> str:
         payload = json.dumps({"q": _query_key(query), "s": after[0], "c": after[1]}, separators=(",", ":"))
@@ -184,7 +149,7 @@ class PartnerAvailability:
 class ClaimAwareReader(ForwardingReader):
     """The practice's reader as partners see it: time the gateway has promised is not free."""
 
-    def __init__(self, inner: ReaderPort, desk: BookingDesk) -> None:
+    def __init__(self, inner: PracticeReader, desk: BookingDesk) -> None:
         super().__init__(inner)
         self._view = desk.availability
 

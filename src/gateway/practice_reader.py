@@ -12,15 +12,15 @@ slower, never stale.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from otv_rules.availability import AvailabilityEngine, SlotPolicy
+from otv_rules.availability import AvailabilityEngine, SlotArray, SlotPolicy
 from otv_rules.availability_service import EngineKeeper, engine_for_window, find_slots_from, free_time_from
 from otv_rules.working_time import working_time
 from otv_sdk.changes import BusyTimeChanged, CalendarConfigChanged, Change
 from otv_sdk.models import Absence, Calendar, ColumnIntervals, Interval, PracticeProfile, Slot
 from otv_sdk.ports import CalendarDataPort, CallContext, Page, ReaderPort, SlotQuery
-from otv_sdk.timeline import EMPTY, from_datetime
+from otv_sdk.timeline import EMPTY, IntervalArray, from_datetime
 
 __all__ = ["PracticeReader"]
 
@@ -115,3 +115,19 @@ class PracticeReader(ReaderPort):
 
     async def find_slots(self, ctx: CallContext, query: SlotQuery) -> Page[Slot]:
         return find_slots_from(await self._engine(ctx, query.window), query)
+
+    async def slot_array(
+        self,
+        ctx: CallContext,
+        type_id: str,
+        window: Interval,
+        column_ids: Sequence[str],
+        *,
+        limit: int,
+        after: tuple[int, int] | None,
+        taken: Mapping[str, IntervalArray],
+    ) -> SlotArray:
+        """Slots with more busy time for this query (the gateway's claims), from position `after` on."""
+        engine = await self._engine(ctx, window)
+        lo, hi = from_datetime(window.start), from_datetime(window.end)
+        return engine.slots(type_id, lo, hi, column_ids, limit=limit, after=after, taken=taken)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from gateway.booking import BookingDesk, PatientIds
 from gateway.partner_availability import ClaimAwareReader
 from gateway.patient_ids import PatientIdScope
+from gateway.practice_reader import PracticeReader
 from otv_sdk.errors import InternalError, InvalidArgument, NotFound, PermissionDenied
 from otv_sdk.models import Consent, ConsentEvidence, ConsentState, Patient
 from otv_sdk.ports import (
@@ -154,7 +155,7 @@ def protect(adapter: Adapter, scope: PatientIdScope, booking: BookingFactory | N
     )
     if booking is None:
         return protected
-    if adapter.reader is None:
-        return protected
+    if not isinstance(adapter.reader, PracticeReader):
+        return protected  # no calendar the gateway computes from: nothing to book
     desk = booking(adapter, PatientIds(guard.booking_patient, guard.outward_id))
     return dataclasses.replace(protected, writer=desk, reader=ClaimAwareReader(adapter.reader, desk))

@@ -298,11 +298,14 @@ class AvailabilityEngine:
         *,
         limit: int | None = None,
         after: tuple[int, int] | None = None,
+        taken: Mapping[str, IntervalArray] | None = None,
     ) -> SlotArray:
         """Bookable starts in [lo, hi) for a type, in start order (ties by column order).
 
         `column_ids` empty means every column the type allows ("next available practitioner").
         `after` = (start, column position) continues a previous page; `limit` stops early.
+        `taken`: more busy time per column for this query only (the gateway's claims: holds and
+        bookings in flight), blocking exactly as busy time does, buffer included.
         """
         self._check_window(lo, hi)
         kind = self.appointment_type(type_id)
@@ -335,7 +338,10 @@ class AvailabilityEngine:
                 per_column = None if limit is None else limit + 1  # `after` drops at most one per column
                 # Starts after the cutoff cannot make the page: at least `limit` are not later.
                 column_end = end_start if cutoff is None else min(end_start, cutoff + 1)
-                column_starts = self._column_slots(column_id, type_id, first_start, column_end, need, now, per_column)
+                extra = None if taken is None else taken.get(column_id)
+                column_starts = self._column_slots(
+                    column_id, type_id, first_start, column_end, need, now, per_column, extra
+                )
                 if after is not None and column_starts.shape[0]:
                     position = self._position[column_id]
                     keep = (column_starts > after[0]) | ((column_starts == after[0]) & (position > after[1]))
@@ -366,11 +372,21 @@ class AvailabilityEngine:
         return max(int(bookable.starts[begin]), first)
 
     def _column_slots(
-        self, column_id: str, type_id: str, first: int, end: int, need: int, now: int, limit: int | None
+        self,
+        column_id: str,
+        type_id: str,
+        first: int,
+        end: int,
+        need: int,
+        now: int,
+        limit: int | None,
+        taken: IntervalArray | None = None,
     ) -> Seconds:
         """Slot starts of one column in [first, end), the first `limit` of them if given."""
         bookable = self._bookable(column_id, type_id)
         holds = self._valid_holds(column_id, now) if self._holds else EMPTY
+        if taken is not None and len(taken):
+            holds = union(holds, normalize(taken)) if len(holds) else normalize(taken)
         column = self._columns[column_id]
         # Bookable pieces in which a slot starting in [first, end) could fit.
         begin = int(np.searchsorted(bookable.ends, first + need, side="left"))
