@@ -63,14 +63,19 @@ METHOD = "/otv.v1.ReaderService/GetPractice"
 
 
 def echo_adapter(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter:
-    """The reference adapter, but GetPractice answers from memory."""
+    """The reference adapter, but its calendar data port answers GetPractice's profile from memory.
+
+    The gateway computes ReaderService from the data ports (`adapter.calendar`), so that is the
+    port patched: every GetPractice the gateway serves reads the profile from here (or from the
+    gateway's own configuration cache in front of it), never from SQLite."""
     adapter = create_adapter(practice_id, {"database": ":memory:", "demo": True})
+    assert adapter.calendar is not None
     profile = PracticeProfile("Echo", "Europe/Berlin")
 
     async def get_practice(ctx: CallContext) -> PracticeProfile:
         return profile
 
-    adapter.reader.get_practice = get_practice  # type: ignore[method-assign]
+    adapter.calendar.get_practice = get_practice  # type: ignore[method-assign]
     return adapter
 
 
@@ -83,7 +88,8 @@ class _Bare(reader_service_pb2_grpc.ReaderServiceServicer):
 
 async def _serve_bare(port_file: Path) -> None:
     server = grpc.aio.server()
-    reader_service_pb2_grpc.add_ReaderServiceServicer_to_server(_Bare(), server)
+    # The generated base answers UNIMPLEMENTED for every other method; its stub calls them abstract.
+    reader_service_pb2_grpc.add_ReaderServiceServicer_to_server(_Bare(), server)  # type: ignore[abstract]
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     await asyncio.to_thread(port_file.write_text, str(port))
