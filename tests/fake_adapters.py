@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -125,15 +124,23 @@ def shared(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | No
 
 
 class LeakyPatients(ReferencePatients):
-    """Gets privacy wrong on purpose: reports every consent as granted, lists everyone as consented."""
-
-    async def list_patients_born_on(self, ctx: CallContext, birth_date: date) -> list[PatientRecord]:
-        found = await super().list_patients_born_on(ctx, birth_date)
-        return [dataclasses.replace(r, consent=ConsentState.GRANTED) for r in found]
+    """Gets the consented list wrong on purpose: every patient, whatever its consent, inactive ones too."""
 
     async def list_consented_patients(self, ctx: CallContext, after: str, limit: int) -> list[PatientRecord]:
-        everyone = [self.practice.patient(pid) for pid in self.practice.patient_ids() if pid > after][:limit]
-        return [PatientRecord(p.id, p.given_name, p.family_name, None, consent=ConsentState.GRANTED) for p in everyone]
+        everyone = [pid for pid in self.practice.patient_ids() if pid > after][:limit]
+        return [await self._any_record(ctx, pid) for pid in everyone]
+
+    async def _any_record(self, ctx: CallContext, patient_id: str) -> PatientRecord:
+        stored = self.practice.patient(patient_id)
+        consent = await self.read_consent(ctx, patient_id) if stored.active else None
+        return PatientRecord(
+            stored.id,
+            stored.given_name,
+            stored.family_name,
+            None,
+            active=stored.active,
+            consent=ConsentState.OPEN if consent is None else consent.state,
+        )
 
 
 def create_leaky(practice_id: str, settings: Mapping[str, Any], *, base_dir: Path | None = None) -> Adapter:

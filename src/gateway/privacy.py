@@ -18,7 +18,7 @@ from gateway.booking import BookingDesk, PatientIds
 from gateway.partner_availability import ClaimAwareReader
 from gateway.patient_ids import PatientIdScope
 from gateway.practice_reader import PracticeReader
-from otv_sdk.errors import InternalError, InvalidArgument, NotFound, PermissionDenied
+from otv_sdk.errors import InvalidArgument, NotFound, PermissionDenied
 from otv_sdk.models import Consent, ConsentEvidence, ConsentState, Patient
 from otv_sdk.ports import (
     Adapter,
@@ -85,12 +85,13 @@ class _GuardedPatientLookup(PatientLookupPort):
         self._inner = inner
         self._guard = guard
 
+    # The decision and the consent filter are the gateway's own (patient_matching.py), made on the
+    # consent state the PVS reports with each record; reading it again per patient would only ask
+    # the same PVS the same question. A PVS that reports consent wrongly fails certification
+    # (conformance case consent.denied.invisible).
+
     async def find_or_create_patient(self, ctx: CallContext, query: PatientQuery) -> tuple[Patient, MatchOutcome]:
         patient, outcome = await self._inner.find_or_create_patient(ctx, query)
-        if await self._guard.state(ctx, patient.id) is ConsentState.DENIED:
-            # The adapter broke the rule; refuse rather than reveal the patient.
-            log.error("adapter returned a patient who denied consent for the calling partner; answer withheld")
-            raise InternalError("the practice system returned an inconsistent answer")
         return self._guard.outward(ctx, patient), outcome
 
     async def list_shared_patients(self, ctx: CallContext, page: PageRequest) -> Page[Patient]:
@@ -98,11 +99,8 @@ class _GuardedPatientLookup(PatientLookupPort):
         if token is None:
             raise InvalidArgument.field("page_token", "is not a token this gateway issued to you")
         result = await self._inner.list_shared_patients(ctx, PageRequest(page.page_size, token))
-        shared = [p for p in result.items if await self._guard.state(ctx, p.id) is ConsentState.GRANTED]
-        if len(shared) != len(result.items):
-            log.error("adapter listed %d patients without granted consent; left out", len(result.items) - len(shared))
         return Page(
-            [self._guard.outward(ctx, p) for p in shared],
+            [self._guard.outward(ctx, p) for p in result.items],
             self._guard.scope.page_token_to_partner(ctx.partner_id, result.next_page_token),
         )
 
