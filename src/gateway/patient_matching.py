@@ -93,10 +93,15 @@ class PatientMatcher(PatientLookupPort):
             + [f"{c.kind.value}:{c.value}" for c in query.contacts]
         )
         async with self._lock(normalized.key):
-            replayed = await self._replayed(ctx, fingerprint, normalized)
-            if replayed is not None:
-                return replayed
-            records = await self._data.list_patients_born_on(ctx, query.birth_date)
+            # The partner's earlier answer (a retry) and the candidates are read at once.
+            seen, records = await asyncio.gather(
+                self._seen(ctx, fingerprint), self._data.list_patients_born_on(ctx, query.birth_date)
+            )
+            if seen is not None:
+                patient_id, outcome = seen
+                earlier = next((r for r in records if r.id == patient_id and r.active), None)
+                if earlier is not None:  # else the practice archived or merged it since: decide afresh
+                    return self._shown(ctx, earlier, MatchOutcome(outcome), normalized)
             chosen = decide(normalized, [_candidate(r) for r in records])
             if chosen is not None:
                 record = next(r for r in records if r.id == chosen.patient_id)
@@ -131,9 +136,8 @@ class PatientMatcher(PatientLookupPort):
         sent = query.contacts if outcome is MatchOutcome.CREATED else None
         return _patient(ctx, record, sent), outcome
 
-    async def _replayed(
-        self, ctx: CallContext, fingerprint: str, query: NormalizedQuery
-    ) -> tuple[Patient, MatchOutcome] | None:
+    async def _seen(self, ctx: CallContext, fingerprint: str) -> tuple[str, str] | None:
+        """The patient and outcome this partner's request id was answered with, if it was."""
         if self._store is None or ctx.request_id is None:
             return None
         request_id = ctx.request_id
@@ -150,15 +154,7 @@ class PatientMatcher(PatientLookupPort):
             stored = json.loads(str(row["result"]))
             return str(stored["patient"]), str(stored["outcome"])
 
-        seen = await self._store.run(read, durable=False)
-        if seen is None:
-            return None
-        patient_id, outcome = seen
-        records = await self._data.list_patients_born_on(ctx, query.birth_date)
-        record = next((r for r in records if r.id == patient_id and r.active), None)
-        if record is None:  # the practice archived or merged it since: decide afresh
-            return None
-        return self._shown(ctx, record, MatchOutcome(outcome), query)
+        return await self._store.run(read, durable=False)
 
     async def _remember(self, ctx: CallContext, fingerprint: str, patient_id: str, outcome: MatchOutcome) -> None:
         if self._store is None or ctx.request_id is None:
