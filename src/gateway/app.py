@@ -19,6 +19,8 @@ from gateway.config import GatewayConfig, RateLimitConfig, read_file, resolve_pa
 from gateway.connector_service import add_connector_servicer
 from gateway.http_api import HttpApi
 from gateway.identity import signed_identity
+from gateway.practice_web import PracticeWeb
+from gateway.practice_web.desk import router_desks
 from gateway.rate_limits import MeteredExecutor, PartnerRateLimits, Rate
 from gateway.routing import PracticeRouter, build_router
 from gateway.snapshot_service import SnapshotCalls, add_snapshot_servicer
@@ -73,8 +75,11 @@ class Gateway:
                     lambda s: add_connector_servicer(s, router.connectors, who),
                 ],
             )
-            if authenticator is not None and config.gateway.http_listen is not None:
-                http = HttpApi(calls, authenticator)  # HTTP has no test identity: it is always signed
+            if config.gateway.http_listen is not None:  # the snapshot upload is always signed (no test identity)
+                staff_page = PracticeWeb(
+                    router.store, router_desks(router), router.practice_ids, secure=config.gateway.tls is not None
+                )
+                http = HttpApi(calls, authenticator, staff_page.app())
             tls = config.gateway.tls
             if tls is None:
                 port = otv_server.server.add_insecure_port(config.gateway.listen)

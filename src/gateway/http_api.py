@@ -108,6 +108,8 @@ async def _json_errors(
     try:
         return await handler(request)
     except web.HTTPException as refused:
+        if request.path.startswith("/practice/"):  # the staff web page answers in HTML (practice_web)
+            raise
         code = _HTTP_CODES.get(refused.status, "INVALID_ARGUMENT")
         return web.json_response({"code": code, "message": refused.reason}, status=refused.status)
 
@@ -115,14 +117,24 @@ async def _json_errors(
 class HttpApi:
     """The HTTP listener; started and stopped with the gateway."""
 
-    def __init__(self, calls: SnapshotCalls, authenticator: SignatureAuthenticator) -> None:
+    def __init__(
+        self,
+        calls: SnapshotCalls,
+        authenticator: SignatureAuthenticator | None,
+        practice_web: web.Application | None = None,
+    ) -> None:
+        """Without an authenticator (a test identity) there is no snapshot upload; `practice_web`
+        is the staff web page, mounted under /practice/."""
         self._calls = calls
         self._authenticator = authenticator
         self._runner: web.AppRunner | None = None
         self.port = 0
         app = web.Application(client_max_size=MAX_MESSAGE_BYTES, middlewares=[_json_errors])
-        app.router.add_post("/v1/practices/{practice}/snapshot:window", self._window)
-        app.router.add_post("/v1/practices/{practice}/snapshot:upload", self._upload)
+        if authenticator is not None:
+            app.router.add_post("/v1/practices/{practice}/snapshot:window", self._window)
+            app.router.add_post("/v1/practices/{practice}/snapshot:upload", self._upload)
+        if practice_web is not None:
+            app.add_subapp("/practice/", practice_web)
         self._app = app
 
     async def start(self, address: str, ssl_context: ssl.SSLContext | None = None) -> None:
@@ -162,6 +174,7 @@ class HttpApi:
             (key.lower(), value) for key, value in request.headers.items() if key.lower().startswith("x-otv-")
         )
         method = f"/otv.v1.SnapshotService/{name}"
+        assert self._authenticator is not None  # the routes exist only with one
         try:
             partner = await self._authenticator.verify(
                 raw, method, "snapshot", metadata, practice if is_valid_practice_id(practice) else None

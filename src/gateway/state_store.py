@@ -153,6 +153,23 @@ SCHEMA = [
         id INTEGER PRIMARY KEY CHECK (id = 1),
         version BIGINT NOT NULL
     )""",
+    # Practice staff of the web page (gateway.practice_web): accounts with Argon2id hashes, and
+    # sessions keyed by the SHA-256 of their cookie (the cookie itself is never stored).
+    """CREATE TABLE IF NOT EXISTS staff_accounts (
+        practice TEXT NOT NULL,
+        username TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        create_s BIGINT NOT NULL,
+        PRIMARY KEY (practice, username)
+    )""",
+    """CREATE TABLE IF NOT EXISTS staff_sessions (
+        id_hash TEXT PRIMARY KEY,
+        practice TEXT NOT NULL,
+        username TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        create_s BIGINT NOT NULL,
+        seen_s BIGINT NOT NULL
+    )""",
 ]
 
 

@@ -12,6 +12,7 @@ otv keys generate --partner alpha --out alpha.key   a partner's key pair (privat
 otv partner add --config gw.toml --id alpha --key-file alpha.key --grant demo
 otv partner list --config gw.toml
 otv partner revoke-key --config gw.toml --key-id alpha-20261121-1a2b
+otv practice user add --practice demo --user anna   a staff account for the web page (asks the password)
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from gateway.config import ConfigError, GatewayConfig, demo_config, load_config
 from gateway.partners import PartnerRegistry
 from gateway.plugins import load_factory
 from gateway.state_store import StateStore, open_store
-from otv_cli import conformance
+from otv_cli import conformance, practice
 from otv_sdk.adapter_server import serve_adapters
 from otv_sdk.client import PartnerClient
 from otv_sdk.connector import OutboundConnector
@@ -106,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--key-id", required=True)
 
     conformance.add_parser(commands)
+    practice.add_parser(commands)
     client = commands.add_parser("client", help="call a gateway as a partner").add_subparsers(
         dest="action", required=True
     )
@@ -277,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(run_gateway(_serve_config(load_config(args.config), args.listen)))
         elif args.command == "adapter":
             asyncio.run(_adapter_serve(args))
+        elif args.command == "practice":
+            return practice.practice_command(args)
         elif args.command == "conformance":
             return asyncio.run(conformance.conformance_command(args))
         else:
