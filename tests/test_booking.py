@@ -13,10 +13,11 @@ from booking_env import BookingEnv, booking_env, slot_request
 from patient_env import as_partner
 from store_backends import BACKENDS
 
+from gateway.practice_desk import practice_desk
 from gateway.state_store import Row, StateStore, Tx
 from otv_sdk.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from otv_sdk.models import AppointmentState
-from otv_sdk.ports import AppointmentQuery, CallContext, PageRequest, SlotRequest
+from otv_sdk.ports import AppointmentQuery, PageRequest, SlotRequest
 
 ALPHA, BETA = as_partner("alpha"), as_partner("beta")
 T = TypeVar("T")
@@ -218,10 +219,10 @@ async def test_confirmation_mode_waits_for_the_practice(backend: str, tmp_path: 
         assert pending.state is AppointmentState.PENDING_PRACTICE
         assert env.pvs_entries() == []
         assert first not in await env.slots()
-        desk = await env.desk()
-        assert sorted(r["id"] for r in await desk.pending()) == sorted([pending.id, rejected.id])
-        await desk.decide(CallContext("practice"), pending.id, accept=True)
-        await desk.decide(CallContext("practice"), rejected.id, accept=False)
+        desk = await practice_desk(env.gateway.router, "demo")
+        assert sorted(i.appointment_id for i in await desk.inbox()) == sorted([pending.id, rejected.id])
+        await desk.accept("staff:test", pending.id, pending.etag, "r1")
+        await desk.reject("staff:test", rejected.id, rejected.etag, "no time", "r2")
         assert (await env.client.get_appointment("demo", pending.id, metadata=ALPHA)).state is AppointmentState.BOOKED
         assert (
             await env.client.get_appointment("demo", rejected.id, metadata=ALPHA)
@@ -237,18 +238,14 @@ async def test_manual_mode_waits_in_the_inbox_until_transferred(backend: str, tm
         slot = (await env.slots())[0]
         waiting = await env.client.book_appointment("demo", slot_request(slot, alpha), metadata=ALPHA)
         assert waiting.state is AppointmentState.PENDING_TRANSFER
-        desk = await env.desk()
-        (item,) = await desk.pending()
-        assert (item["column_id"], item["type_id"], item["start_s"]) == (
-            slot.column_id,
-            "kontrolle",
-            int(slot.start.timestamp()),
-        )
+        desk = await practice_desk(env.gateway.router, "demo")
+        (item,) = await desk.inbox()
+        assert (item.column_id, item.appointment_type_id, item.start) == (slot.column_id, "kontrolle", slot.start)
         assert slot not in await env.slots()
-        await desk.mark_transferred(waiting.id, "pvs-42")
+        await desk.mark_transferred("staff:test", waiting.id, item.etag, "pvs-42", "r1")
         assert (await env.client.get_appointment("demo", waiting.id, metadata=ALPHA)).state is AppointmentState.BOOKED
         with pytest.raises(FailedPrecondition):
-            await desk.mark_transferred(waiting.id)
+            await desk.mark_transferred("staff:test", waiting.id, "", None, "r2")
 
 
 async def test_a_confirmed_hold_whose_time_was_taken_in_the_pvs_becomes_an_extra_appointment(tmp_path: Path) -> None:

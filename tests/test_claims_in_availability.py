@@ -18,6 +18,7 @@ from booking_env import ANCHOR, BookingEnv, booking_env, slot_request
 from patient_env import as_partner
 from store_backends import BACKENDS
 
+from gateway.practice_desk import practice_desk
 from gateway.practice_reader import PracticeReader
 from otv_rules.wallclock import to_utc, zone
 from otv_sdk.errors import Aborted, FailedPrecondition, InvalidArgument
@@ -222,8 +223,8 @@ async def test_busy_times_show_each_appointment_once_and_free_time_is_the_rest(e
     waiting = await env.client.book_appointment("demo", slot_request(waiting_slot, alpha, "pzr"), metadata=ALPHA)
     accepted = await env.client.book_appointment("demo", slot_request(accepted_slot, alpha, "pzr"), metadata=ALPHA)
     assert waiting.state is accepted.state is AppointmentState.PENDING_PRACTICE
-    desk = await env.desk()
-    await desk.decide(CallContext("practice"), accepted.id, accept=True)  # now written into the PVS
+    desk = await practice_desk(env.gateway.router, "demo")
+    await desk.accept("staff:test", accepted.id, accepted.etag, "accept-1")  # now written into the PVS
     window = _week()
     busy = {c.column_id: c.intervals for c in await env.client.list_busy_times("demo", window, metadata=ALPHA)}
     for column_id, interval in [

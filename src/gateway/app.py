@@ -19,6 +19,7 @@ from gateway.config import GatewayConfig, RateLimitConfig, read_file, resolve_pa
 from gateway.connector_service import add_connector_servicer
 from gateway.http_api import HttpApi
 from gateway.identity import signed_identity
+from gateway.practice_service import add_practice_servicer
 from gateway.practice_web import PracticeWeb
 from gateway.practice_web.desk import router_desks
 from gateway.rate_limits import MeteredExecutor, PartnerRateLimits, Rate
@@ -73,6 +74,7 @@ class Gateway:
                 extra_services=[
                     lambda s: add_snapshot_servicer(s, router, who, calls),
                     lambda s: add_connector_servicer(s, router.connectors, who),
+                    lambda s: add_practice_servicer(s, router, who),
                 ],
             )
             if config.gateway.http_listen is not None:  # the snapshot upload is always signed (no test identity)

@@ -75,6 +75,7 @@ SERVICE_GRANTS = {
     "otv.v1.ConsentService": "consent",
     "otv.v1.SnapshotService": "snapshot",
     "otv.v1.ConnectorService": "connector",
+    "otv.v1.PracticeService": "practice",
 }
 # Services whose calls read or change personal data, and so are audited.
 _AUDITED = frozenset({"writer", "patient_lookup", "consent"})

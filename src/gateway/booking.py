@@ -12,8 +12,12 @@ busy time, free time and slots as they would see appointments (`partner_availabi
 Booking modes, per practice and appointment type (a PVS without a writer is always manual):
 - automatic: the appointment is written to the PVS at once (state WRITING, then BOOKED);
 - confirmation: it waits (PENDING_PRACTICE) until the practice accepts it, then is written, or
-  rejects it (REJECTED, time released);
+  rejects it (REJECTED, time released); undecided after `confirm_within` it is rejected by
+  itself: its claim expires then like a hold's, and the record says so on the next read;
 - manual: it waits in the practice inbox (PENDING_TRANSFER) until staff mark it transferred.
+The practice's side (the inbox, decisions, its audit and licences) is `practice_desk.py`; every
+change to a booking in the inbox is numbered in `inbox_events` in the same transaction
+(`note_inbox`), which is what watching the inbox resumes from.
 
 Crash safety: the appointment record and its claim are committed before the PVS is written, and
 the PVS write is idempotent on the appointment id. A crash after the write but before the record
@@ -49,6 +53,7 @@ from gateway.partner_availability import PartnerAvailability
 from gateway.practice_reader import PracticeReader
 from gateway.state_store import Row, StateStore, Tx
 from otv_rules.wallclock import zone
+from otv_sdk.changes import AppointmentChanged, Change
 from otv_sdk.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, OtvError
 from otv_sdk.models import (
     Appointment,
@@ -72,13 +77,35 @@ from otv_sdk.ports import (
 )
 from otv_sdk.timeline import IntervalArray, from_datetime, subtract, to_datetime, union
 
-__all__ = ["BookingDesk", "BookingPolicy", "PatientIds"]
+__all__ = ["APPOINTMENT_SELECT", "BookingDesk", "BookingPolicy", "PatientIds", "note_inbox"]
 
 log = logging.getLogger("otv.gateway.booking")
 
 AUTOMATIC, CONFIRMATION, MANUAL = "automatic", "confirmation", "manual"
 # Open claims: the appointment states whose time the gateway still holds.
 _HOLDING = ("writing", "pending_practice", "pending_transfer", "booked")
+PENDING = ("pending_practice", "pending_transfer")
+# Appointments with the practice's decision, whose reason a rejected one shows its partner.
+APPOINTMENT_SELECT = (
+    "SELECT a.*, d.reason AS decision_reason FROM appointments a LEFT JOIN decisions d ON d.appointment_id = a.id"
+)
+_INBOX_RETENTION = 10_000  # inbox events kept per practice for resuming watchers
+EXPIRED_REASON = "not confirmed by the practice within {hours} hours"
+
+
+def note_inbox(tx: Tx, practice_id: str, appointment_id: str, now: int) -> int:
+    """Number a change to a booking in (or leaving) the practice inbox; returns its sequence number.
+    Call it in the transaction that makes the change, so the two commit or vanish together."""
+    tx.lock(f"inbox:{practice_id}")
+    last = tx.one("SELECT MAX(seq) AS seq FROM inbox_events WHERE practice = ?", (practice_id,))
+    seq = (int(last["seq"]) if last and last["seq"] is not None else 0) + 1
+    tx.execute(
+        "INSERT INTO inbox_events (practice, seq, appointment_id, at_s) VALUES (?, ?, ?, ?)",
+        (practice_id, seq, appointment_id, now),
+    )
+    if seq % 100 == 0:
+        tx.execute("DELETE FROM inbox_events WHERE practice = ? AND seq <= ?", (practice_id, seq - _INBOX_RETENTION))
+    return seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +116,7 @@ class BookingPolicy:
     cancellation_deadline: timedelta = timedelta(hours=24)
     category: str = "online"
     grid_minutes: int = 5  # slot starts every N minutes of local time, from the practice's configuration
+    confirm_within: timedelta = timedelta(hours=48)  # a confirmation not decided by then is rejected
 
     def mode_for(self, type_id: str, can_write: bool) -> str:
         mode = self.modes.get(type_id, self.default_mode)
@@ -131,8 +159,11 @@ class BookingDesk(WriterPort):
         policy: BookingPolicy,
         cipher: FieldCipher,
         clock: Callable[[], float] = time.time,
+        announce: Callable[[Change, str], None] | None = None,
     ) -> None:
         self._cipher = cipher
+        self._announce_to = announce
+        self._expiry_hint = 0  # no confirmation can fall due before this time (see expire_due)
         self._practice = practice_id
         if not isinstance(adapter.reader, PracticeReader):
             raise TypeError("a booking desk needs the gateway's reader of the practice (PracticeReader)")
@@ -147,6 +178,19 @@ class BookingDesk(WriterPort):
 
     def _now(self) -> int:
         return int(self._clock())
+
+    @property
+    def cipher(self) -> FieldCipher:
+        return self._cipher
+
+    @property
+    def reader(self) -> PracticeReader:
+        return self._reader
+
+    async def write_accepted(self, ctx: CallContext, appointment_id: str) -> None:
+        """Write a booking the practice accepted (now WRITING) into the PVS; raises if it cannot now,
+        and the write stays recorded for recovery and the partner's next read."""
+        await self._write(ctx, appointment_id)
 
     # --- checks -------------------------------------------------------------------------------
 
@@ -254,7 +298,10 @@ class BookingDesk(WriterPort):
         )
 
     def _own(self, tx: Tx, ctx: CallContext, table: str, record_id: str) -> Row:
-        row = tx.one(f"SELECT * FROM {table} WHERE id = ? AND practice = ?", (record_id, self._practice))
+        if table == "appointments":
+            row = tx.one(f"{APPOINTMENT_SELECT} WHERE a.id = ? AND a.practice = ?", (record_id, self._practice))
+        else:
+            row = tx.one(f"SELECT * FROM {table} WHERE id = ? AND practice = ?", (record_id, self._practice))
         if row is None or row["partner"] != ctx.partner_id:
             # Another partner's record answers exactly like one that does not exist.
             raise NotFound.field("name", f"no such {table[:-1]}")
@@ -265,6 +312,7 @@ class BookingDesk(WriterPort):
         rescheduled_from: str | None = None,
     ) -> None:  # fmt: skip
         state = {AUTOMATIC: "writing", CONFIRMATION: "pending_practice", MANUAL: "pending_transfer"}[mode]
+        now = self._now()
         tx.execute(
             "INSERT INTO appointments (id, practice, partner, column_id, type_id, start_s, end_s, patient, state,"
             " mode, create_s, rescheduled_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -279,10 +327,16 @@ class BookingDesk(WriterPort):
                 self._cipher.seal(slot.patient_id, "appointments.patient"),
                 state,
                 mode,
-                self._now(),
+                now,
                 rescheduled_from,
             ),
         )
+        if state in PENDING:
+            note_inbox(tx, self._practice, appointment_id, now)
+
+    def _claim_expiry(self, mode: str) -> int | None:
+        """A claim for a booking waiting for the practice's confirmation lapses when it falls due."""
+        return self._now() + int(self._policy.confirm_within.total_seconds()) if mode == CONFIRMATION else None
 
     # --- output -------------------------------------------------------------------------------
 
@@ -300,6 +354,76 @@ class BookingDesk(WriterPort):
             cancel_time=to_datetime(row["cancel_s"]) if row["cancel_s"] is not None else None,
             rescheduled_from=row["rescheduled_from"],
             rescheduled_to=row["rescheduled_to"],
+            reject_reason=self._reason(row),
+        )
+
+    def _reason(self, row: Row) -> str | None:
+        sealed = row.get("decision_reason")
+        if row["state"] != "rejected" or sealed is None:
+            return None
+        return self._cipher.open(str(sealed), "decisions.reason")
+
+    # --- announcing to the partner ----------------------------------------------------------
+
+    def announce(self, row: Row) -> None:
+        """Tell the appointment's partner (its change feed) what the practice or the gateway did."""
+        if self._announce_to is not None:
+            ctx = CallContext(partner_id=row["partner"])
+            self._announce_to(AppointmentChanged(self._appointment(ctx, row)), row["partner"])
+
+    async def expire_due(self) -> None:
+        """Reject confirmations the practice did not decide within `confirm_within` (lazily, on reads):
+        their claims already lapsed at that moment, this records it and tells the partner why."""
+        now = self._now()
+        if now < self._expiry_hint:
+            return
+        within = int(self._policy.confirm_within.total_seconds())
+
+        def work(tx: Tx) -> list[str]:
+            due = tx.all(
+                "SELECT id FROM appointments WHERE practice = ? AND state = 'pending_practice' AND create_s <= ?"
+                " AND rescheduled_to IS NULL ORDER BY create_s, id",
+                (self._practice, now - within),
+            )
+            hours = self._policy.confirm_within.total_seconds() / 3600
+            reason = self._cipher.seal(EXPIRED_REASON.format(hours=f"{hours:g}"), "decisions.reason")
+            done = []
+            for item in due:
+                changed = tx.execute(
+                    "UPDATE appointments SET state = 'rejected', version = version + 1"
+                    " WHERE id = ? AND state = 'pending_practice'",
+                    (item["id"],),
+                )
+                if changed != 1:
+                    continue
+                tx.execute("DELETE FROM claims WHERE owner = ?", (item["id"],))
+                tx.execute(
+                    "INSERT INTO decisions (appointment_id, practice, action, reason, actor, at_s)"
+                    " VALUES (?, ?, 'expire', ?, 'gateway', ?) ON CONFLICT (appointment_id) DO NOTHING",
+                    (item["id"], self._practice, reason, now),
+                )
+                self._audit(tx, CallContext("gateway"), "expire", item["id"])
+                note_inbox(tx, self._practice, item["id"], now)
+                done.append(item["id"])
+            oldest = tx.one(
+                "SELECT MIN(create_s) AS s FROM appointments WHERE practice = ? AND state = 'pending_practice'",
+                (self._practice,),
+            )
+            first = oldest["s"] if oldest and oldest["s"] is not None else now
+            self._expiry_hint = int(first) + within
+            return done
+
+        for appointment_id in await self._store.run(work):
+            row = await self.decided_row(appointment_id)
+            if row is not None:
+                self.announce(row)
+
+    async def decided_row(self, appointment_id: str) -> Row | None:
+        """The appointment's record with the practice's decision reason (`decision_reason`)."""
+        return await self._store.run(
+            lambda tx: tx.one(
+                f"{APPOINTMENT_SELECT} WHERE a.id = ? AND a.practice = ?", (appointment_id, self._practice)
+            )
         )
 
     def _hold(self, ctx: CallContext, row: Row) -> Hold:
@@ -385,6 +509,7 @@ class BookingDesk(WriterPort):
         writer = self._adapter.calendar_writer
         if old["pvs_id"] is not None and writer is not None:
             await writer.delete_appointment(ctx, old["pvs_id"])
+        was_pending = old["state"] in PENDING
 
         def release(tx: Tx) -> None:
             changed = tx.execute(
@@ -394,6 +519,8 @@ class BookingDesk(WriterPort):
             )
             if changed:
                 tx.execute("DELETE FROM claims WHERE owner = ?", (old_id,))
+                if was_pending:
+                    note_inbox(tx, self._practice, old_id, self._now())
 
         await self._store.run(release)
 
@@ -453,6 +580,7 @@ class BookingDesk(WriterPort):
     async def _own_settled(self, ctx: CallContext, appointment_id: str) -> Row:
         """The partner's appointment after its unfinished PVS work is done; raises if that cannot be
         done now, so a change never goes ahead on top of it."""
+        await self.expire_due()
         row, unsettled = await self._store.run(lambda tx: self._own_unsettled(tx, ctx, appointment_id))
         if not unsettled:
             return row
@@ -516,7 +644,8 @@ class BookingDesk(WriterPort):
             self._insert_appointment(tx, ctx, appointment_id, slot, interval, type_mode)
             # The hold's claim becomes the appointment's: no gap in which the time is free.
             handed = tx.execute(
-                "UPDATE claims SET owner = ?, expire_s = NULL WHERE owner = ?", (appointment_id, hold_id)
+                "UPDATE claims SET owner = ?, expire_s = ? WHERE owner = ?",
+                (appointment_id, self._claim_expiry(type_mode), hold_id),
             )
             if handed != 1:
                 raise Aborted("the hold's time was released meanwhile; hold the slot again")
@@ -558,7 +687,7 @@ class BookingDesk(WriterPort):
                 return again
             appointment_id = _new_id("a")
             start, end = from_datetime(interval.start), from_datetime(interval.end)
-            self._claim(tx, slot.column_id, start, end, appointment_id, None)
+            self._claim(tx, slot.column_id, start, end, appointment_id, self._claim_expiry(mode))
             self._insert_appointment(tx, ctx, appointment_id, slot, interval, mode)
             self._remember(tx, ctx, "book", fingerprint, appointment_id)
             self._audit(tx, ctx, "book", appointment_id)
@@ -605,6 +734,8 @@ class BookingDesk(WriterPort):
             if changed != 1:
                 raise Aborted("the appointment changed meanwhile; read it again")
             tx.execute("DELETE FROM claims WHERE owner = ?", (appointment_id,))
+            if current["state"] in PENDING:
+                note_inbox(tx, self._practice, appointment_id, self._now())
             self._remember(tx, ctx, "cancel", fingerprint, appointment_id)
             self._audit(tx, ctx, "cancel", appointment_id)
 
@@ -633,7 +764,7 @@ class BookingDesk(WriterPort):
             self._check_change(current, etag)
             new_id = _new_id("a")
             lo, hi = from_datetime(interval.start), from_datetime(interval.end)
-            self._claim(tx, slot.column_id, lo, hi, new_id, None, besides=appointment_id)
+            self._claim(tx, slot.column_id, lo, hi, new_id, self._claim_expiry(mode), besides=appointment_id)
             self._insert_appointment(tx, ctx, new_id, slot, interval, mode, rescheduled_from=appointment_id)
             # The move is decided here, durably: the old one keeps its state, claim and PVS entry
             # but points at its successor, so whoever meets either of them next completes the move.
@@ -643,6 +774,8 @@ class BookingDesk(WriterPort):
             )
             if linked != 1:
                 raise Aborted("the appointment changed meanwhile; read it again")
+            if current["state"] in PENDING:
+                note_inbox(tx, self._practice, appointment_id, self._now())
             self._remember(tx, ctx, "reschedule", fingerprint, new_id)
             self._audit(tx, ctx, "reschedule", new_id)
             return new_id
@@ -652,21 +785,23 @@ class BookingDesk(WriterPort):
         return await self._finish(ctx, new_id)
 
     async def get_appointment(self, ctx: CallContext, appointment_id: str) -> Appointment:
+        await self.expire_due()
         row, unsettled = await self._store.run(lambda tx: self._own_unsettled(tx, ctx, appointment_id))
         if unsettled:
             return await self._finish(ctx, appointment_id)
         return self._appointment(ctx, row)
 
     async def list_appointments(self, ctx: CallContext, query: AppointmentQuery) -> Page[Appointment]:
+        await self.expire_due()
         after_start, after_id = _page_position(query.page.page_token)
         lo = from_datetime(query.start) if query.start else -(2**62)
         hi = from_datetime(query.end) if query.end else 2**62
-        states = "" if query.include_cancelled else " AND state NOT IN ('cancelled', 'rejected', 'rescheduled')"
+        states = "" if query.include_cancelled else " AND a.state NOT IN ('cancelled', 'rejected', 'rescheduled')"
 
         def work(tx: Tx) -> list[Row]:
             return tx.all(
-                "SELECT * FROM appointments WHERE practice = ? AND partner = ? AND start_s >= ? AND start_s < ?"
-                f"{states} AND (start_s > ? OR (start_s = ? AND id > ?)) ORDER BY start_s, id LIMIT ?",
+                f"{APPOINTMENT_SELECT} WHERE a.practice = ? AND a.partner = ? AND a.start_s >= ? AND a.start_s < ?"
+                f"{states} AND (a.start_s > ? OR (a.start_s = ? AND a.id > ?)) ORDER BY a.start_s, a.id LIMIT ?",
                 (self._practice, ctx.partner_id, lo, hi, after_start, after_start, after_id, query.page.page_size + 1),
             )
 
@@ -675,58 +810,6 @@ class BookingDesk(WriterPort):
         more = len(rows) > query.page.page_size
         token = f"{rows[query.page.page_size - 1]['start_s']}:{rows[query.page.page_size - 1]['id']}" if more else ""
         return Page(items, token)
-
-    # --- what the practice does ---------------------------------------------------------------
-
-    async def pending(self) -> list[Row]:
-        """The practice inbox: bookings waiting for confirmation or manual transfer, oldest first."""
-        return await self._store.run(
-            lambda tx: tx.all(
-                "SELECT * FROM appointments WHERE practice = ? AND state IN ('pending_practice', 'pending_transfer')"
-                " ORDER BY create_s, id",
-                (self._practice,),
-            )
-        )
-
-    async def decide(self, ctx: CallContext, appointment_id: str, accept: bool) -> None:
-        """The practice confirms (then it is written) or rejects (then its time is released) a booking."""
-
-        def work(tx: Tx) -> None:
-            row = tx.one(
-                "SELECT state, rescheduled_to FROM appointments WHERE id = ? AND practice = ?",
-                (appointment_id, self._practice),
-            )
-            if row is None or row["state"] != "pending_practice":
-                raise FailedPrecondition("the booking is not waiting for the practice's confirmation")
-            if row["rescheduled_to"] is not None:
-                raise FailedPrecondition("the booking is being moved to another time; decide on that one")
-            if accept:
-                tx.execute(
-                    "UPDATE appointments SET state = 'writing', version = version + 1 WHERE id = ?", (appointment_id,)
-                )
-            else:
-                tx.execute(
-                    "UPDATE appointments SET state = 'rejected', version = version + 1 WHERE id = ?", (appointment_id,)
-                )
-                tx.execute("DELETE FROM claims WHERE owner = ?", (appointment_id,))
-
-        await self._store.run(work)
-        if accept:
-            await self._write(ctx, appointment_id)
-
-    async def mark_transferred(self, appointment_id: str, pvs_id: str | None = None) -> None:
-        """Staff entered a manual-mode booking into the PVS by hand."""
-
-        def work(tx: Tx) -> None:
-            changed = tx.execute(
-                "UPDATE appointments SET state = 'booked', pvs_id = ?, version = version + 1"
-                " WHERE id = ? AND practice = ? AND state = 'pending_transfer' AND rescheduled_to IS NULL",
-                (pvs_id, appointment_id, self._practice),
-            )
-            if changed != 1:
-                raise FailedPrecondition("the booking is not waiting for a manual transfer")
-
-        await self._store.run(work)
 
     # --- the availability partners see (gateway/partner_availability.py) -----------------------
 

@@ -94,6 +94,10 @@ class PracticeFeed(ChangeFeedPort):
         self._closed = False
         self._listeners: list[Callable[[Change], None]] = []
 
+    @property
+    def heartbeat_seconds(self) -> float:
+        return self._heartbeat
+
     def listen(self, listener: Callable[[Change], None]) -> None:
         """Call listener with every change published on this replica, as it is published: how the
         gateway's engine for the practice stays current whatever transport announced the change

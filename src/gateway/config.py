@@ -261,6 +261,9 @@ class BookingConfig(_Strict):
     modes: dict[str, BookingModeName] = Field(default_factory=dict, description="per appointment type id")
     hold_minutes: int = Field(15, ge=1, le=24 * 60, description="how long a hold lasts (double opt-in)")
     cancellation_deadline_hours: int = Field(24, ge=0, le=24 * 90)
+    confirm_within_hours: float = Field(
+        48, gt=0, le=24 * 90, description="a confirmation the practice has not decided by then is rejected"
+    )
     category: str = Field("online", min_length=1, max_length=40, description="how the PVS marks online bookings")
 
 

@@ -19,8 +19,9 @@ __all__ = ["PVS_SERVICES", "SERVICES", "PartnerKey", "PartnerRegistry", "bump_ve
 # What a grant may name; "*" means all of these partner services.
 SERVICES = ("reader", "writer", "patient_lookup", "consent")
 # Services for a practice's own PVS, never included in "*": uploading snapshots or serving the
-# practice through a connector replaces what every partner sees, so each is granted by name.
-PVS_SERVICES = ("snapshot", "connector")
+# practice through a connector replaces what every partner sees, and `practice` decides on its
+# bookings and licences (PracticeService), so each is granted by name.
+PVS_SERVICES = ("snapshot", "connector", "practice")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,10 @@ is derived from what the decision saw (the normalised identity and the candidate
 two replicas deciding the same thing ask the PVS for the same creation, and the PVS's idempotency
 (`CreatePatient.request_id`) makes it one patient. A partner's own request_id is remembered in the
 state store: a retry returns the first answer, the same id with another request is refused.
+
+Each answer also keeps the patient as the partner sent it (names, birth date, contacts), sealed,
+per practice, PVS patient and partner, in the same store transaction: the practice inbox shows
+staff exactly what came in (`details_key`, `read_details`).
 """
 
 from __future__ import annotations
@@ -22,16 +26,39 @@ import time
 from collections.abc import Callable
 from weakref import WeakValueDictionary
 
+from gateway.encryption import FieldCipher
 from gateway.state_store import StateStore, Tx
 from otv_rules.matching import Candidate, NormalizedQuery, decide, new_contacts, normalize_query
 from otv_sdk.errors import InvalidArgument
-from otv_sdk.models import ConsentState, Contact, NewPatient, Patient, PatientRecord
+from otv_sdk.models import ConsentState, Contact, ContactKind, NewPatient, Patient, PatientRecord
 from otv_sdk.ports import CallContext, MatchOutcome, Page, PageRequest, PatientDataPort, PatientLookupPort, PatientQuery
 from otv_sdk.timeline import to_datetime
 
-__all__ = ["PatientMatcher"]
+__all__ = ["PatientMatcher", "SentDetails", "details_key", "read_details"]
 
 _METHOD = "FindOrCreatePatient"
+_DETAILS_COLUMN = "patient_details.details"
+SentDetails = tuple[str, str, str | None, tuple[Contact, ...]]  # given, family, birth date (ISO), contacts
+
+
+def details_key(practice_id: str, pvs_patient_id: str) -> str:
+    """The stored key of a PVS patient's details: a digest, so the table names no PVS id."""
+    return hashlib.sha256(f"otv-patient-details\0{practice_id}\0{pvs_patient_id}".encode()).hexdigest()
+
+
+def read_details(
+    tx: Tx, cipher: FieldCipher, practice_id: str, pvs_patient_id: str, partner_id: str
+) -> SentDetails | None:
+    """The patient as `partner_id` last sent it to this practice, or None if it never did."""
+    row = tx.one(
+        "SELECT details FROM patient_details WHERE practice = ? AND patient = ? AND partner = ?",
+        (practice_id, details_key(practice_id, pvs_patient_id), partner_id),
+    )
+    if row is None:
+        return None
+    data = json.loads(cipher.open(str(row["details"]), _DETAILS_COLUMN))
+    contacts = tuple(Contact(ContactKind(kind), value) for kind, value in data["contacts"])
+    return str(data["given"]), str(data["family"]), data["birth"], contacts
 
 
 def _candidate(record: PatientRecord) -> Candidate:
@@ -72,7 +99,10 @@ class PatientMatcher(PatientLookupPort):
         data: PatientDataPort,
         store: StateStore | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        cipher: FieldCipher | None = None,
     ) -> None:
+        self._cipher = cipher
         self._practice = practice_id
         self._data = data
         self._store = store
@@ -101,6 +131,7 @@ class PatientMatcher(PatientLookupPort):
                 patient_id, outcome = seen
                 earlier = next((r for r in records if r.id == patient_id and r.active), None)
                 if earlier is not None:  # else the practice archived or merged it since: decide afresh
+                    await self._remember(ctx, fingerprint, earlier.id, None, query)
                     return self._shown(ctx, earlier, MatchOutcome(outcome), normalized)
             chosen = decide(normalized, [_candidate(r) for r in records])
             if chosen is not None:
@@ -118,7 +149,7 @@ class PatientMatcher(PatientLookupPort):
                 )
                 record = await self._data.create_patient(ctx, new, creation)
                 answer = self._shown(ctx, record, MatchOutcome.CREATED, normalized)
-            await self._remember(ctx, fingerprint, answer[0].id, answer[1])
+            await self._remember(ctx, fingerprint, answer[0].id, answer[1], query)
             return answer
 
     async def _note_new_contacts(self, ctx: CallContext, query: NormalizedQuery, record: PatientRecord) -> None:
@@ -156,13 +187,37 @@ class PatientMatcher(PatientLookupPort):
 
         return await self._store.run(read, durable=False)
 
-    async def _remember(self, ctx: CallContext, fingerprint: str, patient_id: str, outcome: MatchOutcome) -> None:
-        if self._store is None or ctx.request_id is None:
+    async def _remember(
+        self, ctx: CallContext, fingerprint: str, patient_id: str, outcome: MatchOutcome | None, query: PatientQuery
+    ) -> None:
+        """In one transaction: the answer to this request_id (unless `outcome` is None, a replay),
+        and the patient as the partner sent it, for the practice inbox (sealed)."""
+        request_id = ctx.request_id if outcome is not None else None
+        if self._store is None or (request_id is None and self._cipher is None):
             return
-        request_id, result = ctx.request_id, json.dumps({"patient": patient_id, "outcome": outcome.value})
+        result = json.dumps({"patient": patient_id, "outcome": outcome.value if outcome else ""})
         now = int(self._clock())
+        sealed = None
+        if self._cipher is not None:
+            details = {
+                "given": query.given_name.strip(),
+                "family": query.family_name.strip(),
+                "birth": query.birth_date.isoformat(),
+                "contacts": [[c.kind.value, c.value] for c in query.contacts],
+            }
+            sealed = self._cipher.seal(json.dumps(details), _DETAILS_COLUMN)
+        key = details_key(self._practice, patient_id)
 
         def write(tx: Tx) -> None:
+            if sealed is not None:
+                tx.execute(
+                    "INSERT INTO patient_details (practice, patient, partner, details, update_s)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (practice, patient, partner)"
+                    " DO UPDATE SET details = excluded.details, update_s = excluded.update_s",
+                    (self._practice, key, ctx.partner_id, sealed, now),
+                )
+            if request_id is None:
+                return
             if tx.one("SELECT 1 FROM requests WHERE partner = ? AND request_id = ?", (ctx.partner_id, request_id)):
                 return  # another replica answered the same retry first; its answer stands
             tx.execute(

@@ -122,7 +122,7 @@ class PracticeRouter:
             adapter,
             reader=reader,
             patient_lookup=(
-                PatientMatcher(practice_id, adapter.patients, self._store)
+                PatientMatcher(practice_id, adapter.patients, self._store, cipher=self._cipher)
                 if adapter.patients is not None
                 else adapter.patient_lookup
             ),
@@ -182,7 +182,11 @@ class PracticeRouter:
         if store is None or cipher is None:
             return None
         policy = self._policies.get(practice_id, BookingPolicy())
-        return lambda adapter, patients: BookingDesk(practice_id, adapter, patients, store, policy, cipher)
+        feed = self._feeds.get(practice_id)
+        announce = None if feed is None else feed.publish
+        return lambda adapter, patients: BookingDesk(
+            practice_id, adapter, patients, store, policy, cipher, announce=announce
+        )
 
     async def recover(self) -> None:
         """Finish PVS writes that a crash interrupted, practice by practice."""
@@ -241,6 +245,7 @@ async def build_router(config: GatewayConfig) -> PracticeRouter:
             modes=dict(practice.booking.modes),
             hold=timedelta(minutes=practice.booking.hold_minutes),
             cancellation_deadline=timedelta(hours=practice.booking.cancellation_deadline_hours),
+            confirm_within=timedelta(hours=practice.booking.confirm_within_hours),
             category=practice.booking.category,
             grid_minutes=practice.slot_grid_minutes,
         )

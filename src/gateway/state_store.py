@@ -148,6 +148,36 @@ SCHEMA = [
         removed BIGINT NOT NULL,
         backfilled TEXT NOT NULL
     )""",
+    # The practice's decisions on bookings waiting for it (practice_desk.py): the reason is shown
+    # to the partner and sealed at rest (staff may write anything into it).
+    """CREATE TABLE IF NOT EXISTS decisions (
+        appointment_id TEXT PRIMARY KEY,
+        practice TEXT NOT NULL,
+        action TEXT NOT NULL,
+        reason TEXT,
+        actor TEXT NOT NULL,
+        at_s BIGINT NOT NULL
+    )""",
+    # The patient as a partner sent it with FindOrCreatePatient, per practice, PVS patient
+    # (`patient` is a digest of its id) and partner: what the practice inbox shows. Sealed.
+    """CREATE TABLE IF NOT EXISTS patient_details (
+        practice TEXT NOT NULL,
+        patient TEXT NOT NULL,
+        partner TEXT NOT NULL,
+        details TEXT NOT NULL,
+        update_s BIGINT NOT NULL,
+        PRIMARY KEY (practice, patient, partner)
+    )""",
+    # Every change to a booking in (or leaving) a practice's inbox, numbered per practice: what
+    # WatchInbox resumes from. The rows only name the appointment; watchers read its state.
+    """CREATE TABLE IF NOT EXISTS inbox_events (
+        practice TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        appointment_id TEXT NOT NULL,
+        at_s BIGINT NOT NULL,
+        PRIMARY KEY (practice, seq)
+    )""",
+    "CREATE INDEX IF NOT EXISTS appointments_by_state ON appointments (practice, state, create_s)",
     # Bumped by every change to partners, keys or grants, so every gateway notices it on its next check.
     """CREATE TABLE IF NOT EXISTS registry_version (
         id INTEGER PRIMARY KEY CHECK (id = 1),

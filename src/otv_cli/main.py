@@ -99,7 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--key-file", type=Path, help="take key id and public key from this key file")
     add.add_argument("--key-id")
     add.add_argument("--public-key")
-    add.add_argument("--grant", action="append", default=[], help="PRACTICE or PRACTICE:reader,writer,...")
+    add.add_argument(
+        "--grant",
+        action="append",
+        default=[],
+        help="PRACTICE or PRACTICE:reader,writer,...; a PVS: PRACTICE:practice (never in *)",
+    )
     listing = partner.add_parser("list", help="partners, keys and grants")
     listing.add_argument("--config", type=Path, required=True)
     revoke = partner.add_parser("revoke-key", help="refuse a key from now on")

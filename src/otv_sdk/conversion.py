@@ -557,6 +557,7 @@ def appointment_to_proto(practice_id: str, a: Appointment) -> appointment_pb2.Ap
         rescheduled_from=_name_or_empty(p, "appointments", a.rescheduled_from),
         rescheduled_to=_name_or_empty(p, "appointments", a.rescheduled_to),
         etag=a.etag,
+        reject_reason=a.reject_reason or "",
     )
     if a.cancel_time is not None:
         msg.cancel_time.CopyFrom(datetime_to_timestamp(a.cancel_time))
@@ -585,6 +586,7 @@ def appointment_from_proto(practice_id: str, msg: appointment_pb2.Appointment, f
         cancel_time=optional_timestamp(msg, "cancel_time", f"{field}.cancel_time"),
         rescheduled_from=_id_or_none(msg.rescheduled_from, f"{field}.rescheduled_from", "appointments", p),
         rescheduled_to=_id_or_none(msg.rescheduled_to, f"{field}.rescheduled_to", "appointments", p),
+        reject_reason=msg.reject_reason or None,
     )
 
 

@@ -303,6 +303,7 @@ class Appointment:
     cancel_time: datetime | None = None
     rescheduled_from: str | None = None
     rescheduled_to: str | None = None
+    reject_reason: str | None = None  # why the practice (or the gateway) rejected it; set only when REJECTED
 
 
 @dataclass(frozen=True, slots=True)

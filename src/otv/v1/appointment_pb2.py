@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18otv/v1/appointment.proto\x12\x06otv.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x03\n\x0b\x41ppointment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\t\x12\x18\n\x10\x61ppointment_type\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07patient\x18\x06 \x01(\t\x12\'\n\x05state\x18\x07 \x01(\x0e\x32\x18.otv.v1.AppointmentState\x12\r\n\x05\x65xtra\x18\x08 \x01(\x08\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63\x61ncel_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10rescheduled_from\x18\x0b \x01(\t\x12\x16\n\x0erescheduled_to\x18\x0c \x01(\t\x12\x0c\n\x04\x65tag\x18\r \x01(\t\"\xde\x01\n\x04Hold\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\t\x12\x18\n\x10\x61ppointment_type\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07patient\x18\x06 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xa6\x02\n\x10\x41ppointmentState\x12!\n\x1d\x41PPOINTMENT_STATE_UNSPECIFIED\x10\x00\x12&\n\"APPOINTMENT_STATE_PENDING_PRACTICE\x10\x01\x12&\n\"APPOINTMENT_STATE_PENDING_TRANSFER\x10\x02\x12\x1c\n\x18\x41PPOINTMENT_STATE_BOOKED\x10\x03\x12\x1f\n\x1b\x41PPOINTMENT_STATE_CANCELLED\x10\x04\x12\x1e\n\x1a\x41PPOINTMENT_STATE_REJECTED\x10\x05\x12!\n\x1d\x41PPOINTMENT_STATE_RESCHEDULED\x10\x06\x12\x1d\n\x19\x41PPOINTMENT_STATE_WRITING\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18otv/v1/appointment.proto\x12\x06otv.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x03\n\x0b\x41ppointment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\t\x12\x18\n\x10\x61ppointment_type\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07patient\x18\x06 \x01(\t\x12\'\n\x05state\x18\x07 \x01(\x0e\x32\x18.otv.v1.AppointmentState\x12\r\n\x05\x65xtra\x18\x08 \x01(\x08\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63\x61ncel_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10rescheduled_from\x18\x0b \x01(\t\x12\x16\n\x0erescheduled_to\x18\x0c \x01(\t\x12\x0c\n\x04\x65tag\x18\r \x01(\t\x12\x15\n\rreject_reason\x18\x0e \x01(\t\"\xde\x01\n\x04Hold\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\t\x12\x18\n\x10\x61ppointment_type\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07patient\x18\x06 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xa6\x02\n\x10\x41ppointmentState\x12!\n\x1d\x41PPOINTMENT_STATE_UNSPECIFIED\x10\x00\x12&\n\"APPOINTMENT_STATE_PENDING_PRACTICE\x10\x01\x12&\n\"APPOINTMENT_STATE_PENDING_TRANSFER\x10\x02\x12\x1c\n\x18\x41PPOINTMENT_STATE_BOOKED\x10\x03\x12\x1f\n\x1b\x41PPOINTMENT_STATE_CANCELLED\x10\x04\x12\x1e\n\x1a\x41PPOINTMENT_STATE_REJECTED\x10\x05\x12!\n\x1d\x41PPOINTMENT_STATE_RESCHEDULED\x10\x06\x12\x1d\n\x19\x41PPOINTMENT_STATE_WRITING\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otv.v1.appointment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_APPOINTMENTSTATE']._serialized_start=696
-  _globals['_APPOINTMENTSTATE']._serialized_end=990
+  _globals['_APPOINTMENTSTATE']._serialized_start=719
+  _globals['_APPOINTMENTSTATE']._serialized_end=1013
   _globals['_APPOINTMENT']._serialized_start=70
-  _globals['_APPOINTMENT']._serialized_end=468
-  _globals['_HOLD']._serialized_start=471
-  _globals['_HOLD']._serialized_end=693
+  _globals['_APPOINTMENT']._serialized_end=491
+  _globals['_HOLD']._serialized_start=494
+  _globals['_HOLD']._serialized_end=716
 # @@protoc_insertion_point(module_scope)

@@ -83,6 +83,7 @@ class Appointment(_message.Message):
     RESCHEDULED_FROM_FIELD_NUMBER: _builtins.int
     RESCHEDULED_TO_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    REJECT_REASON_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `practices/{practice}/appointments/{appointment}`."""
     column: _builtins.str
@@ -100,6 +101,10 @@ class Appointment(_message.Message):
     """The appointment that replaced this one, if it was rescheduled."""
     etag: _builtins.str
     """Opaque version for optimistic concurrency; send it back to cancel or reschedule."""
+    reject_reason: _builtins.str
+    """Why the practice rejected the booking, or that it was not confirmed in time; set only when
+    the state is REJECTED.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -128,10 +133,11 @@ class Appointment(_message.Message):
         rescheduled_from: _builtins.str = ...,
         rescheduled_to: _builtins.str = ...,
         etag: _builtins.str = ...,
+        reject_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_time", b"cancel_time", "create_time", b"create_time", "end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appointment_type", b"appointment_type", "cancel_time", b"cancel_time", "column", b"column", "create_time", b"create_time", "end_time", b"end_time", "etag", b"etag", "extra", b"extra", "name", b"name", "patient", b"patient", "rescheduled_from", b"rescheduled_from", "rescheduled_to", b"rescheduled_to", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appointment_type", b"appointment_type", "cancel_time", b"cancel_time", "column", b"column", "create_time", b"create_time", "end_time", b"end_time", "etag", b"etag", "extra", b"extra", "name", b"name", "patient", b"patient", "reject_reason", b"reject_reason", "rescheduled_from", b"rescheduled_from", "rescheduled_to", b"rescheduled_to", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
