@@ -49,13 +49,15 @@ async def inbox_events(request: web.Request, desk: Desk, web_page: PracticeWeb, 
     started = asyncio.Event()
 
     async def pump() -> None:
-        watch = desk.watch(request.headers.get("Last-Event-ID", ""))
+        watch = desk.watch()  # from the current items on: a reconnect is reconciled by `sync` anyway
         try:
             first = asyncio.ensure_future(anext(watch))
             started.set()
             event: Any = await first
             while True:
-                await send(_item_event(event, web_page, session))
+                chunk = _item_event(event, web_page, session)
+                if chunk:
+                    await send(chunk)
                 event = await anext(watch)
         except StopAsyncIteration:
             pass
@@ -89,7 +91,10 @@ async def inbox_events(request: web.Request, desk: Desk, web_page: PracticeWeb, 
 
 
 def _item_event(event: Any, web_page: PracticeWeb, session: Session) -> bytes:
+    """The event for one change; nothing for the desk's own heartbeats (neither item nor removal)."""
     if event.item is not None:
         item = event.item
         return _event("item", {"id": item.appointment_id, "html": web_page.render_item(item, session)}, event.cursor)
-    return _event("removed", {"id": event.removed_id}, event.cursor)
+    if event.removed_id is not None:
+        return _event("removed", {"id": event.removed_id}, event.cursor)
+    return b""

@@ -20,14 +20,13 @@ SERVICE_LABELS = {
     "consent": "Einwilligungen erfassen",
 }
 STATE_LABELS = {
-    "BOOKED": "gebucht",
-    "CANCELLED": "storniert",
-    "REJECTED": "abgelehnt",
-    "PENDING_PRACTICE": "wartet auf Bestätigung",
-    "PENDING_TRANSFER": "wartet auf Übertragung",
-    "TRANSFERRED": "übertragen",
-    "COMPLETED": "abgeschlossen",
-    "NO_SHOW": "nicht erschienen",
+    "booked": "gebucht",
+    "cancelled": "storniert",
+    "rejected": "abgelehnt",
+    "pending_practice": "wartet auf Bestätigung",
+    "pending_transfer": "wartet auf Übertragung",
+    "rescheduled": "verlegt",
+    "writing": "wird eingetragen",
 }
 KIND_LABELS = {"confirmation": "Bestätigung", "transfer": "Manuelle Übertragung"}
 CONTACT_LABELS = {"phone": "Telefon", "mobile": "Mobil", "email": "E-Mail"}
