@@ -28,7 +28,7 @@ async def _run(*args: str, timeout: float = 60) -> tuple[int, str, str]:
 
 async def test_demo_serves_health_and_calls_then_stops_on_sigterm(tmp_path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
-        *OTV, "demo", "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path),
+        *OTV, "demo", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--state-dir", str(tmp_path),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:

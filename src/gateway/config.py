@@ -362,9 +362,11 @@ def load_secret(config: GatewayConfig) -> bytes:
     return raw
 
 
-def demo_config(state_dir: Path, listen: str | None = None) -> GatewayConfig:
+def demo_config(state_dir: Path, listen: str | None = None, http_listen: str | None = None) -> GatewayConfig:
     """The embedded default: the demo practice on the reference adapter, stored under state_dir."""
     data = tomllib.loads(resources.files(__package__).joinpath("demo.toml").read_text(encoding="utf-8"))
     if listen is not None:
         data.setdefault("gateway", {})["listen"] = listen
+    if http_listen is not None:
+        data.setdefault("gateway", {})["http_listen"] = http_listen
     return parse_config(data, state_dir)

@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the gateway on the embedded default with the demo practice")
     demo.add_argument("--listen", default=None, help="host:port (default 127.0.0.1:50051)")
+    demo.add_argument("--http-listen", default=None, help="host:port of the staff page (default 127.0.0.1:8080)")
     demo.add_argument("--state-dir", type=Path, default=Path("var"), help="where the demo SQLite file lives")
 
     gateway = commands.add_parser("gateway", help="run the gateway").add_subparsers(dest="action", required=True)
@@ -267,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             args.state_dir.mkdir(parents=True, exist_ok=True)
-            config = demo_config(args.state_dir.resolve(), args.listen)
+            config = demo_config(args.state_dir.resolve(), args.listen, args.http_listen)
             key_file = _demo_partner(config, args.state_dir)
             print(f"demo partner key: {key_file} (otv client ... signs with it)", flush=True)
             asyncio.run(run_gateway(config))

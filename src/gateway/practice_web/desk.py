@@ -6,10 +6,11 @@ read by attribute in the templates.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway.practice_desk import practice_desk
 
 if TYPE_CHECKING:
     from gateway.routing import PracticeRouter
@@ -56,8 +57,7 @@ def router_desks(router: PracticeRouter) -> DeskProvider:
     """The gateway's own desks: `gateway.practice_desk.practice_desk(router, practice_id)`."""
 
     async def desk_for(practice_id: str) -> Desk:
-        module = importlib.import_module("gateway.practice_desk")  # imported on first use
-        desk: Desk = await module.practice_desk(router, practice_id)
+        desk: Desk = await practice_desk(router, practice_id)
         return desk
 
     return desk_for
