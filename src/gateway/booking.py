@@ -15,6 +15,10 @@ Booking modes, per practice and appointment type (a PVS without a writer is alwa
   rejects it (REJECTED, time released); undecided after `confirm_within` it is rejected by
   itself: its claim expires then like a hold's, and the record says so on the next read;
 - manual: it waits in the practice inbox (PENDING_TRANSFER) until staff mark it transferred.
+A practice whose PVS has no patient lookup takes the patient's details instead of a patient
+resource (`SlotRequest.patient_details`; GetPractice says which): such a hold or booking keeps them
+sealed in `patient_details` under an id made up for it (`DETAILS_PREFIX`, never a PVS id, never
+shown to the partner), and is always manual, since there is no PVS patient to write it for.
 The practice's side (the inbox, decisions, its audit and licences) is `practice_desk.py`; every
 change to a booking in the inbox is numbered in `inbox_events` in the same transaction
 (`note_inbox`), which is what watching the inbox resumes from.
@@ -50,15 +54,17 @@ from datetime import datetime, timedelta
 
 from gateway.encryption import FieldCipher
 from gateway.partner_availability import PartnerAvailability
+from gateway.patient_matching import SentPatient, store_sent
 from gateway.practice_reader import PracticeReader
 from gateway.state_store import Row, StateStore, Tx
 from otv_rules.wallclock import zone
 from otv_sdk.changes import AppointmentChanged, Change
-from otv_sdk.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, OtvError
+from otv_sdk.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument, NotFound, OtvError
 from otv_sdk.models import (
     Appointment,
     AppointmentState,
     AppointmentType,
+    Capability,
     ColumnIntervals,
     Hold,
     Interval,
@@ -77,7 +83,15 @@ from otv_sdk.ports import (
 )
 from otv_sdk.timeline import IntervalArray, from_datetime, subtract, to_datetime, union
 
-__all__ = ["APPOINTMENT_SELECT", "BookingDesk", "BookingPolicy", "PatientIds", "note_inbox"]
+__all__ = [
+    "APPOINTMENT_SELECT",
+    "DETAILS_PREFIX",
+    "BookingDesk",
+    "BookingPolicy",
+    "PatientIds",
+    "note_inbox",
+    "with_details",
+]
 
 log = logging.getLogger("otv.gateway.booking")
 
@@ -91,6 +105,13 @@ APPOINTMENT_SELECT = (
 )
 _INBOX_RETENTION = 10_000  # inbox events kept per practice for resuming watchers
 EXPIRED_REASON = "not confirmed by the practice within {hours} hours"
+# The patient of a hold or booking made with the patient's details: this prefix and a random token.
+DETAILS_PREFIX = "otv-details:"
+
+
+def with_details(patient_id: str) -> bool:
+    """Whether a hold's or booking's patient is one sent as details (no PVS patient)."""
+    return patient_id.startswith(DETAILS_PREFIX)
 
 
 def note_inbox(tx: Tx, practice_id: str, appointment_id: str, now: int) -> int:
@@ -245,6 +266,59 @@ class BookingDesk(WriterPort):
     async def _patient(self, ctx: CallContext, scoped: str) -> str:
         return await self._patients.inward(ctx, scoped)
 
+    @property
+    def takes_details(self) -> bool:
+        """The practice's PVS has no patient lookup: patients come as details (GetPractice says so)."""
+        return Capability.PATIENT_LOOKUP not in self._adapter.capabilities
+
+    async def _identified(self, ctx: CallContext, slot: SlotRequest) -> SlotRequest:
+        """The slot with its patient as the desk keeps it: the PVS id, or the details as sent.
+        Each practice takes one of the two ways; the other is FAILED_PRECONDITION naming its field."""
+        if slot.patient_details is not None:
+            if not self.takes_details:
+                raise FailedPrecondition(
+                    "patient_details: this practice identifies patients through PatientLookupService;"
+                    " call FindOrCreatePatient and send its resource name as patient",
+                    violations=[FieldViolation("patient_details", "not taken by this practice; send patient")],
+                )
+            return SlotRequest(slot.appointment_type_id, slot.column_id, slot.start, "", slot.patient_details)
+        if self.takes_details:
+            raise FailedPrecondition(
+                "patient: this practice's PVS has no patient lookup; send the patient's details as patient_details",
+                violations=[FieldViolation("patient", "not taken by this practice; send patient_details")],
+            )
+        return SlotRequest(
+            slot.appointment_type_id, slot.column_id, slot.start, await self._patient(ctx, slot.patient_id)
+        )
+
+    def _keep_details(self, tx: Tx, ctx: CallContext, slot: SlotRequest) -> SlotRequest:
+        """For a slot with details: keep them sealed under a new made-up patient id (in `tx`)."""
+        details = slot.patient_details
+        if details is None:
+            return slot
+        patient_id = f"{DETAILS_PREFIX}{secrets.token_hex(12)}"
+        sent = SentPatient(
+            details.given_name,
+            details.family_name,
+            details.birth_date,
+            details.contacts,
+            details.gender,
+            details.address,
+            details.note,
+        )
+        store_sent(tx, self._cipher, self._practice, patient_id, ctx.partner_id, sent, self._now())
+        return SlotRequest(slot.appointment_type_id, slot.column_id, slot.start, patient_id)
+
+    def _mode_for(self, type_id: str, patient_id: str) -> str:
+        """The booking mode; a patient sent as details has no PVS record to write for: manual."""
+        if with_details(patient_id):
+            return MANUAL
+        return self._policy.mode_for(type_id, self._adapter.calendar_writer is not None)
+
+    def _outward(self, ctx: CallContext, patient_id: str) -> str:
+        """The patient as the partner sees it; empty for one sent as details."""
+        return "" if with_details(patient_id) else self._patients.outward(ctx, patient_id)
+
     # --- store operations (run inside one transaction each) -----------------------------------
 
     def _replay(self, tx: Tx, ctx: CallContext, method: str, fingerprint: str) -> str | None:
@@ -346,7 +420,7 @@ class BookingDesk(WriterPort):
             column_id=row["column_id"],
             appointment_type_id=row["type_id"],
             interval=Interval(to_datetime(row["start_s"]), to_datetime(row["end_s"])),
-            patient_id=self._patients.outward(ctx, self._cipher.open(row["patient"], "appointments.patient")),
+            patient_id=self._outward(ctx, self._cipher.open(row["patient"], "appointments.patient")),
             state=AppointmentState(row["state"]),
             create_time=to_datetime(row["create_s"]),
             etag=str(row["version"]),
@@ -432,7 +506,7 @@ class BookingDesk(WriterPort):
             column_id=row["column_id"],
             appointment_type_id=row["type_id"],
             interval=Interval(to_datetime(row["start_s"]), to_datetime(row["end_s"])),
-            patient_id=self._patients.outward(ctx, self._cipher.open(row["patient"], "holds.patient")),
+            patient_id=self._outward(ctx, self._cipher.open(row["patient"], "holds.patient")),
             expire_time=to_datetime(row["expire_s"]),
         )
 
@@ -590,10 +664,8 @@ class BookingDesk(WriterPort):
     # --- WriterPort ---------------------------------------------------------------------------
 
     async def hold_slot(self, ctx: CallContext, slot: SlotRequest) -> Hold:
-        slot = SlotRequest(
-            slot.appointment_type_id, slot.column_id, slot.start, await self._patient(ctx, slot.patient_id)
-        )
-        fingerprint = _fingerprint("hold", slot)
+        slot = await self._identified(ctx, slot)
+        fingerprint = _fingerprint("hold", slot)  # with details: the fingerprint covers them
         known = await self._store.run(lambda tx: self._replay(tx, ctx, "hold", fingerprint))
         if known is None:
             _, interval = await self._bookable(ctx, slot)
@@ -606,11 +678,12 @@ class BookingDesk(WriterPort):
                 start, end = from_datetime(interval.start), from_datetime(interval.end)
                 expire = self._now() + int(self._policy.hold.total_seconds())
                 self._claim(tx, slot.column_id, start, end, hold_id, expire)
+                kept = self._keep_details(tx, ctx, slot)
                 tx.execute(
                     "INSERT INTO holds (id, practice, partner, column_id, type_id, start_s, end_s, patient, expire_s,"
                     " state, create_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)",
                     (hold_id, self._practice, ctx.partner_id, slot.column_id, slot.appointment_type_id, start, end,
-                     self._cipher.seal(slot.patient_id, "holds.patient"), expire, self._now()),
+                     self._cipher.seal(kept.patient_id, "holds.patient"), expire, self._now()),
                 )  # fmt: skip
                 self._remember(tx, ctx, "hold", fingerprint, hold_id)
                 self._audit(tx, ctx, "hold", hold_id)
@@ -637,8 +710,8 @@ class BookingDesk(WriterPort):
             if hold["expire_s"] <= self._now():
                 raise FailedPrecondition(f"the hold expired at {to_datetime(hold['expire_s']).isoformat()}")
             appointment_id = _new_id("a")
-            type_mode = self._policy.mode_for(hold["type_id"], self._adapter.calendar_writer is not None)
             patient = self._cipher.open(hold["patient"], "holds.patient")
+            type_mode = self._mode_for(hold["type_id"], patient)
             slot = SlotRequest(hold["type_id"], hold["column_id"], to_datetime(hold["start_s"]), patient)
             interval = Interval(to_datetime(hold["start_s"]), to_datetime(hold["end_s"]))
             self._insert_appointment(tx, ctx, appointment_id, slot, interval, type_mode)
@@ -671,15 +744,13 @@ class BookingDesk(WriterPort):
         await self._store.run(work)
 
     async def book_appointment(self, ctx: CallContext, slot: SlotRequest) -> Appointment:
-        slot = SlotRequest(
-            slot.appointment_type_id, slot.column_id, slot.start, await self._patient(ctx, slot.patient_id)
-        )
-        fingerprint = _fingerprint("book", slot)
+        slot = await self._identified(ctx, slot)
+        fingerprint = _fingerprint("book", slot)  # with details: the fingerprint covers them
         known = await self._store.run(lambda tx: self._replay(tx, ctx, "book", fingerprint))
         if known is not None:
             return await self._finish(ctx, known)
         _, interval = await self._bookable(ctx, slot)
-        mode = self._policy.mode_for(slot.appointment_type_id, self._adapter.calendar_writer is not None)
+        mode = MANUAL if slot.patient_details is not None else self._mode_for(slot.appointment_type_id, slot.patient_id)
 
         def work(tx: Tx) -> str:
             again = self._replay(tx, ctx, "book", fingerprint)
@@ -688,7 +759,7 @@ class BookingDesk(WriterPort):
             appointment_id = _new_id("a")
             start, end = from_datetime(interval.start), from_datetime(interval.end)
             self._claim(tx, slot.column_id, start, end, appointment_id, self._claim_expiry(mode))
-            self._insert_appointment(tx, ctx, appointment_id, slot, interval, mode)
+            self._insert_appointment(tx, ctx, appointment_id, self._keep_details(tx, ctx, slot), interval, mode)
             self._remember(tx, ctx, "book", fingerprint, appointment_id)
             self._audit(tx, ctx, "book", appointment_id)
             return appointment_id
@@ -754,7 +825,7 @@ class BookingDesk(WriterPort):
         patient = self._cipher.open(old["patient"], "appointments.patient")
         slot = SlotRequest(old["type_id"], column_id or old["column_id"], start, patient)
         _, interval = await self._bookable(ctx, slot, replacing=old)
-        mode = self._policy.mode_for(slot.appointment_type_id, self._adapter.calendar_writer is not None)
+        mode = self._mode_for(slot.appointment_type_id, patient)
 
         def secure(tx: Tx) -> str:
             again = self._replay(tx, ctx, "reschedule", fingerprint)

@@ -169,10 +169,14 @@ class PracticeFeed(ChangeFeedPort):
 
         return store
 
-    def append_in(self, tx: Tx, changes: Sequence[BusyTimeChanged]) -> str:
+    def append_in(self, tx: Tx, changes: Sequence[BusyTimeChanged], own: Sequence[tuple[Change, str]] = ()) -> str:
         """Store changes inside the caller's transaction, so they commit or vanish with its data;
-        call `notify` after the commit. Returns the cursor after them."""
-        rows = [(None, change.column_id, self._seal(change)) for change in changes]
+        call `notify` after the commit. Returns the cursor after them. `own` are changes for one
+        partner each (its appointments), stored after the busy-time changes."""
+        rows: list[tuple[str | None, str | None, str]] = [
+            (None, change.column_id, self._seal(change)) for change in changes
+        ]
+        rows += [(partner, None, self._seal(change)) for change, partner in own]
         return _cursor(self._insert(tx, rows, int(time.time())))
 
     def cursor_in(self, tx: Tx) -> str:

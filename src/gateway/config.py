@@ -201,6 +201,10 @@ class SnapshotAdapterConfig(_Strict):
     upload_interval_seconds: int = Field(120, ge=10, le=3600, description="how often the PVS uploads")
     columns: list[SnapshotColumnConfig] = Field(min_length=1)
     appointment_types: list[SnapshotTypeConfig] = Field(default_factory=list)
+    slot_list: bool = Field(
+        False,
+        description="the PVS uploads its free slots per column as well (DURIA); only those are offered online",
+    )
 
     @field_validator("time_zone")
     @classmethod

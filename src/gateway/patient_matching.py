@@ -12,9 +12,15 @@ two replicas deciding the same thing ask the PVS for the same creation, and the 
 (`CreatePatient.request_id`) makes it one patient. A partner's own request_id is remembered in the
 state store: a retry returns the first answer, the same id with another request is refused.
 
-Each answer also keeps the patient as the partner sent it (names, birth date, contacts), sealed,
-per practice, PVS patient and partner, in the same store transaction: the practice inbox shows
-staff exactly what came in (`details_key`, `read_details`).
+Each answer also keeps the patient as the partner sent it (names, birth date, contacts, gender,
+address), sealed, per practice, PVS patient and partner, in the same store transaction: the practice
+inbox shows staff exactly what came in (`details_key`, `read_sent`). Bookings made with the
+patient's details at a practice without patient lookup keep theirs in the same table
+(`store_sent`), under an id the gateway made up for that booking (booking.py).
+
+Extra details (gender, postal address) are never matched on and never written over the PVS's own
+values: a new patient gets them in its note, a matched one a note line of their own when they
+differ from what this partner sent for the patient before (`extras_line`).
 """
 
 from __future__ import annotations
@@ -24,17 +30,39 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
 from weakref import WeakValueDictionary
 
 from gateway.encryption import FieldCipher
 from gateway.state_store import StateStore, Tx
 from otv_rules.matching import Candidate, NormalizedQuery, decide, new_contacts, normalize_query
 from otv_sdk.errors import InvalidArgument
-from otv_sdk.models import ConsentState, Contact, ContactKind, NewPatient, Patient, PatientRecord
+from otv_sdk.models import (
+    ConsentState,
+    Contact,
+    ContactKind,
+    Gender,
+    NewPatient,
+    Patient,
+    PatientRecord,
+    PostalAddress,
+)
 from otv_sdk.ports import CallContext, MatchOutcome, Page, PageRequest, PatientDataPort, PatientLookupPort, PatientQuery
 from otv_sdk.timeline import to_datetime
 
-__all__ = ["PatientMatcher", "SentDetails", "details_key", "read_details"]
+__all__ = [
+    "GENDER_LABELS",
+    "PatientMatcher",
+    "SentDetails",
+    "SentPatient",
+    "details_key",
+    "extras_line",
+    "read_details",
+    "read_sent",
+    "store_sent",
+]
 
 _METHOD = "FindOrCreatePatient"
 _DETAILS_COLUMN = "patient_details.details"
@@ -46,19 +74,104 @@ def details_key(practice_id: str, pvs_patient_id: str) -> str:
     return hashlib.sha256(f"otv-patient-details\0{practice_id}\0{pvs_patient_id}".encode()).hexdigest()
 
 
-def read_details(
-    tx: Tx, cipher: FieldCipher, practice_id: str, pvs_patient_id: str, partner_id: str
-) -> SentDetails | None:
+# How extra details read in the PVS's notes (German, as staff read them).
+GENDER_LABELS = {
+    Gender.FEMALE: "weiblich",
+    Gender.MALE: "männlich",
+    Gender.DIVERSE: "divers",
+    Gender.UNDISCLOSED: "ohne Angabe",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SentPatient:
+    """The patient as a partner sent it (FindOrCreatePatient, or a booking with details)."""
+
+    given_name: str
+    family_name: str
+    birth_date: date | None
+    contacts: tuple[Contact, ...] = ()
+    gender: Gender | None = None
+    address: PostalAddress | None = None
+    note: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "given": self.given_name,
+                "family": self.family_name,
+                "birth": self.birth_date.isoformat() if self.birth_date else None,
+                "contacts": [[c.kind.value, c.value] for c in self.contacts],
+                "gender": self.gender.value if self.gender else None,
+                "address": _address_parts(self.address),
+                "note": self.note,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> SentPatient:
+        data: dict[str, Any] = json.loads(text)
+        address = data.get("address")
+        return cls(
+            given_name=str(data["given"]),
+            family_name=str(data["family"]),
+            birth_date=date.fromisoformat(data["birth"]) if data.get("birth") else None,
+            contacts=tuple(Contact(ContactKind(kind), value) for kind, value in data["contacts"]),
+            gender=Gender(data["gender"]) if data.get("gender") else None,
+            address=PostalAddress(*address) if address else None,
+            note=str(data.get("note") or ""),
+        )
+
+
+def _address_parts(address: PostalAddress | None) -> list[str] | None:
+    if address is None:
+        return None
+    return [address.street, address.postal_code, address.locality, address.country]
+
+
+def extras_line(gender: Gender | None, address: PostalAddress | None) -> str:
+    """The extra details as one note text, e.g. "Geschlecht: weiblich; Adresse: ..."; empty if none."""
+    parts = []
+    if gender is not None:
+        parts.append(f"Geschlecht: {GENDER_LABELS[gender]}")
+    if address is not None:
+        parts.append(f"Adresse: {address.one_line()}")
+    return "; ".join(parts)
+
+
+def read_sent(tx: Tx, cipher: FieldCipher, practice_id: str, patient_id: str, partner_id: str) -> SentPatient | None:
     """The patient as `partner_id` last sent it to this practice, or None if it never did."""
     row = tx.one(
         "SELECT details FROM patient_details WHERE practice = ? AND patient = ? AND partner = ?",
-        (practice_id, details_key(practice_id, pvs_patient_id), partner_id),
+        (practice_id, details_key(practice_id, patient_id), partner_id),
     )
     if row is None:
         return None
-    data = json.loads(cipher.open(str(row["details"]), _DETAILS_COLUMN))
-    contacts = tuple(Contact(ContactKind(kind), value) for kind, value in data["contacts"])
-    return str(data["given"]), str(data["family"]), data["birth"], contacts
+    return SentPatient.from_json(cipher.open(str(row["details"]), _DETAILS_COLUMN))
+
+
+def store_sent(
+    tx: Tx, cipher: FieldCipher, practice_id: str, patient_id: str, partner_id: str, sent: SentPatient, now: int
+) -> None:
+    """Keep (or replace) the patient as `partner_id` sent it, sealed."""
+    sealed = cipher.seal(sent.to_json(), _DETAILS_COLUMN)
+    tx.execute(
+        "INSERT INTO patient_details (practice, patient, partner, details, update_s)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (practice, patient, partner)"
+        " DO UPDATE SET details = excluded.details, update_s = excluded.update_s",
+        (practice_id, details_key(practice_id, patient_id), partner_id, sealed, now),
+    )
+
+
+def read_details(
+    tx: Tx, cipher: FieldCipher, practice_id: str, pvs_patient_id: str, partner_id: str
+) -> SentDetails | None:
+    """Names, birth date and contacts as `partner_id` last sent them (see `read_sent` for all)."""
+    sent = read_sent(tx, cipher, practice_id, pvs_patient_id, partner_id)
+    if sent is None:
+        return None
+    birth = sent.birth_date.isoformat() if sent.birth_date else None
+    return sent.given_name, sent.family_name, birth, sent.contacts
 
 
 def _candidate(record: PatientRecord) -> Candidate:
@@ -137,15 +250,18 @@ class PatientMatcher(PatientLookupPort):
             if chosen is not None:
                 record = next(r for r in records if r.id == chosen.patient_id)
                 await self._note_new_contacts(ctx, normalized, record)
+                await self._note_extras(ctx, query, record)
                 answer = self._shown(ctx, record, MatchOutcome.MATCHED, normalized)
             else:
                 creation = _digest([self._practice, normalized.key, normalized.given, sorted(r.id for r in records)])
+                note = f"Interessent: online angelegt ({ctx.partner_id})"
+                extras = extras_line(query.gender, query.address)
                 new = NewPatient(
                     given_name=query.given_name.strip(),
                     family_name=query.family_name.strip(),
                     birth_date=query.birth_date,
                     contacts=normalized.contacts,
-                    note=f"Interessent: online angelegt ({ctx.partner_id})",
+                    note=f"{note}; {extras}" if extras else note,
                 )
                 record = await self._data.create_patient(ctx, new, creation)
                 answer = self._shown(ctx, record, MatchOutcome.CREATED, normalized)
@@ -159,6 +275,22 @@ class PatientMatcher(PatientLookupPort):
         today = to_datetime(int(self._clock()))
         line = f"Online ({ctx.partner_id}, {today:%Y-%m-%d}): " + ", ".join(c.value for c in extra)
         # The same line for the same patient on the same day is one note, however often it is retried.
+        await self._data.append_patient_note(ctx, record.id, line, _digest([self._practice, record.id, line]))
+
+    async def _note_extras(self, ctx: CallContext, query: PatientQuery, record: PatientRecord) -> None:
+        """Gender and address of a matched patient as a note line of their own (the PVS keeps its
+        own values); not again while they are what this partner sent for the patient before."""
+        if query.gender is None and query.address is None:
+            return
+        if self._store is not None and self._cipher is not None:
+            cipher = self._cipher
+            before = await self._store.run(
+                lambda tx: read_sent(tx, cipher, self._practice, record.id, ctx.partner_id), durable=False
+            )
+            if before is not None and (before.gender, before.address) == (query.gender, query.address):
+                return
+        today = to_datetime(int(self._clock()))
+        line = f"Online ({ctx.partner_id}, {today:%Y-%m-%d}): {extras_line(query.gender, query.address)}"
         await self._data.append_patient_note(ctx, record.id, line, _digest([self._practice, record.id, line]))
 
     def _shown(
@@ -197,25 +329,19 @@ class PatientMatcher(PatientLookupPort):
             return
         result = json.dumps({"patient": patient_id, "outcome": outcome.value if outcome else ""})
         now = int(self._clock())
-        sealed = None
-        if self._cipher is not None:
-            details = {
-                "given": query.given_name.strip(),
-                "family": query.family_name.strip(),
-                "birth": query.birth_date.isoformat(),
-                "contacts": [[c.kind.value, c.value] for c in query.contacts],
-            }
-            sealed = self._cipher.seal(json.dumps(details), _DETAILS_COLUMN)
-        key = details_key(self._practice, patient_id)
+        sent = SentPatient(
+            given_name=query.given_name.strip(),
+            family_name=query.family_name.strip(),
+            birth_date=query.birth_date,
+            contacts=query.contacts,
+            gender=query.gender,
+            address=query.address,
+        )
+        cipher = self._cipher
 
         def write(tx: Tx) -> None:
-            if sealed is not None:
-                tx.execute(
-                    "INSERT INTO patient_details (practice, patient, partner, details, update_s)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (practice, patient, partner)"
-                    " DO UPDATE SET details = excluded.details, update_s = excluded.update_s",
-                    (self._practice, key, ctx.partner_id, sealed, now),
-                )
+            if cipher is not None:
+                store_sent(tx, cipher, self._practice, patient_id, ctx.partner_id, sent, now)
             if request_id is None:
                 return
             if tx.one("SELECT 1 FROM requests WHERE partner = ? AND request_id = ?", (ctx.partner_id, request_id)):

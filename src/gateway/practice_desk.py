@@ -40,11 +40,11 @@ from typing import TYPE_CHECKING
 
 from gateway.booking import APPOINTMENT_SELECT, PENDING, BookingDesk, note_inbox
 from gateway.partners import PVS_SERVICES, SERVICES, bump_version
-from gateway.patient_matching import read_details
+from gateway.patient_matching import read_sent
 from gateway.state_store import Row, Tx
 from otv_sdk.changes import AppointmentChanged, Change
 from otv_sdk.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, OtvError
-from otv_sdk.models import Calendar, Contact
+from otv_sdk.models import Calendar, Contact, Gender, PostalAddress
 from otv_sdk.ports import CallContext
 from otv_sdk.timeline import from_datetime, to_datetime
 
@@ -74,10 +74,15 @@ _BATCH = 500
 
 @dataclass(frozen=True, slots=True)
 class PatientDetails:
+    """The patient as the partner sent it: with FindOrCreatePatient or with the booking itself."""
+
     given_name: str
     family_name: str
     birth_date: date | None
     contacts: tuple[Contact, ...]
+    gender: Gender | None = None
+    address: PostalAddress | None = None
+    note: str = ""  # what the patient wrote for the practice (bookings with details)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,12 +221,19 @@ class PracticeDesk:
     def _item(self, tx: Tx, desk: BookingDesk, row: Row, calendar: Calendar | None) -> InboxItem:
         cipher = desk.cipher
         patient = None
-        sent = read_details(
+        sent = read_sent(
             tx, cipher, self._practice, cipher.open(row["patient"], "appointments.patient"), row["partner"]
         )
         if sent is not None:
-            given, family, birth, contacts = sent
-            patient = PatientDetails(given, family, date.fromisoformat(birth) if birth else None, contacts)
+            patient = PatientDetails(
+                sent.given_name,
+                sent.family_name,
+                sent.birth_date,
+                sent.contacts,
+                sent.gender,
+                sent.address,
+                sent.note,
+            )
         type_name = column_name = ""
         if calendar is not None:
             kind = next((t for t in calendar.appointment_types if t.id == row["type_id"]), None)

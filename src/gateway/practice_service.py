@@ -72,10 +72,14 @@ def item_to_proto(practice_id: str, item: InboxItem) -> practice_service_pb2.Inb
                 contacts=[
                     patient_pb2.Contact(kind=cv.contact_kind_to_proto(c.kind), value=c.value) for c in patient.contacts
                 ],
+                gender=cv.gender_to_proto(patient.gender),
+                note=patient.note,
             )
         )
         if patient.birth_date is not None:
             msg.patient.birth_date.CopyFrom(_date(patient.birth_date))
+        if patient.address is not None:
+            msg.patient.address.CopyFrom(cv.address_to_proto(patient.address))
     return msg
 
 

@@ -8,6 +8,7 @@ a PVS that is down at start does not keep the gateway from serving the other pra
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -287,7 +288,14 @@ async def build_router(config: GatewayConfig) -> PracticeRouter:
     except BaseException:
         await PracticeRouter(sources, scope, store).aclose()  # release what was opened before the failure
         raise
-    return PracticeRouter(sources, scope, store, policies, cipher, feeds, keepers, hub)
+    router = PracticeRouter(sources, scope, store, policies, cipher, feeds, keepers, hub)
+    for practice_id, keeper in keepers.items():  # uploads reconcile manual bookings (reconciliation.py)
+        keeper.bookings = functools.partial(_practice_desk, router, practice_id)
+    return router
+
+
+async def _practice_desk(router: PracticeRouter, practice_id: str) -> BookingDesk | None:
+    return booking_desk(await router.resolve(practice_id, CallContext(partner_id=f"practice:{practice_id}"), "parent"))
 
 
 def _source(

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 from google.protobuf import duration_pb2
 
-from gateway.snapshots import SnapshotKeeper, SnapshotUpload, check_busy_time_count
-from otv.v1 import snapshot_service_pb2, snapshot_service_pb2_grpc
+from gateway.snapshots import SnapshotKeeper, SnapshotUpload, check_busy_time_count, check_free_slot_count
+from otv.v1 import snapshot_service_pb2, snapshot_service_pb2_grpc, time_pb2
 from otv_sdk import conversion as cv
 from otv_sdk.errors import FailedPrecondition, NotFound
 from otv_sdk.limits import EARLIEST_SECONDS, LATEST_SECONDS
 from otv_sdk.ports import CallContext
 from otv_sdk.resources import format_name, parse_practice_child
 from otv_sdk.servicers import AdapterResolver, Identify, ServicerBase, validate_request_id
-from otv_sdk.timeline import IntervalArray
+from otv_sdk.timeline import EMPTY, IntervalArray
 
 __all__ = ["SnapshotCalls", "add_snapshot_servicer"]
 
@@ -50,6 +51,7 @@ class SnapshotCalls:
             window=cv.interval_to_proto(practice.upload_window(keeper.now())),
             upload_interval=duration_pb2.Duration(seconds=int(practice.upload_interval.total_seconds())),
             columns=[format_name(practice.practice_id, "columns", c) for c in practice.column_ids()],
+            slot_list=practice.slot_list,
         )
 
     async def upload_snapshot(
@@ -60,11 +62,18 @@ class SnapshotCalls:
         request_id = validate_request_id(request.request_id)
         window = cv.window_from_proto(request)
         check_busy_time_count(sum(len(column.busy_times) for column in request.columns))
+        for index, column in enumerate(request.columns):  # refused before any slot is read
+            keeper.check_slot_list(index, len(column.free_slots))
+        check_free_slot_count(sum(len(column.free_slots) for column in request.columns))
         columns = []
+        free_slots = []
         for index, column in enumerate(request.columns):
             column_id = parse_practice_child(column.column, f"columns[{index}].column", "columns", practice_id)
-            columns.append((column_id, _busy_times(column, f"columns[{index}].busy_times")))
-        outcome = await keeper.upload(SnapshotUpload(request_id, window, tuple(columns)))
+            busy_rows, slot_rows = _wire_rows(column)
+            field = f"columns[{index}]"
+            columns.append((column_id, _intervals(column.busy_times, f"{field}.busy_times", busy_rows)))
+            free_slots.append(_intervals(column.free_slots, f"{field}.free_slots", slot_rows, inward=True))
+        outcome = await keeper.upload(SnapshotUpload(request_id, window, tuple(columns), tuple(free_slots)))
         return snapshot_service_pb2.UploadSnapshotResponse(
             added_count=outcome.added,
             removed_count=outcome.removed,
@@ -74,30 +83,96 @@ class SnapshotCalls:
         )
 
 
-def _busy_times(column: snapshot_service_pb2.ColumnSnapshot, field: str) -> IntervalArray:
-    """All of a column's busy times as whole-second arrays, in the order sent; the first malformed
-    one is named as the per-item parse (cv.interval_from_proto) would name it.
+# One TimeInterval as protobuf encodes it in the common case: both timestamps set, whole seconds
+# that take five varint bytes (1978 to 3058), no nanos. 18 bytes per item with its tag and length.
+_ITEM = 18
+_FIXED_AT = np.array([1, 2, 3, 4, 10, 11, 12])
+_FIXED = np.array([16, 0x0A, 6, 0x08, 0x12, 6, 0x08], dtype=np.uint8)
+_VARINT = np.array([1 << (7 * k) for k in range(5)], dtype=np.int64)
+
+
+def _wire_block(raw: npt.NDArray[np.uint8], at: int, count: int, tag: int) -> npt.NDArray[np.int64] | None:
+    """`count` items of the common encoding from `at` as (1, seconds, 0, 1, seconds, 0) rows, or
+    None when any item is encoded otherwise (the caller then reads the messages one by one)."""
+    if count == 0:
+        return np.empty((0, 6), dtype=np.int64)
+    if at + count * _ITEM > raw.shape[0]:
+        return None
+    block = raw[at : at + count * _ITEM].reshape(count, _ITEM)
+    if not (block[:, 0] == tag).all() or not (block[:, _FIXED_AT] == _FIXED).all():
+        return None
+    rows = np.zeros((count, 6), dtype=np.int64)
+    rows[:, 0] = rows[:, 3] = 1
+    for column, first in ((1, 5), (4, 13)):
+        varint = block[:, first : first + 5]
+        if not ((varint[:, :4] >= 0x80).all() and (varint[:, 4] < 0x80).all()):
+            return None
+        rows[:, column] = (varint & 0x7F).astype(np.int64) @ _VARINT
+    return rows
+
+
+def _wire_rows(
+    column: snapshot_service_pb2.ColumnSnapshot,
+) -> tuple[npt.NDArray[np.int64] | None, npt.NDArray[np.int64] | None]:
+    """The busy times' and free slots' rows read from the column's encoding at once (reading
+    50,000 messages one by one costs over 100 ms; serialising the column and decoding it as an
+    array, a few). Either is None when not every item has the common encoding."""
+    raw = np.frombuffer(column.SerializeToString(), dtype=np.uint8)
+    at = 0
+    if column.column:  # field 1 first: tag, length (varint), the name
+        at, length, shift = 1, 0, 0
+        while at < raw.shape[0]:
+            byte = int(raw[at])
+            length |= (byte & 0x7F) << shift
+            at += 1
+            shift += 7
+            if not byte & 0x80:
+                break
+        at += length
+    busy = _wire_block(raw, at, len(column.busy_times), 0x12)
+    slots = _wire_block(raw, at + len(column.busy_times) * _ITEM, len(column.free_slots), 0x1A)
+    if busy is None or slots is None or at + (len(column.busy_times) + len(column.free_slots)) * _ITEM != raw.shape[0]:
+        return (busy, None) if busy is not None and slots is None else (None, None)
+    return busy, slots
+
+
+def _intervals(
+    items: Sequence[time_pb2.TimeInterval],
+    field: str,
+    wire: npt.NDArray[np.int64] | None = None,
+    *,
+    inward: bool = False,
+) -> IntervalArray:
+    """All of a column's busy times (or free slots) as whole-second arrays, in the order sent; the
+    first malformed one is named as the per-item parse (cv.interval_from_proto) would name it.
 
     One pass over the messages (reading 30,000 protobuf messages is most of an upload's cost), the
-    checks vectorised. Sub-second instants round outward, the start down and the end up: the
-    domain counts whole seconds, and a busy time may grow by a fraction of a second but never
-    shrink (a shrunk one could even become empty, which no partner could parse from the feed).
+    checks vectorised. Sub-second instants of busy times round outward, the start down and the end
+    up: the domain counts whole seconds, and a busy time may grow by a fraction of a second but
+    never shrink (a shrunk one could even become empty, which no partner could parse from the
+    feed). Free slots (`inward`) round the other way, so free time never grows: a slot that
+    becomes empty is refused by the keeper's checks.
     """
-    items = column.busy_times
-    rows = np.array(
-        [
-            (
-                busy.HasField("start_time"),
-                busy.start_time.seconds,
-                busy.start_time.nanos,
-                busy.HasField("end_time"),
-                busy.end_time.seconds,
-                busy.end_time.nanos,
-            )
-            for busy in items
-        ],
-        dtype=np.int64,
-    ).reshape(-1, 6)
+    if not items:
+        return EMPTY
+    rows = (
+        wire
+        if wire is not None
+        else np.array(
+            [
+                (
+                    busy.HasField("start_time"),
+                    busy.start_time.seconds,
+                    busy.start_time.nanos,
+                    busy.HasField("end_time"),
+                    busy.end_time.seconds,
+                    busy.end_time.nanos,
+                )
+                for busy in items
+            ],
+            dtype=np.int64,
+        ).reshape(-1, 6)
+    )
     has_start, start_s, start_ns, has_end, end_s, end_ns = rows.T
     bad_start = (has_start == 0) | (start_s < _MIN_SECONDS) | (start_s > _MAX_SECONDS) | (start_ns < 0)
     bad_start |= start_ns >= 10**9
@@ -109,6 +184,8 @@ def _busy_times(column: snapshot_service_pb2.ColumnSnapshot, field: str) -> Inte
         first = int(wrong[0])
         cv.interval_from_proto(items[first], f"{field}[{first}]")  # raises, naming the part
         raise AssertionError(f"{field}[{first}] was found malformed but parses")  # the two checks disagree
+    if inward:
+        return IntervalArray(np.ascontiguousarray(start_s + (start_ns > 0)), np.ascontiguousarray(end_s))
     return IntervalArray(np.ascontiguousarray(start_s), np.ascontiguousarray(end_s + (end_ns > 0)))
 
 

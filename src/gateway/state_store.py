@@ -140,6 +140,13 @@ SCHEMA = [
         busy TEXT NOT NULL,
         PRIMARY KEY (practice, column_id)
     )""",
+    # Slot-list practices (DURIA): each column's free slots as last uploaded, encoded like busy.
+    """CREATE TABLE IF NOT EXISTS snapshot_slots (
+        practice TEXT NOT NULL,
+        column_id TEXT NOT NULL,
+        slots TEXT NOT NULL,
+        PRIMARY KEY (practice, column_id)
+    )""",
     """CREATE TABLE IF NOT EXISTS snapshot_uploads (
         practice TEXT PRIMARY KEY,
         request_id TEXT NOT NULL,

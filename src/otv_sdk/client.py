@@ -351,13 +351,19 @@ class PartnerClient:
     # --- writer ---------------------------------------------------------------------------------
 
     def _slot_fields(self, practice_id: str, slot: SlotRequest) -> dict[str, Any]:
-        return {
+        """The slot, and the patient by resource name or, with `slot.patient_details` (a practice
+        whose `takes_patient_details`), by the details the booking form took."""
+        fields: dict[str, Any] = {
             "parent": format_name(practice_id),
             "appointment_type": format_name(practice_id, "appointmentTypes", slot.appointment_type_id),
             "column": format_name(practice_id, "columns", slot.column_id),
             "start_time": cv.datetime_to_timestamp(slot.start),
-            "patient": format_name(practice_id, "patients", slot.patient_id),
         }
+        if slot.patient_id:
+            fields["patient"] = format_name(practice_id, "patients", slot.patient_id)
+        if slot.patient_details is not None:
+            fields["patient_details"] = cv.patient_details_to_proto(slot.patient_details)
+        return fields
 
     async def hold_slot(
         self,
@@ -521,7 +527,10 @@ class PartnerClient:
             contacts=[
                 patient_pb2.Contact(kind=cv.contact_kind_to_proto(c.kind), value=c.value) for c in query.contacts
             ],
+            gender=cv.gender_to_proto(query.gender),
         )
+        if query.address is not None:
+            request.address.CopyFrom(cv.address_to_proto(query.address))
 
         def parse(r: patient_lookup_service_pb2.FindOrCreatePatientResponse) -> tuple[Patient, MatchOutcome]:
             return cv.patient_from_proto(practice_id, r.patient, "patient"), cv.match_outcome_from_proto(

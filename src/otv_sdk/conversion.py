@@ -9,6 +9,7 @@ parsers; a malformed one is the adapter's fault and is reported as such by the c
 from __future__ import annotations
 
 import calendar as _calendar
+import re
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -33,6 +34,12 @@ from otv_sdk.limits import (
     LATEST_INSTANT,
     LATEST_SECONDS,
     MAX_CONTACT_VALUE,
+    MAX_CONTACTS,
+    MAX_LOCALITY,
+    MAX_NAME_PART,
+    MAX_PATIENT_NOTE,
+    MAX_POSTAL_CODE,
+    MAX_STREET,
     MAX_TOKEN,
 )
 from otv_sdk.models import (
@@ -56,9 +63,12 @@ from otv_sdk.models import (
     ConsentState,
     Contact,
     ContactKind,
+    Gender,
     Hold,
     Interval,
     Patient,
+    PatientDetails,
+    PostalAddress,
     Practice,
     PracticeProfile,
     Practitioner,
@@ -324,6 +334,11 @@ def practice_to_proto(practice: Practice) -> practice_pb2.Practice:
         adapter=practice_pb2.AdapterInfo(
             vendor=practice.adapter.vendor, product=practice.adapter.product, version=practice.adapter.version
         ),
+        patient_identification=(
+            practice_pb2.PATIENT_IDENTIFICATION_DETAILS
+            if practice.takes_patient_details
+            else practice_pb2.PATIENT_IDENTIFICATION_RESOURCE
+        ),
     )
 
 
@@ -550,7 +565,7 @@ def appointment_to_proto(practice_id: str, a: Appointment) -> appointment_pb2.Ap
         appointment_type=format_name(p, "appointmentTypes", a.appointment_type_id),
         start_time=datetime_to_timestamp(a.interval.start),
         end_time=datetime_to_timestamp(a.interval.end),
-        patient=format_name(p, "patients", a.patient_id),
+        patient=_name_or_empty(p, "patients", a.patient_id),
         state=_APPOINTMENT_STATES[a.state],
         extra=a.extra,
         create_time=datetime_to_timestamp(a.create_time),
@@ -578,7 +593,7 @@ def appointment_from_proto(practice_id: str, msg: appointment_pb2.Appointment, f
             required_timestamp(msg, "start_time", f"{field}.start_time"),
             required_timestamp(msg, "end_time", f"{field}.end_time"),
         ),
-        patient_id=parse_practice_child(msg.patient, f"{field}.patient", "patients", p),
+        patient_id=_id_or_none(msg.patient, f"{field}.patient", "patients", p) or "",
         state=_APPOINTMENT_STATES_BACK[msg.state],
         create_time=required_timestamp(msg, "create_time", f"{field}.create_time"),
         etag=msg.etag,
@@ -598,7 +613,7 @@ def hold_to_proto(practice_id: str, h: Hold) -> appointment_pb2.Hold:
         appointment_type=format_name(p, "appointmentTypes", h.appointment_type_id),
         start_time=datetime_to_timestamp(h.interval.start),
         end_time=datetime_to_timestamp(h.interval.end),
-        patient=format_name(p, "patients", h.patient_id),
+        patient=_name_or_empty(p, "patients", h.patient_id),
         expire_time=datetime_to_timestamp(h.expire_time),
     )
 
@@ -615,7 +630,7 @@ def hold_from_proto(practice_id: str, msg: appointment_pb2.Hold, field: str) -> 
             required_timestamp(msg, "start_time", f"{field}.start_time"),
             required_timestamp(msg, "end_time", f"{field}.end_time"),
         ),
-        patient_id=parse_practice_child(msg.patient, f"{field}.patient", "patients", p),
+        patient_id=_id_or_none(msg.patient, f"{field}.patient", "patients", p) or "",
         expire_time=required_timestamp(msg, "expire_time", f"{field}.expire_time"),
     )
 
@@ -679,6 +694,136 @@ def patient_from_proto(practice_id: str, msg: patient_pb2.Patient, field: str) -
         created_online=msg.created_online,
         create_time=optional_timestamp(msg, "create_time", f"{field}.create_time"),
     )
+
+
+def name_part(value: str, field: str) -> str:
+    """A required given or family name, trimmed."""
+    cleaned = value.strip()
+    if not cleaned:
+        raise InvalidArgument.field(field, "is required")
+    if len(cleaned) > MAX_NAME_PART:
+        raise InvalidArgument.field(field, f"is longer than {MAX_NAME_PART} characters")
+    return cleaned
+
+
+_GENDERS = {
+    Gender.FEMALE: patient_pb2.GENDER_FEMALE,
+    Gender.MALE: patient_pb2.GENDER_MALE,
+    Gender.DIVERSE: patient_pb2.GENDER_DIVERSE,
+    Gender.UNDISCLOSED: patient_pb2.GENDER_UNDISCLOSED,
+}
+_GENDERS_BACK = {v: k for k, v in _GENDERS.items()}
+
+
+def gender_from_proto(value: int, field: str) -> Gender | None:
+    """None for GENDER_UNSPECIFIED (not given); a number the contract does not define is refused."""
+    if value == patient_pb2.GENDER_UNSPECIFIED:
+        return None
+    if value not in _GENDERS_BACK:
+        raise InvalidArgument.field(field, "is not a gender this contract defines")
+    return _GENDERS_BACK[value]  # type: ignore[index]
+
+
+def gender_to_proto(gender: Gender | None) -> patient_pb2.Gender.ValueType:
+    return patient_pb2.GENDER_UNSPECIFIED if gender is None else _GENDERS[gender]
+
+
+# ISO 3166-1 alpha-2: the 249 officially assigned codes.
+_COUNTRIES = """AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT
+BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI
+FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ
+IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK
+ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN
+PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH
+TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW"""
+COUNTRY_CODES = frozenset(_COUNTRIES.split())
+# Postcode shapes checked per country; elsewhere 1-10 letters, digits, spaces or hyphens.
+_POSTCODES = {
+    "DE": (re.compile(r"[0-9]{5}"), "five digits"),
+    "AT": (re.compile(r"[0-9]{4}"), "four digits"),
+    "CH": (re.compile(r"[0-9]{4}"), "four digits"),
+    "LI": (re.compile(r"[0-9]{4}"), "four digits"),
+    "BE": (re.compile(r"[0-9]{4}"), "four digits"),
+    "DK": (re.compile(r"[0-9]{4}"), "four digits"),
+    "LU": (re.compile(r"[0-9]{4}"), "four digits"),
+    "NL": (re.compile(r"[0-9]{4} ?[A-Z]{2}"), "four digits and two capital letters"),
+}
+_ANY_POSTCODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]*")
+
+
+def _line(value: str, field: str, limit: int) -> str:
+    """One line of free text: trimmed, printable, at most `limit` characters."""
+    cleaned = value.strip()
+    if len(cleaned) > limit:
+        raise InvalidArgument.field(field, f"is longer than {limit} characters")
+    if not cleaned.isprintable():
+        raise InvalidArgument.field(field, "contains control characters")
+    return cleaned
+
+
+def patient_note_from_proto(value: str, field: str) -> str:
+    """What the patient wrote for the practice: lines of printable text, at most MAX_PATIENT_NOTE."""
+    cleaned = value.strip()
+    if len(cleaned) > MAX_PATIENT_NOTE:
+        raise InvalidArgument.field(field, f"is longer than {MAX_PATIENT_NOTE} characters")
+    if not all(line.isprintable() for line in cleaned.replace("\r\n", "\n").split("\n")):
+        raise InvalidArgument.field(field, "contains control characters other than line breaks")
+    return cleaned.replace("\r\n", "\n")
+
+
+def address_from_proto(parent: object, name: str, field: str) -> PostalAddress | None:
+    """None when unset or empty; else `country` is required and every part is checked."""
+    if not parent.HasField(name):  # type: ignore[attr-defined]
+        return None
+    msg: patient_pb2.PostalAddress = getattr(parent, name)
+    street = _line(msg.street, f"{field}.street", MAX_STREET)
+    postal_code = _line(msg.postal_code, f"{field}.postal_code", MAX_POSTAL_CODE)
+    locality = _line(msg.locality, f"{field}.locality", MAX_LOCALITY)
+    country = msg.country.strip()
+    if not (street or postal_code or locality or country):
+        return None
+    if not country:
+        raise InvalidArgument.field(f"{field}.country", "is required with an address (ISO 3166-1 alpha-2, e.g. DE)")
+    if country not in COUNTRY_CODES:
+        raise InvalidArgument.field(f"{field}.country", "is not an ISO 3166-1 alpha-2 code in capitals (e.g. DE)")
+    if postal_code:
+        shape, described = _POSTCODES.get(country, (_ANY_POSTCODE, "letters, digits, spaces or hyphens"))
+        if not shape.fullmatch(postal_code):
+            raise InvalidArgument.field(f"{field}.postal_code", f"must be {described} for {country}")
+    return PostalAddress(street, postal_code, locality, country)
+
+
+def address_to_proto(address: PostalAddress) -> patient_pb2.PostalAddress:
+    return patient_pb2.PostalAddress(
+        street=address.street, postal_code=address.postal_code, locality=address.locality, country=address.country
+    )
+
+
+def patient_details_from_proto(msg: patient_pb2.PatientDetails, field: str) -> PatientDetails:
+    """The patient as a booking form took it; every part validated, naming `field.part`."""
+    return PatientDetails(
+        given_name=name_part(msg.given_name, f"{field}.given_name"),
+        family_name=name_part(msg.family_name, f"{field}.family_name"),
+        birth_date=birth_date_from_proto(msg, "birth_date", f"{field}.birth_date"),
+        contacts=contacts_from_proto(msg.contacts, f"{field}.contacts", limit=MAX_CONTACTS),
+        gender=gender_from_proto(msg.gender, f"{field}.gender"),
+        address=address_from_proto(msg, "address", f"{field}.address"),
+        note=patient_note_from_proto(msg.note, f"{field}.note"),
+    )
+
+
+def patient_details_to_proto(details: PatientDetails) -> patient_pb2.PatientDetails:
+    msg = patient_pb2.PatientDetails(
+        given_name=details.given_name,
+        family_name=details.family_name,
+        birth_date=date_to_proto(details.birth_date),
+        contacts=[patient_pb2.Contact(kind=_CONTACT_KINDS[c.kind], value=c.value) for c in details.contacts],
+        gender=gender_to_proto(details.gender),
+        note=details.note,
+    )
+    if details.address is not None:
+        msg.address.CopyFrom(address_to_proto(details.address))
+    return msg
 
 
 _MATCH_OUTCOMES = {

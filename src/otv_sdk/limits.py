@@ -18,10 +18,14 @@ __all__ = [
     "MAX_COLUMNS",
     "MAX_CONTACTS",
     "MAX_CONTACT_VALUE",
+    "MAX_LOCALITY",
     "MAX_NAME_PART",
     "MAX_PARTNER_REQUEST_BYTES",
+    "MAX_PATIENT_NOTE",
+    "MAX_POSTAL_CODE",
     "MAX_REQUEST_BYTES",
     "MAX_REQUEST_ID",
+    "MAX_STREET",
     "MAX_TOKEN",
 ]
 
@@ -48,3 +52,7 @@ MAX_REQUEST_ID = 128  # an idempotency key: a UUID or similar
 MAX_NAME_PART = 200  # a given or family name
 MAX_CONTACT_VALUE = 254  # the longest e-mail address SMTP allows
 MAX_TOKEN = 512  # page tokens, change cursors, etags, consent text versions: opaque, short
+MAX_STREET = 200  # street and house number of a postal address
+MAX_POSTAL_CODE = 10  # the longest postcodes in use have 10 characters
+MAX_LOCALITY = 100  # a town's name
+MAX_PATIENT_NOTE = 1000  # what the patient wrote for the practice with a booking

@@ -35,11 +35,14 @@ __all__ = [
     "ConsentState",
     "Contact",
     "ContactKind",
+    "Gender",
     "Hold",
     "Interval",
     "NewPatient",
     "Patient",
+    "PatientDetails",
     "PatientRecord",
+    "PostalAddress",
     "Practice",
     "PracticeProfile",
     "Practitioner",
@@ -119,6 +122,11 @@ class Practice:
     time_zone: str
     capabilities: frozenset[Capability]
     adapter: AdapterInfo
+
+    @property
+    def takes_patient_details(self) -> bool:
+        """Holds and bookings name the patient by details (no patient lookup), not by resource."""
+        return Capability.PATIENT_LOOKUP not in self.capabilities
 
 
 class ColumnKind(enum.Enum):
@@ -326,6 +334,43 @@ class ContactKind(enum.Enum):
 class Contact:
     kind: ContactKind
     value: str
+
+
+class Gender(enum.Enum):
+    """As the patient gave it; German wording for notes in `GENDER_LABELS`."""
+
+    FEMALE = "female"
+    MALE = "male"
+    DIVERSE = "diverse"
+    UNDISCLOSED = "undisclosed"
+
+
+@dataclass(frozen=True, slots=True)
+class PostalAddress:
+    """As typed (validated in conversion.py): street and house number, postcode, town, ISO country."""
+
+    street: str
+    postal_code: str
+    locality: str
+    country: str  # ISO 3166-1 alpha-2
+
+    def one_line(self) -> str:
+        """E.g. "Hauptstraße 12a, 59320 Ennigerloh, DE"; empty parts left out."""
+        town = " ".join(p for p in (self.postal_code, self.locality) if p)
+        return ", ".join(p for p in (self.street, town, self.country) if p)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientDetails:
+    """A patient as a partner's booking form took it, for practices without patient lookup."""
+
+    given_name: str
+    family_name: str
+    birth_date: date
+    contacts: tuple[Contact, ...] = ()
+    gender: Gender | None = None
+    address: PostalAddress | None = None
+    note: str = ""  # what the patient wrote for the practice
 
 
 @dataclass(frozen=True, slots=True)

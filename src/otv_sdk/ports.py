@@ -42,11 +42,14 @@ from otv_sdk.models import (
     ConsentEvidence,
     ConsentState,
     Contact,
+    Gender,
     Hold,
     Interval,
     NewPatient,
     Patient,
+    PatientDetails,
     PatientRecord,
+    PostalAddress,
     PracticeProfile,
     Slot,
     WorkingTimeRules,
@@ -113,12 +116,14 @@ class Page(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class SlotRequest:
-    """A slot to hold or book for a patient."""
+    """A slot to hold or book for a patient: named by `patient_id` (a practice with patient lookup),
+    or by `patient_details` with an empty `patient_id` (a practice without)."""
 
     appointment_type_id: str
     column_id: str
     start: datetime
     patient_id: str
+    patient_details: PatientDetails | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +150,8 @@ class PatientQuery:
     family_name: str
     birth_date: date
     contacts: tuple[Contact, ...] = ()
+    gender: Gender | None = None  # extra details: never matched on, noted for the practice
+    address: PostalAddress | None = None
 
 
 class MatchOutcome(enum.Enum):

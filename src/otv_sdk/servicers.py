@@ -37,7 +37,7 @@ from otv_sdk import conversion as cv
 from otv_sdk.changes import ChangeEvent
 from otv_sdk.errors import InvalidArgument, OtvError, Unimplemented
 from otv_sdk.freshness import DATA_AGE_METADATA_KEY, collect_data_age
-from otv_sdk.limits import MAX_COLUMNS, MAX_CONTACTS, MAX_NAME_PART, MAX_REQUEST_ID
+from otv_sdk.limits import MAX_COLUMNS, MAX_CONTACTS, MAX_REQUEST_ID
 from otv_sdk.models import Calendar, ColumnIntervals, Interval, Practice
 from otv_sdk.ports import (
     Adapter,
@@ -343,13 +343,25 @@ def _window_request(request: Any) -> tuple[str, Interval, tuple[str, ...]]:
 
 
 def _slot(request: Any, practice_id: str) -> SlotRequest:
+    """The slot and the patient: exactly one of `patient` and `patient_details` (which one the
+    practice takes is the booking desk's check, against GetPractice's patient_identification)."""
+    with_details = request.HasField("patient_details")
+    if request.patient and with_details:
+        raise InvalidArgument.field("patient_details", "set either patient or patient_details, not both")
+    if not request.patient and not with_details:
+        raise InvalidArgument.field(
+            "patient", "is required (or patient_details, at a practice whose patient_identification is DETAILS)"
+        )
     return SlotRequest(
         appointment_type_id=parse_practice_child(
             request.appointment_type, "appointment_type", "appointmentTypes", practice_id
         ),
         column_id=parse_practice_child(request.column, "column", "columns", practice_id),
         start=cv.required_timestamp(request, "start_time", "start_time"),
-        patient_id=parse_practice_child(request.patient, "patient", "patients", practice_id),
+        patient_id=parse_practice_child(request.patient, "patient", "patients", practice_id) if request.patient else "",
+        patient_details=(
+            cv.patient_details_from_proto(request.patient_details, "patient_details") if with_details else None
+        ),
     )
 
 
@@ -471,15 +483,6 @@ class WriterServicer(ServicerBase, writer_service_pb2_grpc.WriterServiceServicer
         return await self._run(context, "ListAppointments", handle)
 
 
-def _name_part(value: str, field: str) -> str:
-    cleaned = value.strip()
-    if not cleaned:
-        raise InvalidArgument.field(field, "is required")
-    if len(cleaned) > MAX_NAME_PART:
-        raise InvalidArgument.field(field, f"is longer than {MAX_NAME_PART} characters")
-    return cleaned
-
-
 class PatientLookupServicer(ServicerBase, patient_lookup_service_pb2_grpc.PatientLookupServiceServicer):
     async def _lookup(self, practice_id: str, ctx: CallContext) -> PatientLookupPort:
         return _need((await self._adapter(practice_id, ctx, "parent")).patient_lookup, "patient lookup")
@@ -490,10 +493,12 @@ class PatientLookupServicer(ServicerBase, patient_lookup_service_pb2_grpc.Patien
         async def handle(ctx: CallContext) -> patient_lookup_service_pb2.FindOrCreatePatientResponse:
             practice_id = cv.practice_from_parent(request.parent)
             query = PatientQuery(
-                given_name=_name_part(request.given_name, "given_name"),
-                family_name=_name_part(request.family_name, "family_name"),
+                given_name=cv.name_part(request.given_name, "given_name"),
+                family_name=cv.name_part(request.family_name, "family_name"),
                 birth_date=cv.birth_date_from_proto(request, "birth_date", "birth_date"),
                 contacts=cv.contacts_from_proto(request.contacts, limit=MAX_CONTACTS),
+                gender=cv.gender_from_proto(request.gender, "gender"),
+                address=cv.address_from_proto(request, "address", "address"),
             )
             patient, outcome = await (await self._lookup(practice_id, ctx)).find_or_create_patient(ctx, query)
             return patient_lookup_service_pb2.FindOrCreatePatientResponse(

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from gateway.patient_matching import GENDER_LABELS as _GENDERS
 from otv_sdk.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, OtvError, PermissionDenied
 
 __all__ = ["Renderer", "german_error"]
@@ -30,6 +31,7 @@ STATE_LABELS = {
 }
 KIND_LABELS = {"confirmation": "Bestätigung", "transfer": "Manuelle Übertragung"}
 CONTACT_LABELS = {"phone": "Telefon", "mobile": "Mobil", "email": "E-Mail"}
+GENDER_LABELS = {g.value: label for g, label in _GENDERS.items()}
 
 
 def german_error(error: OtvError) -> str:
@@ -72,6 +74,7 @@ class Renderer:
             STATE_LABELS=STATE_LABELS,
             KIND_LABELS=KIND_LABELS,
             CONTACT_LABELS=CONTACT_LABELS,
+            GENDER_LABELS=GENDER_LABELS,
         )
         self._env = env
 

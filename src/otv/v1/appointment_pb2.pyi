@@ -91,7 +91,9 @@ class Appointment(_message.Message):
     appointment_type: _builtins.str
     """Resource name of the appointment type."""
     patient: _builtins.str
-    """Resource name of the patient, as scoped to the calling partner."""
+    """Resource name of the patient, as scoped to the calling partner; empty when it was booked with
+    `patient_details` (the practice's PVS has no patient lookup).
+    """
     state: Global___AppointmentState.ValueType
     extra: _builtins.bool
     """True for an extra appointment (Zusatztermin) that fits no regular slot of its column."""
@@ -161,6 +163,7 @@ class Hold(_message.Message):
     column: _builtins.str
     appointment_type: _builtins.str
     patient: _builtins.str
+    """Empty when the slot was held with `patient_details`."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property

@@ -26,23 +26,23 @@ from otv.v1 import patient_pb2 as otv_dot_v1_dot_patient__pb2
 from otv.v1 import time_pb2 as otv_dot_v1_dot_time__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#otv/v1/patient_lookup_service.proto\x12\x06otv.v1\x1a\x14otv/v1/patient.proto\x1a\x11otv/v1/time.proto\"\xae\x01\n\x1a\x46indOrCreatePatientRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\ngiven_name\x18\x03 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x04 \x01(\t\x12 \n\nbirth_date\x18\x05 \x01(\x0b\x32\x0c.otv.v1.Date\x12!\n\x08\x63ontacts\x18\x06 \x03(\x0b\x32\x0f.otv.v1.Contact\"f\n\x1b\x46indOrCreatePatientResponse\x12 \n\x07patient\x18\x01 \x01(\x0b\x32\x0f.otv.v1.Patient\x12%\n\x07outcome\x18\x02 \x01(\x0e\x32\x14.otv.v1.MatchOutcome\"R\n\x19ListSharedPatientsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x1aListSharedPatientsResponse\x12!\n\x08patients\x18\x01 \x03(\x0b\x32\x0f.otv.v1.Patient\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*c\n\x0cMatchOutcome\x12\x1d\n\x19MATCH_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15MATCH_OUTCOME_MATCHED\x10\x01\x12\x19\n\x15MATCH_OUTCOME_CREATED\x10\x02\x32\xd3\x01\n\x14PatientLookupService\x12^\n\x13\x46indOrCreatePatient\x12\".otv.v1.FindOrCreatePatientRequest\x1a#.otv.v1.FindOrCreatePatientResponse\x12[\n\x12ListSharedPatients\x12!.otv.v1.ListSharedPatientsRequest\x1a\".otv.v1.ListSharedPatientsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#otv/v1/patient_lookup_service.proto\x12\x06otv.v1\x1a\x14otv/v1/patient.proto\x1a\x11otv/v1/time.proto\"\xf6\x01\n\x1a\x46indOrCreatePatientRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\ngiven_name\x18\x03 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x04 \x01(\t\x12 \n\nbirth_date\x18\x05 \x01(\x0b\x32\x0c.otv.v1.Date\x12!\n\x08\x63ontacts\x18\x06 \x03(\x0b\x32\x0f.otv.v1.Contact\x12\x1e\n\x06gender\x18\x07 \x01(\x0e\x32\x0e.otv.v1.Gender\x12&\n\x07\x61\x64\x64ress\x18\x08 \x01(\x0b\x32\x15.otv.v1.PostalAddress\"f\n\x1b\x46indOrCreatePatientResponse\x12 \n\x07patient\x18\x01 \x01(\x0b\x32\x0f.otv.v1.Patient\x12%\n\x07outcome\x18\x02 \x01(\x0e\x32\x14.otv.v1.MatchOutcome\"R\n\x19ListSharedPatientsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x1aListSharedPatientsResponse\x12!\n\x08patients\x18\x01 \x03(\x0b\x32\x0f.otv.v1.Patient\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*c\n\x0cMatchOutcome\x12\x1d\n\x19MATCH_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15MATCH_OUTCOME_MATCHED\x10\x01\x12\x19\n\x15MATCH_OUTCOME_CREATED\x10\x02\x32\xd3\x01\n\x14PatientLookupService\x12^\n\x13\x46indOrCreatePatient\x12\".otv.v1.FindOrCreatePatientRequest\x1a#.otv.v1.FindOrCreatePatientResponse\x12[\n\x12ListSharedPatients\x12!.otv.v1.ListSharedPatientsRequest\x1a\".otv.v1.ListSharedPatientsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otv.v1.patient_lookup_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MATCHOUTCOME']._serialized_start=543
-  _globals['_MATCHOUTCOME']._serialized_end=642
+  _globals['_MATCHOUTCOME']._serialized_start=615
+  _globals['_MATCHOUTCOME']._serialized_end=714
   _globals['_FINDORCREATEPATIENTREQUEST']._serialized_start=89
-  _globals['_FINDORCREATEPATIENTREQUEST']._serialized_end=263
-  _globals['_FINDORCREATEPATIENTRESPONSE']._serialized_start=265
-  _globals['_FINDORCREATEPATIENTRESPONSE']._serialized_end=367
-  _globals['_LISTSHAREDPATIENTSREQUEST']._serialized_start=369
-  _globals['_LISTSHAREDPATIENTSREQUEST']._serialized_end=451
-  _globals['_LISTSHAREDPATIENTSRESPONSE']._serialized_start=453
-  _globals['_LISTSHAREDPATIENTSRESPONSE']._serialized_end=541
-  _globals['_PATIENTLOOKUPSERVICE']._serialized_start=645
-  _globals['_PATIENTLOOKUPSERVICE']._serialized_end=856
+  _globals['_FINDORCREATEPATIENTREQUEST']._serialized_end=335
+  _globals['_FINDORCREATEPATIENTRESPONSE']._serialized_start=337
+  _globals['_FINDORCREATEPATIENTRESPONSE']._serialized_end=439
+  _globals['_LISTSHAREDPATIENTSREQUEST']._serialized_start=441
+  _globals['_LISTSHAREDPATIENTSREQUEST']._serialized_end=523
+  _globals['_LISTSHAREDPATIENTSRESPONSE']._serialized_start=525
+  _globals['_LISTSHAREDPATIENTSRESPONSE']._serialized_end=613
+  _globals['_PATIENTLOOKUPSERVICE']._serialized_start=717
+  _globals['_PATIENTLOOKUPSERVICE']._serialized_end=928
 # @@protoc_insertion_point(module_scope)

@@ -53,12 +53,19 @@ class FindOrCreatePatientRequest(_message.Message):
     FAMILY_NAME_FIELD_NUMBER: _builtins.int
     BIRTH_DATE_FIELD_NUMBER: _builtins.int
     CONTACTS_FIELD_NUMBER: _builtins.int
+    GENDER_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """`practices/{practice}`."""
     request_id: _builtins.str
     """Idempotency key, a UUID."""
     given_name: _builtins.str
     family_name: _builtins.str
+    gender: _patient_pb2.Gender.ValueType
+    """Extra details, never used for matching and never stored over the PVS's own values: a new
+    patient gets them in its note, a matched one gets a note line when they differ from what
+    this partner sent before. Validated as in PatientDetails.
+    """
     @_builtins.property
     def birth_date(self) -> _time_pb2.Date:
         """Must be a real date, not in the future."""
@@ -67,6 +74,8 @@ class FindOrCreatePatientRequest(_message.Message):
     def contacts(self) -> _containers.RepeatedCompositeFieldContainer[_patient_pb2.Contact]:
         """Used to tell namesakes apart and stored for new patients."""
 
+    @_builtins.property
+    def address(self) -> _patient_pb2.PostalAddress: ...
     def __init__(
         self,
         *,
@@ -76,10 +85,12 @@ class FindOrCreatePatientRequest(_message.Message):
         family_name: _builtins.str = ...,
         birth_date: _time_pb2.Date | None = ...,
         contacts: _abc.Iterable[_patient_pb2.Contact] | None = ...,
+        gender: _patient_pb2.Gender.ValueType = ...,
+        address: _patient_pb2.PostalAddress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "contacts", b"contacts", "family_name", b"family_name", "given_name", b"given_name", "parent", b"parent", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date", "contacts", b"contacts", "family_name", b"family_name", "gender", b"gender", "given_name", b"given_name", "parent", b"parent", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

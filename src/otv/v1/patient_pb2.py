@@ -26,17 +26,23 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from otv.v1 import time_pb2 as otv_dot_v1_dot_time__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14otv/v1/patient.proto\x12\x06otv.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x11otv/v1/time.proto\";\n\x07\x43ontact\x12!\n\x04kind\x18\x01 \x01(\x0e\x32\x13.otv.v1.ContactKind\x12\r\n\x05value\x18\x02 \x01(\t\"\xce\x01\n\x07Patient\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ngiven_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12 \n\nbirth_date\x18\x04 \x01(\x0b\x32\x0c.otv.v1.Date\x12!\n\x08\x63ontacts\x18\x05 \x03(\x0b\x32\x0f.otv.v1.Contact\x12\x16\n\x0e\x63reated_online\x18\x06 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*t\n\x0b\x43ontactKind\x12\x1c\n\x18\x43ONTACT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43ONTACT_KIND_PHONE\x10\x01\x12\x17\n\x13\x43ONTACT_KIND_MOBILE\x10\x02\x12\x16\n\x12\x43ONTACT_KIND_EMAIL\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14otv/v1/patient.proto\x12\x06otv.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x11otv/v1/time.proto\";\n\x07\x43ontact\x12!\n\x04kind\x18\x01 \x01(\x0e\x32\x13.otv.v1.ContactKind\x12\r\n\x05value\x18\x02 \x01(\t\"W\n\rPostalAddress\x12\x0e\n\x06street\x18\x01 \x01(\t\x12\x13\n\x0bpostal_code\x18\x02 \x01(\t\x12\x10\n\x08locality\x18\x03 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x04 \x01(\t\"\xd4\x01\n\x0ePatientDetails\x12\x12\n\ngiven_name\x18\x01 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x02 \x01(\t\x12 \n\nbirth_date\x18\x03 \x01(\x0b\x32\x0c.otv.v1.Date\x12!\n\x08\x63ontacts\x18\x04 \x03(\x0b\x32\x0f.otv.v1.Contact\x12\x1e\n\x06gender\x18\x05 \x01(\x0e\x32\x0e.otv.v1.Gender\x12&\n\x07\x61\x64\x64ress\x18\x06 \x01(\x0b\x32\x15.otv.v1.PostalAddress\x12\x0c\n\x04note\x18\x07 \x01(\t\"\xce\x01\n\x07Patient\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ngiven_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12 \n\nbirth_date\x18\x04 \x01(\x0b\x32\x0c.otv.v1.Date\x12!\n\x08\x63ontacts\x18\x05 \x03(\x0b\x32\x0f.otv.v1.Contact\x12\x16\n\x0e\x63reated_online\x18\x06 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*t\n\x0b\x43ontactKind\x12\x1c\n\x18\x43ONTACT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43ONTACT_KIND_PHONE\x10\x01\x12\x17\n\x13\x43ONTACT_KIND_MOBILE\x10\x02\x12\x16\n\x12\x43ONTACT_KIND_EMAIL\x10\x03*p\n\x06Gender\x12\x16\n\x12GENDER_UNSPECIFIED\x10\x00\x12\x11\n\rGENDER_FEMALE\x10\x01\x12\x0f\n\x0bGENDER_MALE\x10\x02\x12\x12\n\x0eGENDER_DIVERSE\x10\x03\x12\x16\n\x12GENDER_UNDISCLOSED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otv.v1.patient_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONTACTKIND']._serialized_start=354
-  _globals['_CONTACTKIND']._serialized_end=470
+  _globals['_CONTACTKIND']._serialized_start=658
+  _globals['_CONTACTKIND']._serialized_end=774
+  _globals['_GENDER']._serialized_start=776
+  _globals['_GENDER']._serialized_end=888
   _globals['_CONTACT']._serialized_start=84
   _globals['_CONTACT']._serialized_end=143
-  _globals['_PATIENT']._serialized_start=146
-  _globals['_PATIENT']._serialized_end=352
+  _globals['_POSTALADDRESS']._serialized_start=145
+  _globals['_POSTALADDRESS']._serialized_end=232
+  _globals['_PATIENTDETAILS']._serialized_start=235
+  _globals['_PATIENTDETAILS']._serialized_end=447
+  _globals['_PATIENT']._serialized_start=450
+  _globals['_PATIENT']._serialized_end=656
 # @@protoc_insertion_point(module_scope)

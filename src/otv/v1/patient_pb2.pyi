@@ -47,6 +47,38 @@ CONTACT_KIND_EMAIL: ContactKind.ValueType  # 3
 """E-mail address."""
 Global___ContactKind: _TypeAlias = ContactKind  # noqa: Y015
 
+class _Gender:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GenderEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Gender.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GENDER_UNSPECIFIED: _Gender.ValueType  # 0
+    """Not given."""
+    GENDER_FEMALE: _Gender.ValueType  # 1
+    """Weiblich."""
+    GENDER_MALE: _Gender.ValueType  # 2
+    """Männlich."""
+    GENDER_DIVERSE: _Gender.ValueType  # 3
+    """Divers."""
+    GENDER_UNDISCLOSED: _Gender.ValueType  # 4
+    """Ohne Angabe: the patient chose not to say (as in the German civil register)."""
+
+class Gender(_Gender, metaclass=_GenderEnumTypeWrapper):
+    """Gender as the patient gave it (Geschlecht); staff see it, the gateway never matches on it."""
+
+GENDER_UNSPECIFIED: Gender.ValueType  # 0
+"""Not given."""
+GENDER_FEMALE: Gender.ValueType  # 1
+"""Weiblich."""
+GENDER_MALE: Gender.ValueType  # 2
+"""Männlich."""
+GENDER_DIVERSE: Gender.ValueType  # 3
+"""Divers."""
+GENDER_UNDISCLOSED: Gender.ValueType  # 4
+"""Ohne Angabe: the patient chose not to say (as in the German civil register)."""
+Global___Gender: _TypeAlias = Gender  # noqa: Y015
+
 @_typing.final
 class Contact(_message.Message):
     """One way to reach a patient."""
@@ -71,6 +103,95 @@ class Contact(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Contact: _TypeAlias = Contact  # noqa: Y015
+
+@_typing.final
+class PostalAddress(_message.Message):
+    """A postal address as the patient typed it. When set, `country` is required; the other parts are
+    optional but checked: at most 200 characters for `street`, 100 for `locality`, 10 for
+    `postal_code`, which for DE must be five digits (four for AT, CH, LI, BE, DK, LU; "1234 AB" for NL).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREET_FIELD_NUMBER: _builtins.int
+    POSTAL_CODE_FIELD_NUMBER: _builtins.int
+    LOCALITY_FIELD_NUMBER: _builtins.int
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    street: _builtins.str
+    """Street and house number, e.g. "Hauptstraße 12a"."""
+    postal_code: _builtins.str
+    """Postleitzahl, e.g. "59320"."""
+    locality: _builtins.str
+    """Town (Ort), e.g. "Ennigerloh"."""
+    country: _builtins.str
+    """ISO 3166-1 alpha-2 code in capitals, e.g. "DE"."""
+    def __init__(
+        self,
+        *,
+        street: _builtins.str = ...,
+        postal_code: _builtins.str = ...,
+        locality: _builtins.str = ...,
+        country: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["country", b"country", "locality", b"locality", "postal_code", b"postal_code", "street", b"street"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PostalAddress: _TypeAlias = PostalAddress  # noqa: Y015
+
+@_typing.final
+class PatientDetails(_message.Message):
+    """The patient's details as the partner's booking form took them: the way to book at a practice
+    whose PVS has no patient lookup (see Practice.patient_identification). Staff see them in the
+    practice inbox and enter the patient into the PVS by hand.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GIVEN_NAME_FIELD_NUMBER: _builtins.int
+    FAMILY_NAME_FIELD_NUMBER: _builtins.int
+    BIRTH_DATE_FIELD_NUMBER: _builtins.int
+    CONTACTS_FIELD_NUMBER: _builtins.int
+    GENDER_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    given_name: _builtins.str
+    """Required, 1-200 characters."""
+    family_name: _builtins.str
+    """Required, 1-200 characters."""
+    gender: Global___Gender.ValueType
+    note: _builtins.str
+    """What the patient wrote for the practice (Anliegen); at most 1000 characters."""
+    @_builtins.property
+    def birth_date(self) -> _time_pb2.Date:
+        """Required; a real date, not in the future."""
+
+    @_builtins.property
+    def contacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Contact]:
+        """At most 10."""
+
+    @_builtins.property
+    def address(self) -> Global___PostalAddress: ...
+    def __init__(
+        self,
+        *,
+        given_name: _builtins.str = ...,
+        family_name: _builtins.str = ...,
+        birth_date: _time_pb2.Date | None = ...,
+        contacts: _abc.Iterable[Global___Contact] | None = ...,
+        gender: Global___Gender.ValueType = ...,
+        address: Global___PostalAddress | None = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date", "contacts", b"contacts", "family_name", b"family_name", "gender", b"gender", "given_name", b"given_name", "note", b"note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PatientDetails: _TypeAlias = PatientDetails  # noqa: Y015
 
 @_typing.final
 class Patient(_message.Message):

@@ -25,39 +25,41 @@ _sym_db = _symbol_database.Default()
 from otv.v1 import time_pb2 as otv_dot_v1_dot_time__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15otv/v1/practice.proto\x12\x06otv.v1\x1a\x11otv/v1/time.proto\"?\n\x0b\x41\x64\x61pterInfo\x12\x0e\n\x06vendor\x18\x01 \x01(\t\x12\x0f\n\x07product\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"\x91\x01\n\x08Practice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x11\n\ttime_zone\x18\x03 \x01(\t\x12(\n\x0c\x63\x61pabilities\x18\x04 \x03(\x0e\x32\x12.otv.v1.Capability\x12$\n\x07\x61\x64\x61pter\x18\x05 \x01(\x0b\x32\x13.otv.v1.AdapterInfo\"2\n\x0cPractitioner\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\"*\n\x04Room\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\"\x9c\x01\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12 \n\x04kind\x18\x03 \x01(\x0e\x32\x12.otv.v1.ColumnKind\x12\x14\n\x0cpractitioner\x18\x04 \x01(\t\x12\x0c\n\x04room\x18\x05 \x01(\t\x12(\n\x0cweekly_hours\x18\x06 \x03(\x0b\x32\x12.otv.v1.WeeklySpan\":\n\x14\x41ppointmentTypeGroup\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\"\xea\x01\n\x0f\x41ppointmentType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x18\n\x10\x64uration_minutes\x18\x03 \x01(\x05\x12\x17\n\x0f\x61llowed_columns\x18\x04 \x03(\t\x12%\n\nvisit_kind\x18\x05 \x01(\x0e\x32\x11.otv.v1.VisitKind\x12\r\n\x05group\x18\x06 \x01(\t\x12\x16\n\x0e\x62uffer_minutes\x18\x07 \x01(\x05\x12\x18\n\x10min_lead_minutes\x18\x08 \x01(\x05\x12\x18\n\x10max_horizon_days\x18\t \x01(\x05\"\xcb\x01\n\x0b\x42ookingArea\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x03 \x01(\t\x12\x19\n\x11\x61ppointment_types\x18\x04 \x03(\t\x12(\n\x0cweekly_spans\x18\x05 \x03(\x0b\x32\x12.otv.v1.WeeklySpan\x12 \n\nvalid_from\x18\x06 \x01(\x0b\x32\x0c.otv.v1.Date\x12!\n\x0bvalid_until\x18\x07 \x01(\x0b\x32\x0c.otv.v1.Date\"\x86\x01\n\x05Shift\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12 \n\nvalid_from\x18\x02 \x01(\x0b\x32\x0c.otv.v1.Date\x12!\n\x0bvalid_until\x18\x03 \x01(\x0b\x32\x0c.otv.v1.Date\x12(\n\x0cweekly_spans\x18\x04 \x03(\x0b\x32\x12.otv.v1.WeeklySpan\"6\n\tClosedDay\x12\x19\n\x03\x64\x61y\x18\x01 \x01(\x0b\x32\x0c.otv.v1.Date\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\t\"A\n\x07\x41\x62sence\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12&\n\x08interval\x18\x02 \x01(\x0b\x32\x14.otv.v1.TimeInterval*\xc1\x01\n\nCapability\x12\x1a\n\x16\x43\x41PABILITY_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43\x41PABILITY_READER\x10\x01\x12\x15\n\x11\x43\x41PABILITY_WRITER\x10\x02\x12\x1d\n\x19\x43\x41PABILITY_PATIENT_LOOKUP\x10\x03\x12\x16\n\x12\x43\x41PABILITY_CONSENT\x10\x04\x12\x1a\n\x16\x43\x41PABILITY_CHANGE_FEED\x10\x05\x12\x16\n\x12\x43\x41PABILITY_SANDBOX\x10\x06*]\n\nColumnKind\x12\x1b\n\x17\x43OLUMN_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43OLUMN_KIND_PRACTITIONER\x10\x01\x12\x14\n\x10\x43OLUMN_KIND_ROOM\x10\x02*k\n\tVisitKind\x12\x1a\n\x16VISIT_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10VISIT_KIND_FIRST\x10\x01\x12\x18\n\x14VISIT_KIND_FOLLOW_UP\x10\x02\x12\x12\n\x0eVISIT_KIND_ANY\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15otv/v1/practice.proto\x12\x06otv.v1\x1a\x11otv/v1/time.proto\"?\n\x0b\x41\x64\x61pterInfo\x12\x0e\n\x06vendor\x18\x01 \x01(\t\x12\x0f\n\x07product\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"\xd0\x01\n\x08Practice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x11\n\ttime_zone\x18\x03 \x01(\t\x12(\n\x0c\x63\x61pabilities\x18\x04 \x03(\x0e\x32\x12.otv.v1.Capability\x12$\n\x07\x61\x64\x61pter\x18\x05 \x01(\x0b\x32\x13.otv.v1.AdapterInfo\x12=\n\x16patient_identification\x18\x06 \x01(\x0e\x32\x1d.otv.v1.PatientIdentification\"2\n\x0cPractitioner\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\"*\n\x04Room\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\"\x9c\x01\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12 \n\x04kind\x18\x03 \x01(\x0e\x32\x12.otv.v1.ColumnKind\x12\x14\n\x0cpractitioner\x18\x04 \x01(\t\x12\x0c\n\x04room\x18\x05 \x01(\t\x12(\n\x0cweekly_hours\x18\x06 \x03(\x0b\x32\x12.otv.v1.WeeklySpan\":\n\x14\x41ppointmentTypeGroup\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\"\xea\x01\n\x0f\x41ppointmentType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x18\n\x10\x64uration_minutes\x18\x03 \x01(\x05\x12\x17\n\x0f\x61llowed_columns\x18\x04 \x03(\t\x12%\n\nvisit_kind\x18\x05 \x01(\x0e\x32\x11.otv.v1.VisitKind\x12\r\n\x05group\x18\x06 \x01(\t\x12\x16\n\x0e\x62uffer_minutes\x18\x07 \x01(\x05\x12\x18\n\x10min_lead_minutes\x18\x08 \x01(\x05\x12\x18\n\x10max_horizon_days\x18\t \x01(\x05\"\xcb\x01\n\x0b\x42ookingArea\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x03 \x01(\t\x12\x19\n\x11\x61ppointment_types\x18\x04 \x03(\t\x12(\n\x0cweekly_spans\x18\x05 \x03(\x0b\x32\x12.otv.v1.WeeklySpan\x12 \n\nvalid_from\x18\x06 \x01(\x0b\x32\x0c.otv.v1.Date\x12!\n\x0bvalid_until\x18\x07 \x01(\x0b\x32\x0c.otv.v1.Date\"\x86\x01\n\x05Shift\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12 \n\nvalid_from\x18\x02 \x01(\x0b\x32\x0c.otv.v1.Date\x12!\n\x0bvalid_until\x18\x03 \x01(\x0b\x32\x0c.otv.v1.Date\x12(\n\x0cweekly_spans\x18\x04 \x03(\x0b\x32\x12.otv.v1.WeeklySpan\"6\n\tClosedDay\x12\x19\n\x03\x64\x61y\x18\x01 \x01(\x0b\x32\x0c.otv.v1.Date\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\t\"A\n\x07\x41\x62sence\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12&\n\x08interval\x18\x02 \x01(\x0b\x32\x14.otv.v1.TimeInterval*\xc1\x01\n\nCapability\x12\x1a\n\x16\x43\x41PABILITY_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43\x41PABILITY_READER\x10\x01\x12\x15\n\x11\x43\x41PABILITY_WRITER\x10\x02\x12\x1d\n\x19\x43\x41PABILITY_PATIENT_LOOKUP\x10\x03\x12\x16\n\x12\x43\x41PABILITY_CONSENT\x10\x04\x12\x1a\n\x16\x43\x41PABILITY_CHANGE_FEED\x10\x05\x12\x16\n\x12\x43\x41PABILITY_SANDBOX\x10\x06*\x88\x01\n\x15PatientIdentification\x12&\n\"PATIENT_IDENTIFICATION_UNSPECIFIED\x10\x00\x12#\n\x1fPATIENT_IDENTIFICATION_RESOURCE\x10\x01\x12\"\n\x1ePATIENT_IDENTIFICATION_DETAILS\x10\x02*]\n\nColumnKind\x12\x1b\n\x17\x43OLUMN_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43OLUMN_KIND_PRACTITIONER\x10\x01\x12\x14\n\x10\x43OLUMN_KIND_ROOM\x10\x02*k\n\tVisitKind\x12\x1a\n\x16VISIT_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10VISIT_KIND_FIRST\x10\x01\x12\x18\n\x14VISIT_KIND_FOLLOW_UP\x10\x02\x12\x12\n\x0eVISIT_KIND_ANY\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otv.v1.practice_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CAPABILITY']._serialized_start=1284
-  _globals['_CAPABILITY']._serialized_end=1477
-  _globals['_COLUMNKIND']._serialized_start=1479
-  _globals['_COLUMNKIND']._serialized_end=1572
-  _globals['_VISITKIND']._serialized_start=1574
-  _globals['_VISITKIND']._serialized_end=1681
+  _globals['_CAPABILITY']._serialized_start=1347
+  _globals['_CAPABILITY']._serialized_end=1540
+  _globals['_PATIENTIDENTIFICATION']._serialized_start=1543
+  _globals['_PATIENTIDENTIFICATION']._serialized_end=1679
+  _globals['_COLUMNKIND']._serialized_start=1681
+  _globals['_COLUMNKIND']._serialized_end=1774
+  _globals['_VISITKIND']._serialized_start=1776
+  _globals['_VISITKIND']._serialized_end=1883
   _globals['_ADAPTERINFO']._serialized_start=52
   _globals['_ADAPTERINFO']._serialized_end=115
   _globals['_PRACTICE']._serialized_start=118
-  _globals['_PRACTICE']._serialized_end=263
-  _globals['_PRACTITIONER']._serialized_start=265
-  _globals['_PRACTITIONER']._serialized_end=315
-  _globals['_ROOM']._serialized_start=317
-  _globals['_ROOM']._serialized_end=359
-  _globals['_COLUMN']._serialized_start=362
-  _globals['_COLUMN']._serialized_end=518
-  _globals['_APPOINTMENTTYPEGROUP']._serialized_start=520
-  _globals['_APPOINTMENTTYPEGROUP']._serialized_end=578
-  _globals['_APPOINTMENTTYPE']._serialized_start=581
-  _globals['_APPOINTMENTTYPE']._serialized_end=815
-  _globals['_BOOKINGAREA']._serialized_start=818
-  _globals['_BOOKINGAREA']._serialized_end=1021
-  _globals['_SHIFT']._serialized_start=1024
-  _globals['_SHIFT']._serialized_end=1158
-  _globals['_CLOSEDDAY']._serialized_start=1160
-  _globals['_CLOSEDDAY']._serialized_end=1214
-  _globals['_ABSENCE']._serialized_start=1216
-  _globals['_ABSENCE']._serialized_end=1281
+  _globals['_PRACTICE']._serialized_end=326
+  _globals['_PRACTITIONER']._serialized_start=328
+  _globals['_PRACTITIONER']._serialized_end=378
+  _globals['_ROOM']._serialized_start=380
+  _globals['_ROOM']._serialized_end=422
+  _globals['_COLUMN']._serialized_start=425
+  _globals['_COLUMN']._serialized_end=581
+  _globals['_APPOINTMENTTYPEGROUP']._serialized_start=583
+  _globals['_APPOINTMENTTYPEGROUP']._serialized_end=641
+  _globals['_APPOINTMENTTYPE']._serialized_start=644
+  _globals['_APPOINTMENTTYPE']._serialized_end=878
+  _globals['_BOOKINGAREA']._serialized_start=881
+  _globals['_BOOKINGAREA']._serialized_end=1084
+  _globals['_SHIFT']._serialized_start=1087
+  _globals['_SHIFT']._serialized_end=1221
+  _globals['_CLOSEDDAY']._serialized_start=1223
+  _globals['_CLOSEDDAY']._serialized_end=1277
+  _globals['_ABSENCE']._serialized_start=1279
+  _globals['_ABSENCE']._serialized_end=1344
 # @@protoc_insertion_point(module_scope)

@@ -58,6 +58,36 @@ CAPABILITY_SANDBOX: Capability.ValueType  # 6
 """The adapter serves SandboxService: a certification run may load scenarios into it."""
 Global___Capability: _TypeAlias = Capability  # noqa: Y015
 
+class _PatientIdentification:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PatientIdentificationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PatientIdentification.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PATIENT_IDENTIFICATION_UNSPECIFIED: _PatientIdentification.ValueType  # 0
+    PATIENT_IDENTIFICATION_RESOURCE: _PatientIdentification.ValueType  # 1
+    """The practice has patient lookup: call PatientLookupService.FindOrCreatePatient first and send
+    the returned resource name as `patient`; `patient_details` is refused (FAILED_PRECONDITION).
+    """
+    PATIENT_IDENTIFICATION_DETAILS: _PatientIdentification.ValueType  # 2
+    """The practice's PVS has no patient lookup: send `patient_details`; the booking waits in the
+    practice inbox (PENDING_TRANSFER) until staff entered it; `patient` is refused (FAILED_PRECONDITION).
+    """
+
+class PatientIdentification(_PatientIdentification, metaclass=_PatientIdentificationEnumTypeWrapper):
+    """How a partner names the patient when it holds or books at a practice."""
+
+PATIENT_IDENTIFICATION_UNSPECIFIED: PatientIdentification.ValueType  # 0
+PATIENT_IDENTIFICATION_RESOURCE: PatientIdentification.ValueType  # 1
+"""The practice has patient lookup: call PatientLookupService.FindOrCreatePatient first and send
+the returned resource name as `patient`; `patient_details` is refused (FAILED_PRECONDITION).
+"""
+PATIENT_IDENTIFICATION_DETAILS: PatientIdentification.ValueType  # 2
+"""The practice's PVS has no patient lookup: send `patient_details`; the booking waits in the
+practice inbox (PENDING_TRANSFER) until staff entered it; `patient` is refused (FAILED_PRECONDITION).
+"""
+Global___PatientIdentification: _TypeAlias = PatientIdentification  # noqa: Y015
+
 class _ColumnKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -147,12 +177,15 @@ class Practice(_message.Message):
     TIME_ZONE_FIELD_NUMBER: _builtins.int
     CAPABILITIES_FIELD_NUMBER: _builtins.int
     ADAPTER_FIELD_NUMBER: _builtins.int
+    PATIENT_IDENTIFICATION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `practices/{practice}`."""
     display_name: _builtins.str
     """Human-readable name."""
     time_zone: _builtins.str
     """IANA time zone in which the practice's wall-clock rules apply, e.g. "Europe/Berlin"."""
+    patient_identification: Global___PatientIdentification.ValueType
+    """How holds and bookings name the patient at this practice: follows CAPABILITY_PATIENT_LOOKUP."""
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[Global___Capability.ValueType]:
         """What this practice's adapter supports."""
@@ -169,10 +202,11 @@ class Practice(_message.Message):
         time_zone: _builtins.str = ...,
         capabilities: _abc.Iterable[Global___Capability.ValueType] | None = ...,
         adapter: Global___AdapterInfo | None = ...,
+        patient_identification: Global___PatientIdentification.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["adapter", b"adapter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter", b"adapter", "capabilities", b"capabilities", "display_name", b"display_name", "name", b"name", "time_zone", b"time_zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter", b"adapter", "capabilities", b"capabilities", "display_name", b"display_name", "name", b"name", "patient_identification", b"patient_identification", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -79,7 +79,9 @@ Global___PartnerService: _TypeAlias = PartnerService  # noqa: Y015
 
 @_typing.final
 class InboxPatient(_message.Message):
-    """The patient as the partner sent it with FindOrCreatePatient."""
+    """The patient as the partner sent it: with FindOrCreatePatient, or with the booking itself
+    (`patient_details`, at a practice without patient lookup).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -87,14 +89,25 @@ class InboxPatient(_message.Message):
     FAMILY_NAME_FIELD_NUMBER: _builtins.int
     BIRTH_DATE_FIELD_NUMBER: _builtins.int
     CONTACTS_FIELD_NUMBER: _builtins.int
+    GENDER_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
     given_name: _builtins.str
     family_name: _builtins.str
+    gender: _patient_pb2.Gender.ValueType
+    """GENDER_UNSPECIFIED when not given."""
+    note: _builtins.str
+    """What the patient wrote for the practice; empty when nothing."""
     @_builtins.property
     def birth_date(self) -> _time_pb2.Date:
         """Unset when unknown."""
 
     @_builtins.property
     def contacts(self) -> _containers.RepeatedCompositeFieldContainer[_patient_pb2.Contact]: ...
+    @_builtins.property
+    def address(self) -> _patient_pb2.PostalAddress:
+        """Unset when not given."""
+
     def __init__(
         self,
         *,
@@ -102,10 +115,13 @@ class InboxPatient(_message.Message):
         family_name: _builtins.str = ...,
         birth_date: _time_pb2.Date | None = ...,
         contacts: _abc.Iterable[_patient_pb2.Contact] | None = ...,
+        gender: _patient_pb2.Gender.ValueType = ...,
+        address: _patient_pb2.PostalAddress | None = ...,
+        note: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "contacts", b"contacts", "family_name", b"family_name", "given_name", b"given_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date", "contacts", b"contacts", "family_name", b"family_name", "gender", b"gender", "given_name", b"given_name", "note", b"note"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

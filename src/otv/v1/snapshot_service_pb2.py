@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from otv.v1 import time_pb2 as otv_dot_v1_dot_time__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dotv/v1/snapshot_service.proto\x12\x06otv.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x11otv/v1/time.proto\"(\n\x16GetUploadWindowRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"\x84\x01\n\x17GetUploadWindowResponse\x12$\n\x06window\x18\x01 \x01(\x0b\x32\x14.otv.v1.TimeInterval\x12\x32\n\x0fupload_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x63olumns\x18\x03 \x03(\t\"J\n\x0e\x43olumnSnapshot\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12(\n\nbusy_times\x18\x02 \x03(\x0b\x32\x14.otv.v1.TimeInterval\"\x8a\x01\n\x15UploadSnapshotRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12$\n\x06window\x18\x03 \x01(\x0b\x32\x14.otv.v1.TimeInterval\x12\'\n\x07\x63olumns\x18\x04 \x03(\x0b\x32\x16.otv.v1.ColumnSnapshot\"\xad\x01\n\x16UploadSnapshotResponse\x12\x13\n\x0b\x61\x64\x64\x65\x64_count\x18\x01 \x01(\x05\x12\x15\n\rremoved_count\x18\x02 \x01(\x05\x12\x1a\n\x12\x62\x61\x63kfilled_columns\x18\x03 \x03(\t\x12\x15\n\rchange_cursor\x18\x04 \x01(\t\x12\x34\n\x10next_upload_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xb6\x01\n\x0fSnapshotService\x12R\n\x0fGetUploadWindow\x12\x1e.otv.v1.GetUploadWindowRequest\x1a\x1f.otv.v1.GetUploadWindowResponse\x12O\n\x0eUploadSnapshot\x12\x1d.otv.v1.UploadSnapshotRequest\x1a\x1e.otv.v1.UploadSnapshotResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dotv/v1/snapshot_service.proto\x12\x06otv.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x11otv/v1/time.proto\"(\n\x16GetUploadWindowRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"\x97\x01\n\x17GetUploadWindowResponse\x12$\n\x06window\x18\x01 \x01(\x0b\x32\x14.otv.v1.TimeInterval\x12\x32\n\x0fupload_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x63olumns\x18\x03 \x03(\t\x12\x11\n\tslot_list\x18\x04 \x01(\x08\"t\n\x0e\x43olumnSnapshot\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12(\n\nbusy_times\x18\x02 \x03(\x0b\x32\x14.otv.v1.TimeInterval\x12(\n\nfree_slots\x18\x03 \x03(\x0b\x32\x14.otv.v1.TimeInterval\"\x8a\x01\n\x15UploadSnapshotRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12$\n\x06window\x18\x03 \x01(\x0b\x32\x14.otv.v1.TimeInterval\x12\'\n\x07\x63olumns\x18\x04 \x03(\x0b\x32\x16.otv.v1.ColumnSnapshot\"\xad\x01\n\x16UploadSnapshotResponse\x12\x13\n\x0b\x61\x64\x64\x65\x64_count\x18\x01 \x01(\x05\x12\x15\n\rremoved_count\x18\x02 \x01(\x05\x12\x1a\n\x12\x62\x61\x63kfilled_columns\x18\x03 \x03(\t\x12\x15\n\rchange_cursor\x18\x04 \x01(\t\x12\x34\n\x10next_upload_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xb6\x01\n\x0fSnapshotService\x12R\n\x0fGetUploadWindow\x12\x1e.otv.v1.GetUploadWindowRequest\x1a\x1f.otv.v1.GetUploadWindowResponse\x12O\n\x0eUploadSnapshot\x12\x1d.otv.v1.UploadSnapshotRequest\x1a\x1e.otv.v1.UploadSnapshotResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,13 +37,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETUPLOADWINDOWREQUEST']._serialized_start=125
   _globals['_GETUPLOADWINDOWREQUEST']._serialized_end=165
   _globals['_GETUPLOADWINDOWRESPONSE']._serialized_start=168
-  _globals['_GETUPLOADWINDOWRESPONSE']._serialized_end=300
-  _globals['_COLUMNSNAPSHOT']._serialized_start=302
-  _globals['_COLUMNSNAPSHOT']._serialized_end=376
-  _globals['_UPLOADSNAPSHOTREQUEST']._serialized_start=379
-  _globals['_UPLOADSNAPSHOTREQUEST']._serialized_end=517
-  _globals['_UPLOADSNAPSHOTRESPONSE']._serialized_start=520
-  _globals['_UPLOADSNAPSHOTRESPONSE']._serialized_end=693
-  _globals['_SNAPSHOTSERVICE']._serialized_start=696
-  _globals['_SNAPSHOTSERVICE']._serialized_end=878
+  _globals['_GETUPLOADWINDOWRESPONSE']._serialized_end=319
+  _globals['_COLUMNSNAPSHOT']._serialized_start=321
+  _globals['_COLUMNSNAPSHOT']._serialized_end=437
+  _globals['_UPLOADSNAPSHOTREQUEST']._serialized_start=440
+  _globals['_UPLOADSNAPSHOTREQUEST']._serialized_end=578
+  _globals['_UPLOADSNAPSHOTRESPONSE']._serialized_start=581
+  _globals['_UPLOADSNAPSHOTRESPONSE']._serialized_end=754
+  _globals['_SNAPSHOTSERVICE']._serialized_start=757
+  _globals['_SNAPSHOTSERVICE']._serialized_end=939
 # @@protoc_insertion_point(module_scope)

@@ -48,6 +48,11 @@ class GetUploadWindowResponse(_message.Message):
     WINDOW_FIELD_NUMBER: _builtins.int
     UPLOAD_INTERVAL_FIELD_NUMBER: _builtins.int
     COLUMNS_FIELD_NUMBER: _builtins.int
+    SLOT_LIST_FIELD_NUMBER: _builtins.int
+    slot_list: _builtins.bool
+    """Whether the practice is configured for slot lists: upload each column's free slots as well
+    (`ColumnSnapshot.free_slots`). Without it an upload carrying free slots is refused.
+    """
     @_builtins.property
     def window(self) -> _time_pb2.TimeInterval:
         """Upload every busy time that overlaps this window."""
@@ -66,10 +71,11 @@ class GetUploadWindowResponse(_message.Message):
         window: _time_pb2.TimeInterval | None = ...,
         upload_interval: _duration_pb2.Duration | None = ...,
         columns: _abc.Iterable[_builtins.str] | None = ...,
+        slot_list: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["upload_interval", b"upload_interval", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "upload_interval", b"upload_interval", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "slot_list", b"slot_list", "upload_interval", b"upload_interval", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -81,21 +87,31 @@ class ColumnSnapshot(_message.Message):
 
     COLUMN_FIELD_NUMBER: _builtins.int
     BUSY_TIMES_FIELD_NUMBER: _builtins.int
+    FREE_SLOTS_FIELD_NUMBER: _builtins.int
     column: _builtins.str
     """Column resource name: `practices/{practice}/columns/{column}`."""
     @_builtins.property
     def busy_times(self) -> _containers.RepeatedCompositeFieldContainer[_time_pb2.TimeInterval]:
         """Every busy time of the column in the window, in any order; duplicates are double bookings."""
 
+    @_builtins.property
+    def free_slots(self) -> _containers.RepeatedCompositeFieldContainer[_time_pb2.TimeInterval]:
+        """Slot-list practices only (GetUploadWindowResponse.slot_list): every free slot of the column
+        in the window, in any order, each inside the window and none overlapping another. Only these
+        are offered online (inside the hours, admitting the type); a slot missing from the next upload
+        is no longer offered. An uploaded column without free slots has none free.
+        """
+
     def __init__(
         self,
         *,
         column: _builtins.str = ...,
         busy_times: _abc.Iterable[_time_pb2.TimeInterval] | None = ...,
+        free_slots: _abc.Iterable[_time_pb2.TimeInterval] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["busy_times", b"busy_times", "column", b"column"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["busy_times", b"busy_times", "column", b"column", "free_slots", b"free_slots"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

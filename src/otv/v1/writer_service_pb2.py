@@ -24,47 +24,48 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from otv.v1 import appointment_pb2 as otv_dot_v1_dot_appointment__pb2
+from otv.v1 import patient_pb2 as otv_dot_v1_dot_patient__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1botv/v1/writer_service.proto\x12\x06otv.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18otv/v1/appointment.proto\"\xa0\x01\n\x0fHoldSlotRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x18\n\x10\x61ppointment_type\x18\x03 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07patient\x18\x06 \x01(\t\".\n\x10HoldSlotResponse\x12\x1a\n\x04hold\x18\x01 \x01(\x0b\x32\x0c.otv.v1.Hold\"6\n\x12\x43onfirmHoldRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"?\n\x13\x43onfirmHoldResponse\x12(\n\x0b\x61ppointment\x18\x01 \x01(\x0b\x32\x13.otv.v1.Appointment\"6\n\x12ReleaseHoldRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x15\n\x13ReleaseHoldResponse\"\xa7\x01\n\x16\x42ookAppointmentRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x18\n\x10\x61ppointment_type\x18\x03 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07patient\x18\x06 \x01(\t\"C\n\x17\x42ookAppointmentResponse\x12(\n\x0b\x61ppointment\x18\x01 \x01(\x0b\x32\x13.otv.v1.Appointment\"J\n\x18\x43\x61ncelAppointmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\"E\n\x19\x43\x61ncelAppointmentResponse\x12(\n\x0b\x61ppointment\x18\x01 \x01(\x0b\x32\x13.otv.v1.Appointment\"\x8e\x01\n\x1cRescheduleAppointmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x63olumn\x18\x05 \x01(\t\"I\n\x1dRescheduleAppointmentResponse\x12(\n\x0b\x61ppointment\x18\x01 \x01(\x0b\x32\x13.otv.v1.Appointment\"%\n\x15GetAppointmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x16GetAppointmentResponse\x12(\n\x0b\x61ppointment\x18\x01 \x01(\x0b\x32\x13.otv.v1.Appointment\"\xc9\x01\n\x17ListAppointmentsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11include_cancelled\x18\x04 \x01(\x08\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"^\n\x18ListAppointmentsResponse\x12)\n\x0c\x61ppointments\x18\x01 \x03(\x0b\x32\x13.otv.v1.Appointment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x9a\x05\n\rWriterService\x12=\n\x08HoldSlot\x12\x17.otv.v1.HoldSlotRequest\x1a\x18.otv.v1.HoldSlotResponse\x12\x46\n\x0b\x43onfirmHold\x12\x1a.otv.v1.ConfirmHoldRequest\x1a\x1b.otv.v1.ConfirmHoldResponse\x12\x46\n\x0bReleaseHold\x12\x1a.otv.v1.ReleaseHoldRequest\x1a\x1b.otv.v1.ReleaseHoldResponse\x12R\n\x0f\x42ookAppointment\x12\x1e.otv.v1.BookAppointmentRequest\x1a\x1f.otv.v1.BookAppointmentResponse\x12X\n\x11\x43\x61ncelAppointment\x12 .otv.v1.CancelAppointmentRequest\x1a!.otv.v1.CancelAppointmentResponse\x12\x64\n\x15RescheduleAppointment\x12$.otv.v1.RescheduleAppointmentRequest\x1a%.otv.v1.RescheduleAppointmentResponse\x12O\n\x0eGetAppointment\x12\x1d.otv.v1.GetAppointmentRequest\x1a\x1e.otv.v1.GetAppointmentResponse\x12U\n\x10ListAppointments\x12\x1f.otv.v1.ListAppointmentsRequest\x1a .otv.v1.ListAppointmentsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1botv/v1/writer_service.proto\x12\x06otv.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18otv/v1/appointment.proto\x1a\x14otv/v1/patient.proto\"\xd1\x01\n\x0fHoldSlotRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x18\n\x10\x61ppointment_type\x18\x03 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07patient\x18\x06 \x01(\t\x12/\n\x0fpatient_details\x18\x07 \x01(\x0b\x32\x16.otv.v1.PatientDetails\".\n\x10HoldSlotResponse\x12\x1a\n\x04hold\x18\x01 \x01(\x0b\x32\x0c.otv.v1.Hold\"6\n\x12\x43onfirmHoldRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"?\n\x13\x43onfirmHoldResponse\x12(\n\x0b\x61ppointment\x18\x01 \x01(\x0b\x32\x13.otv.v1.Appointment\"6\n\x12ReleaseHoldRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x15\n\x13ReleaseHoldResponse\"\xd8\x01\n\x16\x42ookAppointmentRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x18\n\x10\x61ppointment_type\x18\x03 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07patient\x18\x06 \x01(\t\x12/\n\x0fpatient_details\x18\x07 \x01(\x0b\x32\x16.otv.v1.PatientDetails\"C\n\x17\x42ookAppointmentResponse\x12(\n\x0b\x61ppointment\x18\x01 \x01(\x0b\x32\x13.otv.v1.Appointment\"J\n\x18\x43\x61ncelAppointmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\"E\n\x19\x43\x61ncelAppointmentResponse\x12(\n\x0b\x61ppointment\x18\x01 \x01(\x0b\x32\x13.otv.v1.Appointment\"\x8e\x01\n\x1cRescheduleAppointmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x63olumn\x18\x05 \x01(\t\"I\n\x1dRescheduleAppointmentResponse\x12(\n\x0b\x61ppointment\x18\x01 \x01(\x0b\x32\x13.otv.v1.Appointment\"%\n\x15GetAppointmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x16GetAppointmentResponse\x12(\n\x0b\x61ppointment\x18\x01 \x01(\x0b\x32\x13.otv.v1.Appointment\"\xc9\x01\n\x17ListAppointmentsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11include_cancelled\x18\x04 \x01(\x08\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"^\n\x18ListAppointmentsResponse\x12)\n\x0c\x61ppointments\x18\x01 \x03(\x0b\x32\x13.otv.v1.Appointment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x9a\x05\n\rWriterService\x12=\n\x08HoldSlot\x12\x17.otv.v1.HoldSlotRequest\x1a\x18.otv.v1.HoldSlotResponse\x12\x46\n\x0b\x43onfirmHold\x12\x1a.otv.v1.ConfirmHoldRequest\x1a\x1b.otv.v1.ConfirmHoldResponse\x12\x46\n\x0bReleaseHold\x12\x1a.otv.v1.ReleaseHoldRequest\x1a\x1b.otv.v1.ReleaseHoldResponse\x12R\n\x0f\x42ookAppointment\x12\x1e.otv.v1.BookAppointmentRequest\x1a\x1f.otv.v1.BookAppointmentResponse\x12X\n\x11\x43\x61ncelAppointment\x12 .otv.v1.CancelAppointmentRequest\x1a!.otv.v1.CancelAppointmentResponse\x12\x64\n\x15RescheduleAppointment\x12$.otv.v1.RescheduleAppointmentRequest\x1a%.otv.v1.RescheduleAppointmentResponse\x12O\n\x0eGetAppointment\x12\x1d.otv.v1.GetAppointmentRequest\x1a\x1e.otv.v1.GetAppointmentResponse\x12U\n\x10ListAppointments\x12\x1f.otv.v1.ListAppointmentsRequest\x1a .otv.v1.ListAppointmentsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otv.v1.writer_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HOLDSLOTREQUEST']._serialized_start=99
-  _globals['_HOLDSLOTREQUEST']._serialized_end=259
-  _globals['_HOLDSLOTRESPONSE']._serialized_start=261
-  _globals['_HOLDSLOTRESPONSE']._serialized_end=307
-  _globals['_CONFIRMHOLDREQUEST']._serialized_start=309
-  _globals['_CONFIRMHOLDREQUEST']._serialized_end=363
-  _globals['_CONFIRMHOLDRESPONSE']._serialized_start=365
-  _globals['_CONFIRMHOLDRESPONSE']._serialized_end=428
-  _globals['_RELEASEHOLDREQUEST']._serialized_start=430
-  _globals['_RELEASEHOLDREQUEST']._serialized_end=484
-  _globals['_RELEASEHOLDRESPONSE']._serialized_start=486
-  _globals['_RELEASEHOLDRESPONSE']._serialized_end=507
-  _globals['_BOOKAPPOINTMENTREQUEST']._serialized_start=510
-  _globals['_BOOKAPPOINTMENTREQUEST']._serialized_end=677
-  _globals['_BOOKAPPOINTMENTRESPONSE']._serialized_start=679
-  _globals['_BOOKAPPOINTMENTRESPONSE']._serialized_end=746
-  _globals['_CANCELAPPOINTMENTREQUEST']._serialized_start=748
-  _globals['_CANCELAPPOINTMENTREQUEST']._serialized_end=822
-  _globals['_CANCELAPPOINTMENTRESPONSE']._serialized_start=824
-  _globals['_CANCELAPPOINTMENTRESPONSE']._serialized_end=893
-  _globals['_RESCHEDULEAPPOINTMENTREQUEST']._serialized_start=896
-  _globals['_RESCHEDULEAPPOINTMENTREQUEST']._serialized_end=1038
-  _globals['_RESCHEDULEAPPOINTMENTRESPONSE']._serialized_start=1040
-  _globals['_RESCHEDULEAPPOINTMENTRESPONSE']._serialized_end=1113
-  _globals['_GETAPPOINTMENTREQUEST']._serialized_start=1115
-  _globals['_GETAPPOINTMENTREQUEST']._serialized_end=1152
-  _globals['_GETAPPOINTMENTRESPONSE']._serialized_start=1154
-  _globals['_GETAPPOINTMENTRESPONSE']._serialized_end=1220
-  _globals['_LISTAPPOINTMENTSREQUEST']._serialized_start=1223
-  _globals['_LISTAPPOINTMENTSREQUEST']._serialized_end=1424
-  _globals['_LISTAPPOINTMENTSRESPONSE']._serialized_start=1426
-  _globals['_LISTAPPOINTMENTSRESPONSE']._serialized_end=1520
-  _globals['_WRITERSERVICE']._serialized_start=1523
-  _globals['_WRITERSERVICE']._serialized_end=2189
+  _globals['_HOLDSLOTREQUEST']._serialized_start=121
+  _globals['_HOLDSLOTREQUEST']._serialized_end=330
+  _globals['_HOLDSLOTRESPONSE']._serialized_start=332
+  _globals['_HOLDSLOTRESPONSE']._serialized_end=378
+  _globals['_CONFIRMHOLDREQUEST']._serialized_start=380
+  _globals['_CONFIRMHOLDREQUEST']._serialized_end=434
+  _globals['_CONFIRMHOLDRESPONSE']._serialized_start=436
+  _globals['_CONFIRMHOLDRESPONSE']._serialized_end=499
+  _globals['_RELEASEHOLDREQUEST']._serialized_start=501
+  _globals['_RELEASEHOLDREQUEST']._serialized_end=555
+  _globals['_RELEASEHOLDRESPONSE']._serialized_start=557
+  _globals['_RELEASEHOLDRESPONSE']._serialized_end=578
+  _globals['_BOOKAPPOINTMENTREQUEST']._serialized_start=581
+  _globals['_BOOKAPPOINTMENTREQUEST']._serialized_end=797
+  _globals['_BOOKAPPOINTMENTRESPONSE']._serialized_start=799
+  _globals['_BOOKAPPOINTMENTRESPONSE']._serialized_end=866
+  _globals['_CANCELAPPOINTMENTREQUEST']._serialized_start=868
+  _globals['_CANCELAPPOINTMENTREQUEST']._serialized_end=942
+  _globals['_CANCELAPPOINTMENTRESPONSE']._serialized_start=944
+  _globals['_CANCELAPPOINTMENTRESPONSE']._serialized_end=1013
+  _globals['_RESCHEDULEAPPOINTMENTREQUEST']._serialized_start=1016
+  _globals['_RESCHEDULEAPPOINTMENTREQUEST']._serialized_end=1158
+  _globals['_RESCHEDULEAPPOINTMENTRESPONSE']._serialized_start=1160
+  _globals['_RESCHEDULEAPPOINTMENTRESPONSE']._serialized_end=1233
+  _globals['_GETAPPOINTMENTREQUEST']._serialized_start=1235
+  _globals['_GETAPPOINTMENTREQUEST']._serialized_end=1272
+  _globals['_GETAPPOINTMENTRESPONSE']._serialized_start=1274
+  _globals['_GETAPPOINTMENTRESPONSE']._serialized_end=1340
+  _globals['_LISTAPPOINTMENTSREQUEST']._serialized_start=1343
+  _globals['_LISTAPPOINTMENTSREQUEST']._serialized_end=1544
+  _globals['_LISTAPPOINTMENTSRESPONSE']._serialized_start=1546
+  _globals['_LISTAPPOINTMENTSRESPONSE']._serialized_end=1640
+  _globals['_WRITERSERVICE']._serialized_start=1643
+  _globals['_WRITERSERVICE']._serialized_end=2309
 # @@protoc_insertion_point(module_scope)

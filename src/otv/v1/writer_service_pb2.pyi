@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from otv.v1 import appointment_pb2 as _appointment_pb2
+from otv.v1 import patient_pb2 as _patient_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -30,6 +31,7 @@ class HoldSlotRequest(_message.Message):
     COLUMN_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     PATIENT_FIELD_NUMBER: _builtins.int
+    PATIENT_DETAILS_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """`practices/{practice}`."""
     request_id: _builtins.str
@@ -39,10 +41,18 @@ class HoldSlotRequest(_message.Message):
     column: _builtins.str
     """Column resource name."""
     patient: _builtins.str
-    """Patient resource name from PatientLookupService."""
+    """Patient resource name from PatientLookupService. Set exactly one of `patient` and
+    `patient_details`, as the practice's `patient_identification` says.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the slot; must lie on the practice's slot grid."""
+
+    @_builtins.property
+    def patient_details(self) -> _patient_pb2.PatientDetails:
+        """The patient's details, for a practice without patient lookup: the hold keeps them (sealed)
+        and ConfirmHold hands them to the appointment, which waits in the practice inbox.
+        """
 
     def __init__(
         self,
@@ -53,10 +63,11 @@ class HoldSlotRequest(_message.Message):
         column: _builtins.str = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         patient: _builtins.str = ...,
+        patient_details: _patient_pb2.PatientDetails | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["patient_details", b"patient_details", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appointment_type", b"appointment_type", "column", b"column", "parent", b"parent", "patient", b"patient", "request_id", b"request_id", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appointment_type", b"appointment_type", "column", b"column", "parent", b"parent", "patient", b"patient", "patient_details", b"patient_details", "request_id", b"request_id", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -175,6 +186,7 @@ class BookAppointmentRequest(_message.Message):
     COLUMN_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     PATIENT_FIELD_NUMBER: _builtins.int
+    PATIENT_DETAILS_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """`practices/{practice}`."""
     request_id: _builtins.str
@@ -182,9 +194,17 @@ class BookAppointmentRequest(_message.Message):
     appointment_type: _builtins.str
     column: _builtins.str
     patient: _builtins.str
-    """Patient resource name from PatientLookupService."""
+    """Patient resource name from PatientLookupService. Set exactly one of `patient` and
+    `patient_details`, as the practice's `patient_identification` says.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def patient_details(self) -> _patient_pb2.PatientDetails:
+        """The patient's details, for a practice without patient lookup: the booking waits in the
+        practice inbox (PENDING_TRANSFER) until staff entered it into the PVS.
+        """
+
     def __init__(
         self,
         *,
@@ -194,10 +214,11 @@ class BookAppointmentRequest(_message.Message):
         column: _builtins.str = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         patient: _builtins.str = ...,
+        patient_details: _patient_pb2.PatientDetails | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["patient_details", b"patient_details", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appointment_type", b"appointment_type", "column", b"column", "parent", b"parent", "patient", b"patient", "request_id", b"request_id", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appointment_type", b"appointment_type", "column", b"column", "parent", b"parent", "patient", b"patient", "patient_details", b"patient_details", "request_id", b"request_id", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
