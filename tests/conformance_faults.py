@@ -219,10 +219,7 @@ class _ShiftsStartingInWindow(ReferenceCalendarData):
         return replace(rules, shifts=tuple(s for s in rules.shifts if s.valid_from >= first))
 
 
-@uncaught(
-    "gap: every scenario shift starts inside each window the gateway reads (cases' windows, and its kept "
-    "horizon from now - 7 days); a window from A+15, or a long shift begun before the horizon, would lose it"
-)
+@fault("pvs.rules.overlapping")
 def shifts_starting_in_window_only() -> Adapter:
     """Selects shifts that start in the window instead of overlapping it: a shift begun earlier is lost."""
     return _build(calendar=_ShiftsStartingInWindow)
@@ -587,10 +584,7 @@ class _RacyCreate(ReferencePatients):
         return await super().create_patient(ctx, patient, str(uuid.uuid4()))
 
 
-@uncaught(
-    "gap: one gateway serialises find-or-create per match key and replays retried request ids itself, so only "
-    "several gateway replicas send one creation twice; no case calls create_patient twice with one request_id"
-)
+@fault("pvs.patients.create_idempotent")
 def racy_create() -> Adapter:
     """Drops the gateway's request_id: a concurrent or retried creation (two replicas) makes two patients."""
     return _build(patients=_RacyCreate)

@@ -36,6 +36,8 @@ REQUIREMENTS: dict[str, str] = {
     "PV-1": "The PVS writes an entry at most once per reference, however often the write is repeated.",
     "PV-2": "A write into time that is no longer free is entered as an extra appointment (Zusatztermin), never lost.",
     "PV-3": "Deleting an entry twice is harmless: the second delete finds nothing.",
+    "PV-4": "Working-time rules are read by overlap: a shift that began before the window still applies in it.",
+    "PV-5": "A patient creation repeated with the gateway's request id creates nothing more.",
     "PA-1": "An existing patient is found by name and birth date, and not created again.",
     "PA-2": "Names match after normalisation (case, umlauts, hyphens, white space).",
     "PA-3": "Namesakes with the same birth date are told apart by their contact data.",

@@ -7,11 +7,12 @@ crash (the same write again, the same delete again), through the same transport.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from otv_conformance.cases import Group, case, check
 from otv_conformance.expectations import seconds, subtract
 from otv_conformance.session import Session
-from otv_sdk.models import Interval
+from otv_sdk.models import Interval, NewPatient
 from otv_sdk.ports import CalendarEntry, CalendarWriterPort
 
 G = Group.PVS
@@ -79,3 +80,34 @@ async def delete_twice(session: Session) -> None:
     check(not await _present(session, entry), "the deleted entry is still busy")
     second = await writer.delete_appointment(session.pvs_context(), written.pvs_id)
     check(second is None, "the second delete returned an entry")
+
+
+@case("pvs.rules.overlapping", "PV-4", Group.READER)
+async def rules_overlapping(session: Session) -> None:
+    """Rules for a window inside the A+14 to A+18 shift include that shift: the gateway reads rules
+    for its whole horizon, so a shift that began before it (a long one) would otherwise be lost."""
+    data = session.adapter.calendar
+    check(data is not None, "the adapter serves no calendar data")
+    assert data is not None
+    inside = session.days(session.day("A+16"), 1)
+    rules = await data.list_working_time_rules(session.pvs_context(), inside)
+    found = [s for s in rules.shifts if s.column_id == "dr-a" and s.valid_from == session.day("A+14")]
+    check(bool(found), "a shift from A+14 to A+18 is missing from the rules of a window on A+16")
+
+
+@case("pvs.patients.create_idempotent", "PV-5", Group.PATIENTS)
+async def create_idempotent(session: Session) -> None:
+    """The same creation sent twice (a retry, or two gateway replicas deciding the same) is one patient."""
+    patients = session.adapter.patients
+    check(patients is not None, "the adapter declares patient lookup but serves no patient data")
+    assert patients is not None
+    born = session.day("A+0") - timedelta(days=365 * 40 + 17)
+    new = NewPatient(given_name="Wiederholt", family_name=f"Versuch-{uuid.uuid4().hex[:8]}", birth_date=born)
+    request_id = f"conformance-{uuid.uuid4()}"
+    first = await patients.create_patient(session.pvs_context(), new, request_id)
+    second = await patients.create_patient(session.pvs_context(), new, request_id)
+    check(first.id == second.id, "the repeated creation returned another patient")
+    same = [
+        r for r in await patients.list_patients_born_on(session.pvs_context(), born) if r.family_name == new.family_name
+    ]
+    check(len(same) == 1, f"the repeated creation made {len(same)} patients")
