@@ -441,3 +441,62 @@ def test_reading_a_column_from_its_encoding_agrees_with_reading_each_message() -
         assert _intervals(column.busy_times, "b", busy) == _intervals(column.busy_times, "b")
         inward = _intervals(column.free_slots, "s", inward=True)
         assert _intervals(column.free_slots, "s", slots, inward=True) == inward
+
+
+# --- seed 002 end to end ----------------------------------------------------------------------------
+
+
+async def test_seed_002_end_to_end_with_curl(env: Env) -> None:
+    """DURIA + a booking partner as seed 002 describes it, the PVS side only with the real curl:
+    the window, an upload of busy times and free slots for 4 columns, a partner offered exactly the
+    PVS's free slots, a booking with the patient's details, the inbox showing all of them, the next
+    upload with the hand-entered appointment transferring it (the partner's feed says BOOKED), and a
+    slot the practice deleted gone from the offer after the upload after."""
+    status, window = await asyncio.to_thread(curl, env, "duria", "snapshot:window", b"{}")
+    assert status == 200, window
+    assert window["slotList"] is True
+    d = env.day.date()
+    free = {f"col-{n}": slots(env.day, (8, 0), (9, 0), (10, 0), (11, 0), minutes=20) for n in range(1, 5)}
+    busy = {f"col-{n}": [span(d, 8, 20, 30)] for n in range(1, 5)}  # a patient in every column at 08:30
+    first = await env.upload(busy, free, "http")
+    assert first.get("addedCount") == 4
+    # The partner is offered exactly the free slots of the columns its type allows.
+    for column in ("col-1", "col-2"):
+        assert await env.offered(column) == [at(d, 8), at(d, 9), at(d, 10), at(d, 11)]
+    details = models.PatientDetails(
+        "Erika",
+        "Mustermann",
+        date(1970, 5, 17),
+        (models.Contact(models.ContactKind.MOBILE, "+491701234567"),),
+        gender=models.Gender.FEMALE,
+        address=models.PostalAddress("Hauptstraße 1", "10115", "Berlin", "DE"),
+        note="Bitte Rückruf am Vormittag",
+    )
+    booked = await env.partner.book_appointment(
+        "duria", SlotRequest("kontrolle", "col-2", at(d, 10), "", patient_details=details)
+    )
+    assert booked.state is AppointmentState.PENDING_TRANSFER
+    desk = await practice_desk(env.gateway.router, "duria")
+    (item,) = await desk.inbox()
+    assert (item.appointment_id, item.kind, item.column_id, item.start) == (booked.id, "transfer", "col-2", at(d, 10))
+    assert item.patient is not None
+    shown = item.patient
+    assert (shown.given_name, shown.family_name, shown.birth_date) == ("Erika", "Mustermann", date(1970, 5, 17))
+    assert (shown.contacts, shown.gender, shown.address, shown.note) == (
+        details.contacts,
+        details.gender,
+        details.address,
+        details.note,
+    )
+    # Staff entered it by hand with its length; the next upload carries it and the slot is gone.
+    entered = {**busy, "col-2": [*busy["col-2"], Interval(at(d, 10), at(d, 10, 20))]}
+    remaining = {**free, "col-2": [s for s in free["col-2"] if s.start != at(d, 10)]}
+    await env.upload(entered, remaining, "http")
+    assert (await env.partner.get_appointment("duria", booked.id)).state is AppointmentState.BOOKED
+    assert (await told_booked(env, first["changeCursor"], booked.id)).id == booked.id
+    assert await desk.inbox() == []
+    assert await env.offered("col-2") == [at(d, 8), at(d, 9), at(d, 11)]
+    # The practice deletes the 09:00 slot of col-1: after the next upload it is no longer offered.
+    fewer = {**remaining, "col-1": [s for s in free["col-1"] if s.start != at(d, 9)]}
+    await env.upload(entered, fewer, "http")
+    assert await env.offered("col-1") == [at(d, 8), at(d, 10), at(d, 11)]
