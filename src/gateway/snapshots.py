@@ -43,6 +43,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -228,11 +229,27 @@ def _gaps(slots: IntervalArray, lo: int, hi: int) -> IntervalArray:
     return subtract(IntervalArray.of([(lo, hi)]), normalize(slots))
 
 
+# Stored snapshots: "z:" + base64 of zlib-compressed little-endian int64 (starts as differences
+# from the previous start, then lengths). A sorted 24-month column is a few kilobytes instead of
+# hundreds, so an upload writes (and the next one reads) a fraction of the bytes. Values stored
+# before this encoding (plain base64 of starts then ends) are still read.
+_COMPACT = "z:"
+
+
 def _encode(busy: IntervalArray) -> str:
-    return base64.b64encode(np.stack([busy.starts, busy.ends]).astype("<i8").tobytes()).decode()
+    starts = busy.starts.astype(np.int64)
+    packed = np.concatenate((np.diff(starts, prepend=0), busy.ends - starts)).astype("<i8").tobytes()
+    return _COMPACT + base64.b64encode(zlib.compress(packed, 1)).decode()
 
 
 def _decode(text: str) -> IntervalArray:
+    if text.startswith(_COMPACT):
+        raw = np.frombuffer(zlib.decompress(base64.b64decode(text[len(_COMPACT) :])), dtype="<i8")
+        deltas, lengths = raw.astype(np.int64).reshape(2, -1)
+        if deltas.shape[0] == 0:
+            return EMPTY
+        starts = np.cumsum(deltas)
+        return IntervalArray(starts, starts + lengths)
     raw = np.frombuffer(base64.b64decode(text), dtype="<i8").astype(np.int64).reshape(2, -1)
     if raw.shape[1] == 0:
         return EMPTY
