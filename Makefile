@@ -22,9 +22,12 @@ $(NODE_EXAMPLE)/node_modules/.package-lock.json: $(NODE_EXAMPLE)/package-lock.js
 	@command -v npm >/dev/null || { echo "the Node.js example needs Node.js 20 and npm"; exit 1; }
 	npm ci --prefix $(NODE_EXAMPLE) --no-audit --no-fund --loglevel=error
 
-## Start the gateway on the embedded default (SQLite demo practice) at 127.0.0.1:50051.
+## Start the gateway on the embedded default (SQLite demo practice) at 127.0.0.1:50051 and the
+## staff page at 127.0.0.1:8080; elsewhere: make run LISTEN=127.0.0.1:50052 HTTP_LISTEN=127.0.0.1:8081
+LISTEN      ?= 127.0.0.1:50051
+HTTP_LISTEN ?= 127.0.0.1:8080
 run: $(STAMP)
-	$(BIN)/otv demo
+	$(BIN)/otv demo --listen $(LISTEN) --http-listen $(HTTP_LISTEN)
 
 ## The whole test suite: lint, types, buf lint, then every test including the slow ones.
 test: $(STAMP) lint $(NODE_EXAMPLE)/node_modules/.package-lock.json

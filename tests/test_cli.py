@@ -79,7 +79,9 @@ async def test_bad_config_exits_2_naming_the_field(tmp_path: Path) -> None:
 
 async def test_client_reports_a_failed_call(tmp_path: Path) -> None:
     # Nothing listens on port 9 (discard) of loopback here; the call fails cleanly.
-    code, _out, err = await _run("client", "calendars", "--target", "127.0.0.1:9", timeout=60)
+    key = tmp_path / "alpha.key"
+    assert (await _run("keys", "generate", "--partner", "alpha", "--out", str(key)))[0] == 0
+    code, _out, err = await _run("client", "calendars", "--target", "127.0.0.1:9", "--key", str(key), timeout=60)
     assert code == 1
     assert "UNAVAILABLE" in err
 

@@ -8,10 +8,13 @@ otv adapter serve --plugin reference --practice demo --connect gw.example:50051 
 otv client calendars --practice demo      list the demo practice's calendars
 otv client busy --practice demo --days 7  busy times of the next 7 days
 otv client slots --practice demo --type kontrolle   the next bookable slots
+otv client --help                         a whole booking: patient, slots, hold, confirm, appointments, cancel
 otv keys generate --partner alpha --out alpha.key   a partner's key pair (private key into the file)
 otv partner add --config gw.toml --id alpha --key-file alpha.key --grant demo
 otv partner list --config gw.toml
 otv partner revoke-key --config gw.toml --key-id alpha-20261121-1a2b
+otv partner revoke-grant --config gw.toml --id alpha --practice demo
+otv config reference > docs/configuration.md   every configuration key
 otv practice user add --practice demo --user anna   a staff account for the web page (asks the password)
 """
 
@@ -24,7 +27,7 @@ import logging
 import secrets
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -32,19 +35,16 @@ import grpc
 from gateway.app import run_gateway
 from gateway.certificates import init_dev_pki
 from gateway.config import ConfigError, GatewayConfig, demo_config, load_config
+from gateway.config_reference import configuration_reference
 from gateway.partners import PartnerRegistry
 from gateway.plugins import load_factory
 from gateway.state_store import StateStore, open_store
-from otv_cli import conformance, practice
+from otv_cli import client, conformance, practice
 from otv_sdk.adapter_server import serve_adapters
-from otv_sdk.client import PartnerClient
 from otv_sdk.connector import OutboundConnector
 from otv_sdk.errors import OtvError
-from otv_sdk.models import Interval
-from otv_sdk.ports import PageRequest, SlotQuery
 from otv_sdk.signing import generate_key_pair, load_key_file, public_key_of, save_key_file
 
-DEMO_KEY = Path("var/demo-partner.key")
 EXIT_CONFIG = 2
 EXIT_CALL_FAILED = 1
 
@@ -111,21 +111,16 @@ def _parser() -> argparse.ArgumentParser:
     revoke = partner.add_parser("revoke-key", help="refuse a key from now on")
     revoke.add_argument("--config", type=Path, required=True)
     revoke.add_argument("--key-id", required=True)
+    withdraw = partner.add_parser("revoke-grant", help="withdraw a partner's grant for a practice")
+    withdraw.add_argument("--config", type=Path, required=True)
+    withdraw.add_argument("--id", required=True, help="partner id")
+    withdraw.add_argument("--practice", required=True, help="practice id whose grant is withdrawn")
 
     conformance.add_parser(commands)
     practice.add_parser(commands)
-    client = commands.add_parser("client", help="call a gateway as a partner").add_subparsers(
-        dest="action", required=True
-    )
-    for name, help_text in (("calendars", "list calendars"), ("busy", "list busy times"), ("slots", "next slots")):
-        sub = client.add_parser(name, help=help_text)
-        sub.add_argument("--target", default="127.0.0.1:50051")
-        sub.add_argument("--practice", default="demo")
-        sub.add_argument("--days", type=int, default=7)
-        sub.add_argument("--key", type=Path, default=DEMO_KEY, help="key file to sign with (default: the demo's)")
-        if name == "slots":
-            sub.add_argument("--type", required=True, help="appointment type id, e.g. kontrolle")
-            sub.add_argument("--limit", type=int, default=10)
+    client.add_parser(commands)
+    config = commands.add_parser("config", help="the configuration file").add_subparsers(dest="action", required=True)
+    config.add_parser("reference", help="print every TOML key with type, default and meaning (docs/configuration.md)")
     return parser
 
 
@@ -173,33 +168,6 @@ async def _adapter_serve(args: argparse.Namespace) -> None:
         await server.stop()
 
 
-async def _client(args: argparse.Namespace) -> None:
-    action, practice = args.action, args.practice
-    signer = load_key_file(args.key) if args.key.exists() else None
-    async with PartnerClient.connect(args.target, signer=signer) as client:
-        if action == "calendars":
-            calendar = await client.list_calendars(practice, timeout=10)
-            for column in calendar.columns:
-                print(f"column {column.id}: {column.display_name} ({column.kind.value})")
-            for kind in calendar.appointment_types:
-                minutes = int(kind.duration.total_seconds() // 60)
-                columns = ", ".join(kind.column_ids)
-                print(f"type {kind.id}: {kind.display_name}, {minutes} min, columns {columns}")
-            return
-        now = datetime.now(UTC).replace(microsecond=0)
-        window = Interval(now, now + timedelta(days=args.days))
-        if action == "slots":
-            query = SlotQuery(args.type, window, (), PageRequest(args.limit))
-            for slot in (await client.find_slots(practice, query, timeout=10)).items:
-                print(f"{slot.column_id}: {slot.start.isoformat()} - {slot.end.isoformat()}")
-            return
-        busy = await client.list_busy_times(practice, window, timeout=10)
-        for busy_column in busy:
-            print(f"column {busy_column.column_id}: {len(busy_column.intervals)} busy intervals")
-            for interval in list(busy_column.intervals.intervals())[:3]:
-                print(f"  {interval.start.isoformat()} - {interval.end.isoformat()}")
-
-
 def _registry(config_path: Path) -> tuple[PartnerRegistry, StateStore]:
     config = load_config(config_path)
     store = open_store(config.gateway.state_store, config.base_dir)
@@ -233,6 +201,9 @@ def _partner(args: argparse.Namespace) -> None:
                 print(f"key {key.key_id} of {key.partner}{' (revoked)' if key.revoked else ''}")
             for partner_id, practice, services in registry.list_grants():
                 print(f"grant {partner_id} -> {practice}: {services}")
+        elif args.action == "revoke-grant":
+            registry.revoke_grant(args.id, args.practice)
+            print(f"grant of {args.id} for {args.practice} withdrawn")
         else:
             registry.revoke_key(args.key_id)
             print(f"key {args.key_id} revoked")
@@ -289,8 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return practice.practice_command(args)
         elif args.command == "conformance":
             return asyncio.run(conformance.conformance_command(args))
+        elif args.command == "config":
+            print(configuration_reference(), end="")
         else:
-            asyncio.run(_client(args))
+            asyncio.run(client.client_command(args))
     except ConfigError as error:
         print(f"otv: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
