@@ -11,7 +11,9 @@ from the faulty data and a partner-visible case must fail.
 case among the failures. `UNCAUGHT` (registered with `@uncaught(reason)`): plausible data bugs no
 case catches today, each with why; `test_conformance.py` certifies each and requires that it still
 passes, so a new case that catches one shows up as a failure there (then move it to `FAULTS`).
-Reasons starting "harmless" are absorbed by the gateway; those starting "gap" are not.
+Reasons starting "harmless" are absorbed by the gateway or left open by the contract (list order,
+id formats, slower reads within the time budget): these must never fail, a failure is a false
+failure of the suite. Those starting "gap" are real bugs no case catches yet.
 
 Faults whose bug lived in computed logic cannot exist any more, because these rules are the
 gateway's now; their tests are:
@@ -29,11 +31,12 @@ gateway's now; their tests are:
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -45,7 +48,10 @@ from otv_sdk.models import (
     Calendar,
     ColumnIntervals,
     Consent,
+    ConsentActor,
+    ConsentEvidence,
     ConsentState,
+    ContactKind,
     Interval,
     NewPatient,
     PatientRecord,
@@ -59,6 +65,7 @@ from otv_sdk.reference.patients import ReferencePatients
 from otv_sdk.reference.patients import _read_consent as stored_consent
 from otv_sdk.reference.patients import _record as stored_record
 from otv_sdk.reference.reader import ReferenceCalendarData
+from otv_sdk.reference.sandbox import _TABLES as SANDBOX_TABLES
 from otv_sdk.reference.sandbox import ReferenceSandbox, insert_practice
 from otv_sdk.reference.writer import ReferenceCalendarWriter
 from otv_sdk.timeline import IntervalArray, concatenate, from_datetime, to_datetime
@@ -94,12 +101,14 @@ class ForgetfulDatabase(Database):
 CalendarFactory = Callable[[Database], ReferenceCalendarData]
 WriterFactory = Callable[[Database, ChangeOutbox], ReferenceCalendarWriter]
 PatientsFactory = Callable[[Database], ReferencePatients]
+SandboxFactory = Callable[[Database, PracticeProfile, ChangeOutbox], ReferenceSandbox]
 
 
 def _build(
     calendar: CalendarFactory = ReferenceCalendarData,
     writer: WriterFactory = ReferenceCalendarWriter,
     patients: PatientsFactory = ReferencePatients,
+    sandbox: SandboxFactory = ReferenceSandbox,
 ) -> Adapter:
     """The reference adapter as `create_adapter` bundles it (sandbox on, no demo data), with parts replaced."""
     database = Database(":memory:")
@@ -113,7 +122,7 @@ def _build(
         calendar_writer=writer(database, changes),
         patients=records,
         consents=records,
-        sandbox=ReferenceSandbox(database, profile, changes),
+        sandbox=sandbox(database, profile, changes),
         changes=changes,
     )
 
@@ -678,3 +687,646 @@ class _AnyConsentListed(ReferencePatients):
 def shares_without_grant() -> Adapter:
     """The shared-patients query forgets its conditions: every patient with any consent record is returned."""
     return _build(patients=_AnyConsentListed)
+
+
+# --- written entries, exactly (issue 19) ----------------------------------------------------------
+
+
+class _QuarterHourWriter(ReferenceCalendarWriter):
+    async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
+        minutes = -(-(entry.interval.end - entry.interval.start) // timedelta(minutes=15)) * 15
+        end = entry.interval.start + timedelta(minutes=minutes)
+        return await super().write_appointment(ctx, replace(entry, interval=Interval(entry.interval.start, end)))
+
+
+@fault("pvs.write.exact")
+def rounds_length_to_quarter_hours() -> Adapter:
+    """The PVS calendar has a 15-minute raster: a 25-minute booking is stored as 30 minutes."""
+    return _build(writer=_QuarterHourWriter)
+
+
+class _AlwaysExtraWriter(ReferenceCalendarWriter):
+    async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
+        return replace(await super().write_appointment(ctx, entry), extra=True)
+
+
+@fault("pvs.write.exact")
+def flags_every_write_extra() -> Adapter:
+    """Enters every online booking as an extra appointment (Zusatztermin) and says so, fitting or not."""
+    return _build(writer=_AlwaysExtraWriter)
+
+
+class _WinterOffsetWriter(ReferenceCalendarWriter):
+    async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
+        tz = ZoneInfo("Europe/Berlin")
+        offset = entry.interval.start.astimezone(tz).utcoffset() or timedelta(0)
+        shift = offset - timedelta(hours=1)  # wall-clock time written back as if it were +01:00
+        moved = Interval(entry.interval.start + shift, entry.interval.end + shift)
+        return await super().write_appointment(ctx, replace(entry, interval=moved))
+
+
+@fault("pvs.write.exact")
+def writes_summer_an_hour_late() -> Adapter:
+    """Converts the booking to the PVS's wall-clock time with a fixed +01:00: summer bookings land an hour off."""
+    return _build(writer=_WinterOffsetWriter)
+
+
+class _FirstColumnWriter(ReferenceCalendarWriter):
+    async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
+        def first(conn: sqlite3.Connection) -> str:
+            row = conn.execute(
+                "SELECT column_id FROM appointment_type_columns WHERE appointment_type_id = ? ORDER BY column_id",
+                (entry.appointment_type_id,),
+            ).fetchone()
+            return entry.column_id if row is None else str(row[0])
+
+        return await super().write_appointment(ctx, replace(entry, column_id=await self._db.run(first)))
+
+
+@fault("pvs.write.exact")
+def writes_into_types_first_column() -> Adapter:
+    """Books into the appointment type's first column, ignoring the column asked for."""
+    return _build(writer=_FirstColumnWriter)
+
+
+class _TypeLengthWriter(ReferenceCalendarWriter):
+    async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
+        def minutes(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(
+                "SELECT duration_minutes FROM appointment_types WHERE id = ?", (entry.appointment_type_id,)
+            ).fetchone()
+            return None if row is None else int(row[0])
+
+        length = await self._db.run(minutes)
+        if length is None:
+            return await super().write_appointment(ctx, entry)
+        end = entry.interval.start + timedelta(minutes=length)
+        return await super().write_appointment(ctx, replace(entry, interval=Interval(entry.interval.start, end)))
+
+
+@fault("pvs.write.exact")
+def writes_types_standard_length() -> Adapter:
+    """Stores the start and the type's standard length, dropping the end the gateway asked for."""
+    return _build(writer=_TypeLengthWriter)
+
+
+class _ExtraByReferenceMissing(ReferenceCalendarWriter):
+    async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
+        written = await super().write_appointment(ctx, entry)
+        if not written.extra:
+            return written
+
+        def detach(conn: sqlite3.Connection) -> None:  # extra appointments live without the reference
+            conn.execute("UPDATE calendar_entries SET reference = NULL WHERE id = ?", (int(written.pvs_id),))
+
+        await self._db.run(detach)
+        return written
+
+
+@fault("pvs.write.extra_idempotent")
+def extra_appointments_written_twice() -> Adapter:
+    """Extra appointments are stored without the gateway's reference: a repeated write enters one again."""
+    return _build(writer=_ExtraByReferenceMissing)
+
+
+class _DeletesOverlapping(ReferenceCalendarWriter):
+    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> CalendarEntry | None:
+        removed = await super().delete_appointment(ctx, pvs_id)
+        if removed is not None:
+            start, end = from_datetime(removed.interval.start), from_datetime(removed.interval.end)
+            await self._db.run(
+                lambda conn: conn.execute(
+                    "DELETE FROM calendar_entries WHERE column_id = ? AND start_utc < ? AND end_utc > ?"
+                    " AND reference IS NOT NULL",
+                    (removed.column_id, end, start),
+                )
+            )
+        return removed
+
+
+@fault("pvs.delete.exact")
+def delete_removes_overlapping() -> Adapter:
+    """Deletes by column and time instead of by id: overlapping online entries go with it."""
+    return _build(writer=_DeletesOverlapping)
+
+
+class _ExtraUndeletable(ReferenceCalendarWriter):
+    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> CalendarEntry | None:
+        def extra(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT extra FROM calendar_entries WHERE id = ?", (pvs_id,)).fetchone()
+            return row is not None and bool(row[0])
+
+        if not await self._db.run(extra):
+            return await super().delete_appointment(ctx, pvs_id)
+        return await _UndeletingWriter.delete_appointment(self, ctx, pvs_id)  # type: ignore[arg-type]
+
+
+@fault("pvs.delete.exact")
+def keeps_deleted_extra_appointments() -> Adapter:
+    """Deleting an extra appointment reports success but keeps it (the PVS's cancel works on slots only)."""
+    return _build(writer=_ExtraUndeletable)
+
+
+class _DeleteReturnsAsked(ReferenceCalendarWriter):
+    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> CalendarEntry | None:
+        removed = await super().delete_appointment(ctx, pvs_id)
+        if removed is None:
+            return None
+        return replace(removed, column_id="dr-a" if removed.column_id == "dr-b" else removed.column_id)
+
+
+@fault("pvs.write.exact")
+def delete_reports_wrong_column() -> Adapter:
+    """The delete answers with the practitioner's home column instead of the column the entry was in."""
+    return _build(writer=_DeleteReturnsAsked)
+
+
+def _silent_writer(database: Database, changes: ChangeOutbox) -> ReferenceCalendarWriter:
+    return ReferenceCalendarWriter(database, None)
+
+
+@fault("pvs.changes.announced")
+def announces_nothing() -> Adapter:
+    """Declares an outbox but its writer never publishes: the gateway's engine keeps stale busy times."""
+    return _build(writer=_silent_writer)
+
+
+class _AnnouncesWritesOnly(ReferenceCalendarWriter):
+    def __init__(self, database: Database, changes: ChangeOutbox | None = None) -> None:
+        super().__init__(database, changes)
+        self._quiet = ReferenceCalendarWriter(database, None)
+
+    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> CalendarEntry | None:
+        return await self._quiet.delete_appointment(ctx, pvs_id)
+
+
+@fault("pvs.changes.announced")
+def announces_writes_only() -> Adapter:
+    """Announces new entries but not deleted ones: a cancelled slot stays busy for partners."""
+    return _build(writer=_AnnouncesWritesOnly)
+
+
+# --- sandbox --------------------------------------------------------------------------------------
+
+
+class _ResetKeepsPatients(ReferenceSandbox):
+    async def reset(self, ctx: CallContext) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            for table in ("calendar_entries", "absences"):
+                conn.execute(f"DELETE FROM {table}")
+
+        await self._db.run(work)
+
+
+@fault("pvs.sandbox.reset")
+def reset_keeps_patients() -> Adapter:
+    """The reset clears the calendar only: the scenario's and the online-created patients stay."""
+    return _build(sandbox=_ResetKeepsPatients)
+
+
+class _ResetKeepsOnlinePatients(ReferenceSandbox):
+    async def reset(self, ctx: CallContext) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            for table in SANDBOX_TABLES:
+                where = " WHERE created_online_by IS NULL" if table == "patients" else ""
+                conn.execute(f"DELETE FROM {table}{where}")
+
+        await self._db.run(work)
+
+
+@fault("pvs.sandbox.reset")
+def reset_keeps_online_patients() -> Adapter:
+    """The reset deletes the patients the scenario loaded but not those created online since."""
+    return _build(sandbox=_ResetKeepsOnlinePatients)
+
+
+# --- patient records, exactly ---------------------------------------------------------------------
+
+
+class _CreatesWithoutContacts(ReferencePatients):
+    async def create_patient(self, ctx: CallContext, patient: NewPatient, request_id: str) -> PatientRecord:
+        return await super().create_patient(ctx, replace(patient, contacts=()), request_id)
+
+
+@fault("pvs.patients.read_back")
+def creates_without_contacts() -> Adapter:
+    """New patients are stored without their phone numbers and e-mail addresses (a second table never filled)."""
+    return _build(patients=_CreatesWithoutContacts)
+
+
+class _CreatesWithoutEmail(ReferencePatients):
+    async def create_patient(self, ctx: CallContext, patient: NewPatient, request_id: str) -> PatientRecord:
+        kept = tuple(c for c in patient.contacts if c.kind is not ContactKind.EMAIL)
+        return await super().create_patient(ctx, replace(patient, contacts=kept), request_id)
+
+
+@fault("pvs.patients.read_back")
+def creates_without_email() -> Adapter:
+    """The PVS has no e-mail field for patients: the address of a new patient is dropped."""
+    return _build(patients=_CreatesWithoutEmail)
+
+
+class _UppercaseNames(ReferencePatients):
+    async def create_patient(self, ctx: CallContext, patient: NewPatient, request_id: str) -> PatientRecord:
+        upper = replace(patient, given_name=patient.given_name.upper(), family_name=patient.family_name.upper())
+        return await super().create_patient(ctx, upper, request_id)
+
+
+@fault("pvs.patients.read_back")
+def stores_names_in_capitals() -> Adapter:
+    """Names of new patients are stored in capitals, as the PVS's old DOS forms did."""
+    return _build(patients=_UppercaseNames)
+
+
+class _AsciiNames(ReferencePatients):
+    async def create_patient(self, ctx: CallContext, patient: NewPatient, request_id: str) -> PatientRecord:
+        table = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue"})
+        plain = replace(
+            patient, given_name=patient.given_name.translate(table), family_name=patient.family_name.translate(table)
+        )
+        return await super().create_patient(ctx, plain, request_id)
+
+
+@fault("pvs.patients.read_back")
+def stores_names_without_umlauts() -> Adapter:
+    """New patients' umlauts are transliterated (Jörg becomes Joerg): the record differs from what was given."""
+    return _build(patients=_AsciiNames)
+
+
+class _BirthDateDayBefore(ReferencePatients):
+    async def create_patient(self, ctx: CallContext, patient: NewPatient, request_id: str) -> PatientRecord:
+        shifted = replace(patient, birth_date=patient.birth_date - timedelta(days=1))
+        return replace(await super().create_patient(ctx, shifted, request_id), birth_date=patient.birth_date)
+
+
+@fault("pvs.patients.read_back")
+def birth_date_stored_a_day_early() -> Adapter:
+    """The birth date goes through local midnight converted to UTC: it is stored as the day before."""
+    return _build(patients=_BirthDateDayBefore)
+
+
+class _NoteOverwritesContacts(ReferencePatients):
+    async def append_patient_note(self, ctx: CallContext, patient_id: str, line: str, request_id: str) -> None:
+        await super().append_patient_note(ctx, patient_id, line, request_id)
+        await self._db.run(
+            lambda conn: conn.execute("DELETE FROM patient_contacts WHERE patient_id = ?", (patient_id,))
+        )
+
+
+@fault("pvs.patients.matched_unchanged")
+def note_clears_contacts() -> Adapter:
+    """The PVS's note API rewrites the whole master record: a matched patient loses the stored contacts."""
+    return _build(patients=_NoteOverwritesContacts)
+
+
+class _NoteReplacesContacts(ReferencePatients):
+    async def append_patient_note(self, ctx: CallContext, patient_id: str, line: str, request_id: str) -> None:
+        await super().append_patient_note(ctx, patient_id, line, request_id)
+        found = [w.strip(".,;()") for w in line.split()]
+        mobiles = [w for w in found if w.startswith("+49")]
+        mails = [w for w in found if "@" in w]
+
+        def overwrite(conn: sqlite3.Connection) -> None:
+            for kind, values in (("mobile", mobiles), ("email", mails)):
+                if values:
+                    conn.execute("DELETE FROM patient_contacts WHERE patient_id = ? AND kind = ?", (patient_id, kind))
+                    conn.execute("INSERT INTO patient_contacts VALUES (?, ?, ?)", (patient_id, kind, values[0]))
+
+        await self._db.run(overwrite)
+
+
+@fault("pvs.patients.matched_unchanged")
+def booking_overwrites_contacts() -> Adapter:
+    """Takes the new phone number and e-mail of a booking over into the stored record instead of the note."""
+    return _build(patients=_NoteReplacesContacts)
+
+
+# --- consent records, exactly ---------------------------------------------------------------------
+
+
+class _DenialWrittenAsOpen(ReferencePatients):
+    async def write_consent(
+        self,
+        ctx: CallContext,
+        patient_id: str,
+        state: ConsentState,
+        evidence: ConsentEvidence | None,
+        actor: ConsentActor,
+    ) -> Consent:
+        if state is ConsentState.DENIED:
+            state, evidence = ConsentState.OPEN, None  # the PVS knows only "granted" or nothing
+        return await super().write_consent(ctx, patient_id, state, evidence, actor)
+
+
+@fault("pvs.consent.round_trip")
+def denial_written_as_open() -> Adapter:
+    """Stores a denial as no decision: the PVS has a consent tick box, not three states."""
+    return _build(patients=_DenialWrittenAsOpen)
+
+
+class _RevocationIgnored(ReferencePatients):
+    async def write_consent(
+        self,
+        ctx: CallContext,
+        patient_id: str,
+        state: ConsentState,
+        evidence: ConsentEvidence | None,
+        actor: ConsentActor,
+    ) -> Consent:
+        if state is ConsentState.OPEN:
+            return await self.read_consent(ctx, patient_id)  # "no decision" is not written over a decision
+        return await super().write_consent(ctx, patient_id, state, evidence, actor)
+
+
+@fault("pvs.consent.round_trip")
+def reset_to_open_ignored() -> Adapter:
+    """Writing 'open' over a recorded decision does nothing: a withdrawn decision stays in force."""
+    return _build(patients=_RevocationIgnored)
+
+
+class _EvidenceDropped(ReferencePatients):
+    async def write_consent(
+        self,
+        ctx: CallContext,
+        patient_id: str,
+        state: ConsentState,
+        evidence: ConsentEvidence | None,
+        actor: ConsentActor,
+    ) -> Consent:
+        return await super().write_consent(ctx, patient_id, state, None, actor)
+
+
+@fault("pvs.consent.round_trip")
+def consent_without_evidence() -> Adapter:
+    """Stores the decision without its evidence (when, how, which text): the record cannot prove it."""
+    return _build(patients=_EvidenceDropped)
+
+
+class _ActorAlwaysPartner(ReferencePatients):
+    async def write_consent(
+        self,
+        ctx: CallContext,
+        patient_id: str,
+        state: ConsentState,
+        evidence: ConsentEvidence | None,
+        actor: ConsentActor,
+    ) -> Consent:
+        return await super().write_consent(ctx, patient_id, state, evidence, ConsentActor.PARTNER)
+
+
+@fault("pvs.consent.round_trip")
+def consent_actor_always_partner() -> Adapter:
+    """Records every decision as the partner's, also those the practice entered at the desk."""
+    return _build(patients=_ActorAlwaysPartner)
+
+
+class _ConsentForEveryPartner(ReferencePatients):
+    async def write_consent(
+        self,
+        ctx: CallContext,
+        patient_id: str,
+        state: ConsentState,
+        evidence: ConsentEvidence | None,
+        actor: ConsentActor,
+    ) -> Consent:
+        def partners(conn: sqlite3.Connection) -> list[str]:
+            return [str(r[0]) for r in conn.execute("SELECT DISTINCT partner_id FROM consents")]
+
+        written = await super().write_consent(ctx, patient_id, state, evidence, actor)
+        for partner in await self._db.run(partners):
+            if partner != ctx.partner_id:
+                await super().write_consent(replace(ctx, partner_id=partner), patient_id, state, evidence, actor)
+        return written
+
+
+@fault("pvs.consent.round_trip")
+def consent_written_for_every_partner() -> Adapter:
+    """Writes a decision for every partner the PVS knows (one consent flag per patient, copied)."""
+    return _build(patients=_ConsentForEveryPartner)
+
+
+class _SearchConsentStale(ReferencePatients):
+    async def list_patients_born_on(self, ctx: CallContext, birth_date: date) -> list[PatientRecord]:
+        found = await super().list_patients_born_on(ctx, birth_date)
+        return [replace(r, consent=ConsentState.GRANTED) if r.consent is ConsentState.DENIED else r for r in found]
+
+
+@fault("consent.denied.invisible")
+def search_reports_denial_as_grant() -> Adapter:
+    """The patient search reads the consent flag of an older column: a denial shows as a grant."""
+    return _build(patients=_SearchConsentStale)
+
+
+# --- calendar reads -------------------------------------------------------------------------------
+
+
+class _EntriesStartingInHours(ReferenceCalendarData):
+    async def list_busy_times(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        calendar = await self.list_calendars(ctx)
+        tz = ZoneInfo((await self.get_practice(ctx)).time_zone)
+        hours = {c.id: c.weekly_hours for c in calendar.columns}
+
+        def in_hours(column_id: str, start: int) -> bool:
+            local = datetime.fromtimestamp(start, tz)
+            return any(
+                s.weekday == local.isoweekday() and s.start <= local.time() < s.end for s in hours.get(column_id, ())
+            )
+
+        found = await super().list_busy_times(ctx, window, column_ids)
+        return [
+            ColumnIntervals(
+                c.column_id,
+                IntervalArray.of(
+                    [(s, e) for s, e in c.intervals.pairs() if in_hours(c.column_id, s) or _reservation_like(e - s)]
+                ),
+            )
+            for c in found
+        ]
+
+
+def _reservation_like(length: int) -> bool:
+    return length >= 4 * 3600  # long blocks come from the reservation table, which the join does not touch
+
+
+@fault("reader.busy.exact")
+def busy_only_starting_in_hours() -> Adapter:
+    """The entry query joins the weekly hours: appointments beginning before opening time are dropped."""
+    return _build(calendar=_EntriesStartingInHours)
+
+
+class _FirstColumnOnly(ReferenceCalendarData):
+    async def list_busy_times(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        def second_columns(conn: sqlite3.Connection) -> set[tuple[str, int, int]]:
+            rows = conn.execute(
+                "SELECT e.column_id, e.start_utc, e.end_utc FROM calendar_entries e JOIN calendar_entries f"
+                " ON f.start_utc = e.start_utc AND f.end_utc = e.end_utc AND f.kind = 'appointment'"
+                " AND e.kind = 'appointment' AND f.id < e.id AND f.column_id <> e.column_id"
+            ).fetchall()
+            return {(str(r[0]), int(r[1]), int(r[2])) for r in rows}
+
+        hidden = await self._db.run(second_columns)
+        return [
+            ColumnIntervals(
+                c.column_id,
+                IntervalArray.of([(s, e) for s, e in c.intervals.pairs() if (c.column_id, s, e) not in hidden]),
+            )
+            for c in await super().list_busy_times(ctx, window, column_ids)
+        ]
+
+
+@fault("reader.busy.exact")
+def multi_column_appointment_in_first_column_only() -> Adapter:
+    """An appointment over two columns (practitioner and room) is listed in its first column only."""
+    return _build(calendar=_FirstColumnOnly)
+
+
+class _NoPracticeWideClosedDays(ReferenceCalendarData):
+    async def list_working_time_rules(self, ctx: CallContext, window: Interval) -> WorkingTimeRules:
+        rules = await super().list_working_time_rules(ctx, window)
+        return replace(rules, closed_days=tuple(d for d in rules.closed_days if d.column_id is not None))
+
+
+@fault("reader.working_hours.closed_days")
+def practice_wide_closed_days_lost() -> Adapter:
+    """Exports closed days per column only: a holiday of the whole practice (no column) is lost."""
+    return _build(calendar=_NoPracticeWideClosedDays)
+
+
+class _ShiftsUntilExclusive(ReferenceCalendarData):
+    async def list_working_time_rules(self, ctx: CallContext, window: Interval) -> WorkingTimeRules:
+        rules = await super().list_working_time_rules(ctx, window)
+        return replace(
+            rules,
+            shifts=tuple(
+                replace(s, valid_until=s.valid_until - timedelta(days=1))
+                for s in rules.shifts
+                if s.valid_until > s.valid_from
+            ),
+        )
+
+
+@fault("reader.working_hours.shifts")
+def shifts_end_a_day_early() -> Adapter:
+    """Reads a shift's last day as exclusive: one-day shifts vanish and longer ones lose their last day."""
+    return _build(calendar=_ShiftsUntilExclusive)
+
+
+class _AbsenceEndDateInclusive(ReferenceCalendarData):
+    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
+        found = await super().list_absences(ctx, window, column_ids)
+        return [
+            Absence(a.column_id, Interval(a.interval.start, a.interval.end + timedelta(days=1)))
+            if a.interval.end - a.interval.start >= timedelta(days=1)
+            else a
+            for a in found
+        ]
+
+
+@fault("reader.absences.listed")
+def multi_day_absences_a_day_long() -> Adapter:
+    """Holidays are stored with an inclusive end date and exported as if it were exclusive: one day too long."""
+    return _build(calendar=_AbsenceEndDateInclusive)
+
+
+class _UtcPractice(ReferenceCalendarData):
+    async def get_practice(self, ctx: CallContext) -> PracticeProfile:
+        return replace(await super().get_practice(ctx), time_zone="UTC")
+
+
+@fault("reader.practice.profile")
+def practice_in_utc() -> Adapter:
+    """Reports the server's time zone (UTC) instead of the practice's."""
+    return _build(calendar=_UtcPractice)
+
+
+class _NoBuffers(ReferenceCalendarData):
+    async def list_calendars(self, ctx: CallContext) -> Calendar:
+        calendar = await super().list_calendars(ctx)
+        return replace(
+            calendar,
+            appointment_types=tuple(replace(t, buffer=timedelta(0)) for t in calendar.appointment_types),
+        )
+
+
+@fault("reader.calendars.appointment_types")
+def types_without_buffer() -> Adapter:
+    """Exports appointment types without their follow-up buffer (Nachlaufzeit)."""
+    return _build(calendar=_NoBuffers)
+
+
+class _NoRooms(ReferenceCalendarData):
+    async def list_calendars(self, ctx: CallContext) -> Calendar:
+        calendar = await super().list_calendars(ctx)
+        return replace(calendar, columns=tuple(replace(c, room_id=None) for c in calendar.columns))
+
+
+@fault("reader.calendars.rooms")
+def columns_without_rooms() -> Adapter:
+    """Exports the columns without the room they are in."""
+    return _build(calendar=_NoRooms)
+
+
+# --- harmless variants: must stay certified -------------------------------------------------------
+
+
+class _ReversedPatients(ReferencePatients):
+    async def list_patients_born_on(self, ctx: CallContext, birth_date: date) -> list[PatientRecord]:
+        return list(reversed(await super().list_patients_born_on(ctx, birth_date)))
+
+
+@uncaught("harmless: the order of patients born on one date is left open by the contract")
+def patients_in_reverse_order() -> Adapter:
+    """The patient search returns the newest record first."""
+    return _build(patients=_ReversedPatients)
+
+
+class _ReversedAbsences(ReferenceCalendarData):
+    async def list_absences(self, ctx: CallContext, window: Interval, column_ids: Sequence[str]) -> list[Absence]:
+        return list(reversed(await super().list_absences(ctx, window, column_ids)))
+
+
+@uncaught("harmless: the order of absences is left open by the contract")
+def absences_in_reverse_order() -> Adapter:
+    """Absences come in storage order, newest first."""
+    return _build(calendar=_ReversedAbsences)
+
+
+class _PrefixedIds(ReferenceCalendarWriter):
+    async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
+        written = await super().write_appointment(ctx, entry)
+        return replace(written, pvs_id=f"TERMIN-{int(written.pvs_id):08d}")
+
+    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> CalendarEntry | None:
+        if not pvs_id.startswith("TERMIN-"):
+            return None
+        return await super().delete_appointment(ctx, str(int(pvs_id.removeprefix("TERMIN-"))))
+
+
+@uncaught("harmless: PVS ids are opaque to the gateway; any format that round-trips works")
+def prefixed_entry_ids() -> Adapter:
+    """Entry ids in the PVS's own format (TERMIN-00000042) instead of plain numbers."""
+    return _build(writer=_PrefixedIds)
+
+
+class _SlowCalendar(ReferenceCalendarData):
+    async def list_busy_times(
+        self, ctx: CallContext, window: Interval, column_ids: Sequence[str]
+    ) -> list[ColumnIntervals]:
+        await asyncio.sleep(0.02)
+        return await super().list_busy_times(ctx, window, column_ids)
+
+
+class _SlowPatients(ReferencePatients):
+    async def list_patients_born_on(self, ctx: CallContext, birth_date: date) -> list[PatientRecord]:
+        await asyncio.sleep(0.02)
+        return await super().list_patients_born_on(ctx, birth_date)
+
+
+@uncaught("harmless: 20 ms more per calendar and patient read is slower but well within the time budget")
+def slow_but_within_budget() -> Adapter:
+    """Every busy-time read and patient search takes 20 ms longer (a remote PVS database)."""
+    return _build(calendar=_SlowCalendar, patients=_SlowPatients)

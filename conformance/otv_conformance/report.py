@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from otv_conformance.cases import SUITE_VERSION, Result, all_cases
-from otv_conformance.runner import RunResult
+from otv_conformance.runner import CASE_TIMEOUT_SECONDS, RunResult
 from otv_sdk.models import Capability
 from otv_sdk.signing import Signer, public_key_bytes, verify_signature
 
@@ -74,6 +74,8 @@ def build_report(run: RunResult) -> dict[str, Any]:
         "started": run.started.isoformat(),
         "finished": run.finished.isoformat(),
         "verdict": "certified" if run.certified else "failed",
+        # Every test must finish within this; a test still running then is an error (docs/conformance.md).
+        "time_budget": {"per_test_seconds": CASE_TIMEOUT_SECONDS},
         "summary": _summary(tests),
         "tests": tests,
     }
@@ -152,6 +154,9 @@ def verify_report(report: dict[str, Any], trusted_public_key: str | None = None)
 
 def _junit(report: dict[str, Any]) -> bytes:
     root = ET.Element("testsuites", name=f"otv-conformance {report['suite']['version']}")
+    per_test = report.get("time_budget", {}).get("per_test_seconds")
+    if per_test is not None:
+        ET.SubElement(ET.SubElement(root, "properties"), "property", name="time_budget_per_test_s", value=str(per_test))
     groups: dict[str, list[dict[str, Any]]] = {}
     for test in report["tests"]:
         groups.setdefault(test["group"], []).append(test)
@@ -207,6 +212,8 @@ def _html(report: dict[str, Any]) -> str:
     )
     scenarios = ", ".join(f"{e(x['id'])} {e(x['version'])}" for x in report["scenarios"])
     signature = report.get("signature", {})
+    per_test = report.get("time_budget", {}).get("per_test_seconds")
+    budget = f"{per_test:.0f} s" if isinstance(per_test, int | float) else "not stated"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>otv conformance: {e(a["product"])} {e(a["version"])}</title>
 <style>{_STYLE}</style></head><body>
@@ -219,6 +226,7 @@ def _html(report: dict[str, Any]) -> str:
 <tr><th>Suite</th><td>{e(report["suite"]["version"])}</td></tr>
 <tr><th>Scenarios</th><td>{scenarios}</td></tr>
 <tr><th>Run</th><td>{e(report["started"])} to {e(report["finished"])}</td></tr>
+<tr><th>Time budget</th><td>{budget} per test (a test still running then is an error)</td></tr>
 <tr><th>Result</th><td>{s["passed"]} passed, {s["failed"]} failed, {s["errors"]} errors, {s["skipped"]} not applicable;
 {s["required_not_passed"]} required not passed</td></tr>
 <tr><th>Signed by</th><td>key <code>{e(str(signature.get("key_id", "")))}</code>, public key

@@ -38,6 +38,15 @@ REQUIREMENTS: dict[str, str] = {
     "PV-3": "Deleting an entry twice is harmless: the second delete finds nothing.",
     "PV-4": "Working-time rules are read by overlap: a shift that began before the window still applies in it.",
     "PV-5": "A patient creation repeated with the gateway's request id creates nothing more.",
+    "PV-6": (
+        "A write is stored exactly as asked (start, end, column) in both UTC offsets of the practice's zone, and"
+        " flagged as extra only when it overlaps."
+    ),
+    "PV-7": "A delete removes exactly its entry, regular or extra; overlapping neighbours stay.",
+    "PV-8": "A created patient is read back by birth date with every field (names, birth date, contacts, origin).",
+    "PV-9": "A matched patient's stored record is never changed by the match (names, birth date, contacts).",
+    "PV-10": "An adapter that announces its changes announces every write and delete with column and interval.",
+    "PV-11": "The sandbox reset leaves nothing: no calendar entries, no patients, none shared.",
     "PA-1": "An existing patient is found by name and birth date, and not created again.",
     "PA-2": "Names match after normalisation (case, umlauts, hyphens, white space).",
     "PA-3": "Namesakes with the same birth date are told apart by their contact data.",
@@ -48,6 +57,9 @@ REQUIREMENTS: dict[str, str] = {
     "CO-2": "A patient who denied consent for a partner is invisible to that partner in every service.",
     "CO-3": "Consent is per partner: one partner's grant is not another's.",
     "CO-4": "Only patients who granted consent are listed as shared.",
+    "CO-5": (
+        "Every consent state written for a partner reads back as written, with evidence and actor; others stay open."
+    ),
     "RB-1": "Malformed requests get INVALID_ARGUMENT naming the field.",
     "RB-2": "Requests for things that do not exist get NOT_FOUND or INVALID_ARGUMENT, never INTERNAL.",
 }

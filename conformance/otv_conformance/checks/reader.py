@@ -26,10 +26,14 @@ R = Group.READER
 
 def _show(spans: Spans, session: Session, limit: int = 4) -> str:
     tz = session.placed.tz
-    text = ", ".join(
-        f"{datetime.fromtimestamp(s, tz):%Y-%m-%d %H:%M}-{datetime.fromtimestamp(e, tz):%H:%M}"
-        for s, e in spans[:limit]
-    )
+
+    def one(s: int, e: int) -> str:
+        start, end = datetime.fromtimestamp(s, tz), datetime.fromtimestamp(e, tz)
+        # A span ending on another day shows its end date too, so multi-day spans never read alike.
+        until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%Y-%m-%d %H:%M}"
+        return f"{start:%Y-%m-%d %H:%M}-{until}"
+
+    text = ", ".join(one(s, e) for s, e in spans[:limit])
     return text + (f" (+{len(spans) - limit} more)" if len(spans) > limit else "") if spans else "nothing"
 
 
@@ -81,6 +85,22 @@ async def calendar_columns(session: Session) -> None:
         "practitioners differ from the scenario",
     )
     check({r.id for r in got.rooms} >= {c.room_id for c in want.columns if c.room_id}, "rooms of columns missing")
+
+
+@case("reader.calendars.rooms", "RD-2", R)
+async def calendar_rooms(session: Session) -> None:
+    """Every column is in its room as the scenario has it, and rooms carry their names."""
+    got = await session.a.list_calendars(session.practice_id)
+    want = session.placed.scenario.calendar
+    got_rooms = {c.id: c.room_id for c in got.columns}
+    for column in want.columns:
+        check(
+            got_rooms.get(column.id) == column.room_id,
+            f"column {column.id} is in room {got_rooms.get(column.id)!r}, expected {column.room_id!r}",
+        )
+    names = {r.id: r.display_name for r in got.rooms}
+    expected = {r.id: r.display_name for r in want.rooms}
+    check(names == expected, f"rooms {names}, expected {expected}")
 
 
 @case("reader.calendars.appointment_types", "RD-2", R)
