@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_patients.py --json var/bench-patients.json
 	$(BIN)/python benchmarks/bench_booking.py --json var/bench-booking.json
 	$(BIN)/python benchmarks/bench_signing.py --json var/bench-signing.json
+	$(BIN)/python benchmarks/bench_observability.py --json var/bench-observability.json
 	$(BIN)/python benchmarks/bench_reader.py --json var/bench-reader.json
 	$(BIN)/python benchmarks/bench_conformance.py --json var/bench-conformance.json
 	cd benchmarks && ../$(BIN)/python bench_changes.py --json ../var/bench-changes.json

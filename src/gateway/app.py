@@ -13,12 +13,15 @@ import signal
 import ssl
 
 import grpc
+from opentelemetry.sdk.trace import TracerProvider
 
+from gateway import observability
 from gateway.authentication import SignatureAuthenticator
 from gateway.config import GatewayConfig, RateLimitConfig, read_file, resolve_path
 from gateway.connector_service import add_connector_servicer
 from gateway.http_api import HttpApi
 from gateway.identity import signed_identity
+from gateway.metrics import GatewayMetrics
 from gateway.practice_service import add_practice_servicer
 from gateway.practice_web import PracticeWeb
 from gateway.practice_web.desk import router_desks
@@ -27,6 +30,7 @@ from gateway.routing import PracticeRouter, build_router
 from gateway.snapshot_service import SnapshotCalls, add_snapshot_servicer
 from otv_sdk.server import OtvServer, build_server
 from otv_sdk.servicers import Identify
+from otv_sdk.tracing import TracingServerInterceptor, client_interceptors
 
 __all__ = ["Gateway", "run_gateway"]
 
@@ -37,9 +41,18 @@ class Gateway:
     """A started gateway. `port` is the bound port, useful when listening on port 0."""
 
     def __init__(
-        self, config: GatewayConfig, router: PracticeRouter, otv_server: OtvServer, port: int, http: HttpApi | None
+        self,
+        config: GatewayConfig,
+        router: PracticeRouter,
+        otv_server: OtvServer,
+        port: int,
+        http: HttpApi | None,
+        metrics: GatewayMetrics | None = None,
+        tracing: TracerProvider | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics or GatewayMetrics()
+        self._tracing = tracing
         self.http = http
         self.router = router
         self._otv = otv_server
@@ -47,14 +60,25 @@ class Gateway:
         self.address = f"{config.gateway.listen.rpartition(':')[0]}:{port}"
 
     @classmethod
-    async def start(cls, config: GatewayConfig, identify: Identify | None = None) -> Gateway:
+    async def start(
+        cls, config: GatewayConfig, identify: Identify | None = None, *, tracer_provider: TracerProvider | None = None
+    ) -> Gateway:
         """Every call must be signed by a registered partner (see authentication.py).
 
         `identify` replaces that with another way of naming the partner: for tests only.
+        `tracer_provider` traces with that provider instead of one built from [gateway.tracing].
         """
         # Jobs handed to worker threads are charged to the partner whose call handed them over.
         asyncio.get_running_loop().set_default_executor(MeteredExecutor(thread_name_prefix="otv-worker"))
-        router = await build_router(config)
+        own_tracing = tracer_provider is None and config.gateway.tracing is not None
+        tracing = tracer_provider
+        if own_tracing and config.gateway.tracing is not None:
+            tracing = observability.tracer_provider(config.gateway.tracing)
+        router = await build_router(config, client_interceptors(tracing) if tracing is not None else ())
+        metrics = GatewayMetrics()
+        if config.gateway.metrics:
+            router.metrics = metrics
+            metrics.watch_practices(router.practice_ids, router.store, lambda: _watchers(router))
         http: HttpApi | None = None
         try:
             calls = SnapshotCalls(router.snapshot_keepers, frozenset(router.practice_ids))
@@ -66,11 +90,16 @@ class Gateway:
                     config.gateway.max_clock_skew_seconds,
                     rate_limits=_rate_limits(config),
                 )
+                if config.gateway.metrics:
+                    authenticator.on_refused = metrics.refusal
+            observers: list[grpc.aio.ServerInterceptor] = [metrics.interceptor()] if config.gateway.metrics else []
+            if tracing is not None:
+                observers.append(TracingServerInterceptor(tracing))
             who: Identify = signed_identity if identify is None else identify
             otv_server = build_server(
                 router,
                 who,
-                interceptors=[] if authenticator is None else [authenticator],
+                interceptors=observers if authenticator is None else [*observers, authenticator],
                 extra_services=[
                     lambda s: add_snapshot_servicer(s, router, who, calls),
                     lambda s: add_connector_servicer(s, router.connectors, who),
@@ -81,7 +110,7 @@ class Gateway:
                 staff_page = PracticeWeb(
                     router.store, router_desks(router), router.practice_ids, secure=config.gateway.tls is not None
                 )
-                http = HttpApi(calls, authenticator, staff_page.app())
+                http = HttpApi(calls, authenticator, staff_page.app(), metrics if config.gateway.metrics else None)
             tls = config.gateway.tls
             if tls is None:
                 port = otv_server.server.add_insecure_port(config.gateway.listen)
@@ -111,7 +140,7 @@ class Gateway:
             raise
         await router.recover()
         await otv_server.set_serving(True)
-        return cls(config, router, otv_server, port, http)
+        return cls(config, router, otv_server, port, http, metrics, tracing if own_tracing else None)
 
     async def stop(self, grace: float | None = None) -> None:
         await self._otv.set_serving(False)
@@ -119,9 +148,16 @@ class Gateway:
         if self.http is not None:
             await self.http.stop()
         await self.router.aclose()
+        if self._tracing is not None:  # its own provider: export what is left
+            self._tracing.shutdown()
 
     async def wait_for_termination(self) -> None:
         await self._otv.server.wait_for_termination()
+
+
+def _watchers(router: PracticeRouter) -> dict[str, int]:
+    feeds = {practice_id: router.feed(practice_id) for practice_id in router.practice_ids}
+    return {practice_id: feed.watchers for practice_id, feed in feeds.items() if feed is not None}
 
 
 def _rate_limits(config: GatewayConfig) -> PartnerRateLimits:

@@ -99,10 +99,11 @@ VERIFIED: contextvars.ContextVar[Verified | None] = contextvars.ContextVar("otv_
 class Refused(Exception):
     """A call that may not proceed, with the status it gets (HTTP maps the code to its own)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, reason: str = "unsigned") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.reason = reason  # the label of otv_refused_calls_total (metrics.py)
 
 
 class RateLimited(Refused):
@@ -111,7 +112,11 @@ class RateLimited(Refused):
 
     def __init__(self, retry_after: float, *, queue: bool = False) -> None:
         what = "used its share of this gateway for now" if queue else "its rate limit reached"
-        super().__init__(grpc.StatusCode.RESOURCE_EXHAUSTED, f"this partner has {what}; retry in {retry_after:.3f} s")
+        super().__init__(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"this partner has {what}; retry in {retry_after:.3f} s",
+            "overloaded" if queue else "rate_limited",
+        )
         self.retry_after = retry_after
 
 
@@ -158,6 +163,7 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         self._rate_limits = rate_limits
         self._refusals = TokenBucket(_REFUSALS_AUDITED)
         self._refusals_left_out = 0
+        self.on_refused: Callable[[str], None] = lambda reason: None  # the gateway counts refusals
 
     async def intercept_service(
         self,
@@ -199,6 +205,7 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
                     return await metered(handler.unary_unary(request, context), meter)
             except Overloaded as overloaded:
                 outcome = grpc.StatusCode.RESOURCE_EXHAUSTED.name
+                self.on_refused("overloaded")
                 await context.abort_with_status(_rate_limited(RateLimited(overloaded.retry_after, queue=True)))
             except BaseException:
                 code = context.code()
@@ -264,6 +271,7 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         """Headers, then the body, then the admission, then the partner's rate; or the call ends."""
         limit = _REQUEST_BYTES.get(service, MAX_PARTNER_REQUEST_BYTES)
         if len(raw) > limit:
+            self.on_refused("too_large")
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, f"the request is larger than the {limit} bytes this method takes"
             )
@@ -278,13 +286,16 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
                 request = None  # said only to a caller whose signature verifies
             partner = await self._admitted(headers, method, service, _practice_of(request) if request else None)
             if request is None:
+                self.on_refused("invalid_message")
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message for this method"
                 )
             self._within_rate(partner)
         except RateLimited as limited:
+            self.on_refused(limited.reason)
             await context.abort_with_status(_rate_limited(limited))
         except Refused as refused:
+            self.on_refused(refused.reason)
             await context.abort(refused.code, refused.message)
         return request, Verified(partner, method)
 
@@ -292,9 +303,13 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         self, raw: bytes, method: str, service: str, metadata: tuple[Any, ...], practice: str | None
     ) -> str:
         """The partner who signed the call, or Refused. The HTTP endpoint passes its headers as metadata."""
-        headers = await self._checked_headers(raw, method, metadata)
-        partner = await self._admitted(headers, method, service, practice)
-        self._within_rate(partner)
+        try:
+            headers = await self._checked_headers(raw, method, metadata)
+            partner = await self._admitted(headers, method, service, practice)
+            self._within_rate(partner)
+        except Refused as refused:
+            self.on_refused(refused.reason)
+            raise
         return partner
 
     def _not_over_rate(self, key_id: str) -> None:
@@ -380,6 +395,7 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
                 grpc.StatusCode.PERMISSION_DENIED, "this partner may not use that service of that practice"
             )
         if refused is not None:
+            refused.reason = decision.outcome  # key, signature, replay or denied
             await self._refused(headers.key_id, method, practice, refused, decision.partner)
             raise refused
         return decision.partner

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -92,6 +92,7 @@ class PracticeFeed(ChangeFeedPort):
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._closed = False
+        self.watchers = 0
         self._listeners: list[Callable[[Change], None]] = []
 
     @property
@@ -278,9 +279,21 @@ class PracticeFeed(ChangeFeedPort):
 
     def watch(self, ctx: CallContext, column_ids: Sequence[str], cursor: str) -> AsyncIterator[ChangeEvent]:
         self._start()
-        return self._follow(ctx.partner_id, tuple(column_ids), cursor)
+        return self._counted(self._follow(ctx.partner_id, tuple(column_ids), cursor))
 
-    async def _follow(self, partner_id: str, column_ids: tuple[str, ...], cursor: str) -> AsyncIterator[ChangeEvent]:
+    async def _counted(self, events: AsyncGenerator[ChangeEvent, None]) -> AsyncIterator[ChangeEvent]:
+        """`watchers` counts the streams open now (a gauge of the gateway's metrics)."""
+        self.watchers += 1
+        try:
+            async for event in events:
+                yield event
+        finally:
+            self.watchers -= 1
+            await events.aclose()
+
+    async def _follow(
+        self, partner_id: str, column_ids: tuple[str, ...], cursor: str
+    ) -> AsyncGenerator[ChangeEvent, None]:
         last = await self._start_position(cursor)
         while True:
             wakeup = self._wakeup  # taken before looking, so an event stored meanwhile still wakes us

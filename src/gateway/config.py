@@ -87,6 +87,17 @@ class RateLimitConfig(_Strict):
     share_burst: float = Field(1.0, gt=0, le=3600, description="seconds of it usable at once after a quiet spell")
 
 
+class TracingConfig(_Strict):
+    endpoint: str | None = Field(
+        None,
+        description="OTLP/gRPC collector for the spans (http://host:4317); unset: traces are carried, not exported",
+    )
+    sample_ratio: float = Field(
+        1.0, ge=0, le=1, description="share of partner calls traced when the caller sent no sampling decision"
+    )
+    service_name: str = Field("otv-gateway", min_length=1, max_length=100, description="service.name of the spans")
+
+
 class GatewaySection(_Strict):
     listen: Address = Field("127.0.0.1:50051", description="address the gateway listens on")
     http_listen: Address | None = Field(
@@ -101,6 +112,12 @@ class GatewaySection(_Strict):
         "gateway-secret.key", description="file with the secret (created on first start); relative to the config"
     )
     tls: TlsServerConfig | None = None
+    metrics: bool = Field(
+        True, description="Prometheus metrics, served at /metrics on http_listen (docs/operations.md)"
+    )
+    tracing: TracingConfig | None = Field(
+        None, description="OpenTelemetry traces (docs/operations.md); off when the section is absent"
+    )
     encryption_keys: dict[str, str] = Field(
         default_factory=dict, description="key id -> 32 bytes hex, for personal values at rest"
     )

@@ -13,6 +13,7 @@ for both transports. Errors are JSON, {"code", "message", "fieldViolations": [{"
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -29,6 +30,7 @@ from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
 from gateway.authentication import RateLimited, Refused, SignatureAuthenticator
+from gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from gateway.snapshot_service import SnapshotCalls
 from otv.v1 import snapshot_service_pb2
 from otv_sdk.errors import OtvError
@@ -114,6 +116,11 @@ async def _json_errors(
         return web.json_response({"code": code, "message": refused.reason}, status=refused.status)
 
 
+async def _metrics(metrics: GatewayMetrics, request: web.Request) -> web.Response:
+    await metrics.refresh()
+    return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+
 class HttpApi:
     """The HTTP listener; started and stopped with the gateway."""
 
@@ -122,6 +129,7 @@ class HttpApi:
         calls: SnapshotCalls,
         authenticator: SignatureAuthenticator | None,
         practice_web: web.Application | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         """Without an authenticator (a test identity) there is no snapshot upload; `practice_web`
         is the staff web page, mounted under /practice/."""
@@ -135,6 +143,8 @@ class HttpApi:
             app.router.add_post("/v1/practices/{practice}/snapshot:upload", self._upload)
         if practice_web is not None:
             app.add_subapp("/practice/", practice_web)
+        if metrics is not None:  # Prometheus scrapes GET /metrics (docs/operations.md)
+            app.router.add_get("/metrics", functools.partial(_metrics, metrics))
         self._app = app
 
     async def start(self, address: str, ssl_context: ssl.SSLContext | None = None) -> None:

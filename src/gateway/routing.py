@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Protocol
 
@@ -24,6 +24,7 @@ from gateway.config import ConfigError, GatewayConfig, load_secret, read_file
 from gateway.connectors import ConnectorHub
 from gateway.consent_records import RecordedConsent
 from gateway.encryption import FieldCipher, keys_from
+from gateway.metrics import GatewayMetrics
 from gateway.offline import ConnectorAdapterSource, OnlineOnlyWriter
 from gateway.patient_ids import PatientIdScope
 from gateway.patient_matching import PatientMatcher
@@ -85,6 +86,7 @@ class PracticeRouter:
         self._policies = dict(policies or {})
         self._guarded: dict[str, tuple[Adapter, Adapter]] = {}
         self._readers: dict[str, PracticeReader] = {}
+        self.metrics: GatewayMetrics | None = None  # set by the gateway: data-port calls are timed
 
     @property
     def store(self) -> StateStore:
@@ -103,7 +105,8 @@ class PracticeRouter:
         adapter = await source.get(ctx)
         known = self._guarded.get(practice_id)
         if known is None or known[0] is not adapter:  # remote adapters are re-described now and then
-            served = self._serve(practice_id, adapter)
+            metered = adapter if self.metrics is None else self.metrics.metered_adapter(practice_id, adapter)
+            served = self._serve(practice_id, metered)
             guarded = self._with_feed(practice_id, adapter, protect(served, self._scope, self._booking(practice_id)))
             if isinstance(source, ConnectorAdapterSource) and guarded.writer is not None:
                 guarded = dataclasses.replace(guarded, writer=OnlineOnlyWriter(guarded.writer, source.online))
@@ -226,8 +229,12 @@ def _describe_settings_error(prefix: str, error: Exception) -> str:
     return f"{prefix}: {error}"
 
 
-async def build_router(config: GatewayConfig) -> PracticeRouter:
-    """Create every practice's adapter source; raise ConfigError naming the field on failure."""
+async def build_router(
+    config: GatewayConfig, channel_interceptors: Sequence[grpc.aio.ClientInterceptor] = ()
+) -> PracticeRouter:
+    """Create every practice's adapter source; raise ConfigError naming the field on failure.
+
+    `channel_interceptors` go on the channels to remote adapter servers (trace context)."""
     secret = load_secret(config)
     scope = PatientIdScope(secret)
     try:
@@ -284,7 +291,9 @@ async def build_router(config: GatewayConfig) -> PracticeRouter:
                 sources[practice_id] = LocalAdapterSource(snapshot_adapter(keepers[practice_id]))
             else:
                 where = f"practices.{practice_id}.adapter"
-                sources[practice_id] = _source(config, hub, practice_id, where, feeds[practice_id].publish)
+                sources[practice_id] = _source(
+                    config, hub, practice_id, where, feeds[practice_id].publish, channel_interceptors
+                )
     except BaseException:
         await PracticeRouter(sources, scope, store).aclose()  # release what was opened before the failure
         raise
@@ -299,7 +308,12 @@ async def _practice_desk(router: PracticeRouter, practice_id: str) -> BookingDes
 
 
 def _source(
-    config: GatewayConfig, hub: ConnectorHub, practice_id: str, where: str, publish: Callable[[Change], None]
+    config: GatewayConfig,
+    hub: ConnectorHub,
+    practice_id: str,
+    where: str,
+    publish: Callable[[Change], None],
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
 ) -> AdapterSource:
     adapter_config = config.practices[practice_id].adapter
     if adapter_config.remote is not None:
@@ -315,9 +329,9 @@ def _source(
                 ),
             )
         channel = (
-            grpc.aio.insecure_channel(remote.address)
+            grpc.aio.insecure_channel(remote.address, interceptors=interceptors)
             if credentials is None
-            else grpc.aio.secure_channel(remote.address, credentials)
+            else grpc.aio.secure_channel(remote.address, credentials, interceptors=interceptors)
         )
         return RemoteAdapterSource(
             channel,

@@ -36,6 +36,7 @@ from gateway.app import run_gateway
 from gateway.certificates import init_dev_pki
 from gateway.config import ConfigError, GatewayConfig, demo_config, load_config
 from gateway.config_reference import configuration_reference
+from gateway.observability import configure_logging
 from gateway.partners import PartnerRegistry
 from gateway.plugins import load_factory
 from gateway.state_store import StateStore, open_store
@@ -52,6 +53,12 @@ EXIT_CALL_FAILED = 1
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="otv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text to read (default), json for production: one event per line with trace ids (docs/operations.md)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -235,7 +242,7 @@ def _demo_partner(config: GatewayConfig, state_dir: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO, args.log_format)
     try:
         if args.command == "demo":
             args.state_dir.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ to be protected with mutual TLS (pass `credentials`), so only the gateway can ma
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 
 import grpc
@@ -65,9 +65,11 @@ async def serve_adapters(
     *,
     credentials: grpc.ServerCredentials | None = None,
     heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> AdapterServer:
     """Start serving `{practice_id: adapter}` on address; `heartbeat_seconds` is how often an
-    idle WatchDataChanges stream says it is alive."""
+    idle WatchDataChanges stream says it is alive. `interceptors` wrap every call, for example
+    otv_sdk.tracing.TracingServerInterceptor() to continue the gateway's traces."""
     # PracticeDataService, and SandboxService (UNIMPLEMENTED for practices without a sandbox port).
     data_service = partial(add_practice_data_servicer, adapters=adapters, heartbeat_seconds=heartbeat_seconds)
     otv_server = build_server(
@@ -76,6 +78,7 @@ async def serve_adapters(
         sandbox=True,
         partner_services=False,
         extra_services=[data_service],
+        interceptors=interceptors,
     )
     if credentials is None:
         port = otv_server.server.add_insecure_port(address)

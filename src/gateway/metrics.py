@@ -1,0 +1,254 @@
+"""Prometheus metrics of one gateway: gRPC calls, data-port calls, refusals, feeds, holds, inbox.
+
+One registry per Gateway (tests run many gateways in one process), served at /metrics on the
+gateway's HTTP listener. Labels are bounded and carry no personal data: gRPC service and method
+names come from the registered services (calls to any other method count as "unknown"), practice
+ids from the configuration, port methods from the code, codes from gRPC's list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gateway.state_store import Row, StateStore, Tx
+from otv_sdk.call_observation import End, ObservingInterceptor
+from otv_sdk.errors import OtvError
+from otv_sdk.ports import Adapter
+
+__all__ = ["CONTENT_TYPE", "GatewayMetrics", "PracticeGauges"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# From a cached read (sub-millisecond) to a PVS that takes its time; the call deadline is 30 s at most.
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_DATA_PORTS = ("calendar", "calendar_writer", "patients", "consents")
+
+
+class PracticeGauges:
+    """Values per practice read when Prometheus scrapes: set by `refresh` before each scrape."""
+
+    def __init__(self) -> None:
+        self.watchers: Callable[[], dict[str, int]] = dict
+        self.holds: dict[str, int] = {}
+        self.inbox: dict[str, int] = {}
+
+
+class _GaugeCollector(Collector):
+    def __init__(self, gauges: PracticeGauges) -> None:
+        self._gauges = gauges
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for name, doc, values in (
+            ("otv_change_feed_watchers", "WatchChanges streams open, per practice", self._gauges.watchers()),
+            ("otv_holds_active", "slot holds not yet confirmed, released or expired, per practice", self._gauges.holds),
+            ("otv_inbox_pending", "bookings waiting for the practice (pending_practice/_transfer)", self._gauges.inbox),
+        ):
+            family = GaugeMetricFamily(name, doc, labels=["practice"])
+            for practice, value in sorted(values.items()):
+                family.add_metric([practice], value)
+            yield family
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ["grpc_type", "grpc_service", "grpc_method"]
+        self.started = Counter("grpc_server_started", "RPCs started on the server", labels, registry=self.registry)
+        self.handled = Counter(
+            "grpc_server_handled",
+            "RPCs completed on the server, whatever their status",
+            [*labels, "grpc_code"],
+            registry=self.registry,
+        )
+        self.handling = Histogram(
+            "grpc_server_handling_seconds",
+            "time from the start of an RPC to its status (streams: their whole life)",
+            labels,
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.port_seconds = Histogram(
+            "otv_adapter_call_seconds",
+            "data-port calls to a practice's adapter (in-process plugin, remote adapter server or connector)",
+            ["practice", "port", "method"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.port_errors = Counter(
+            "otv_adapter_call_errors",
+            "data-port calls that failed, by the error's gRPC code (INTERNAL for anything unexpected)",
+            ["practice", "port", "method", "code"],
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "otv_refused_calls",
+            "calls the gateway refused before serving them, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.gauges = PracticeGauges()
+        self.registry.register(_GaugeCollector(self.gauges))
+        self._kinds: dict[str, str] = {}
+        self._ports: dict[tuple[str, str], tuple[Any, _MeteredPort]] = {}
+        self._practices: tuple[str, ...] = ()
+        self._store: StateStore | None = None
+
+    def interceptor(self) -> grpc.aio.ServerInterceptor:
+        """Started, handled and handling time of every call; outermost but request decoding."""
+        started, handled, handling = self.started, self.handled, self.handling
+
+        def begin(method: str, context: grpc.aio.ServicerContext[Any, Any]) -> End:
+            service, _, name = method[1:].partition("/")
+            kind = self._kinds.get(method, "unary")
+            started.labels(kind, service, name).inc()
+            timer = handling.labels(kind, service, name)
+            at = time.perf_counter()
+
+            def end(code: grpc.StatusCode) -> None:
+                timer.observe(time.perf_counter() - at)
+                handled.labels(kind, service, name, code.name).inc()
+
+            return end
+
+        def unknown(method: str) -> None:
+            started.labels("unknown", "unknown", "unknown").inc()
+            handled.labels("unknown", "unknown", "unknown", grpc.StatusCode.UNIMPLEMENTED.name).inc()
+
+        return _KindAware(begin, unknown, self._kinds)
+
+    def watch_practices(
+        self, practice_ids: Sequence[str], store: StateStore, watchers: Callable[[], dict[str, int]]
+    ) -> None:
+        """Where the per-practice gauges come from: `refresh` reads holds and inbox from the store."""
+        self._practices = tuple(practice_ids)
+        self._store = store
+        self.gauges.watchers = watchers
+
+    async def refresh(self) -> None:
+        """Before a scrape: two counting queries in the store's worker thread, not on the event loop."""
+        if self._store is None:
+            return
+        now = int(time.time())
+
+        def read(tx: Tx) -> tuple[list[Row], list[Row]]:
+            holds = tx.all(
+                "SELECT practice, COUNT(*) AS n FROM holds WHERE state = 'active' AND expire_s > ? GROUP BY practice",
+                (now,),
+            )
+            inbox = tx.all(
+                "SELECT practice, COUNT(*) AS n FROM appointments"
+                " WHERE state IN ('pending_practice', 'pending_transfer') AND rescheduled_to IS NULL GROUP BY practice"
+            )
+            return holds, inbox
+
+        holds, inbox = await self._store.run(read, durable=False)
+        self.gauges.holds = {p: 0 for p in self._practices} | {str(r["practice"]): int(r["n"]) for r in holds}
+        self.gauges.inbox = {p: 0 for p in self._practices} | {str(r["practice"]): int(r["n"]) for r in inbox}
+
+    def refusal(self, reason: str) -> None:
+        self.refused.labels(reason).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def metered_adapter(self, practice_id: str, adapter: Adapter) -> Adapter:
+        """The adapter with its data ports timed (the same port keeps the same wrapper)."""
+        replaced: dict[str, Any] = {}
+        for port in _DATA_PORTS:
+            inner = getattr(adapter, port)
+            if inner is None:
+                continue
+            known = self._ports.get((practice_id, port))
+            if known is None or known[0] is not inner:  # the same port keeps its wrapper (readers key on it)
+                known = (inner, _MeteredPort(inner, practice_id, port, self))
+                self._ports[(practice_id, port)] = known
+            replaced[port] = known[1]
+        return dataclasses.replace(adapter, **replaced)
+
+
+class _KindAware(ObservingInterceptor):
+    """Learns each method's call type (unary, server_stream, bidi_stream) from its handler."""
+
+    def __init__(
+        self,
+        begin: Callable[[str, grpc.aio.ServicerContext[Any, Any]], End],
+        unknown: Callable[[str], None],
+        kinds: dict[str, str],
+    ) -> None:
+        super().__init__(begin, unknown)
+        self._kinds = kinds
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method: str = handler_call_details.method
+        if method not in self._kinds:
+
+            async def learning(details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
+                handler = await continuation(details)
+                if handler is not None:
+                    self._kinds[method] = (
+                        "unary"
+                        if handler.unary_unary is not None
+                        else "server_stream"
+                        if handler.unary_stream is not None
+                        else "client_stream"
+                        if handler.stream_unary is not None
+                        else "bidi_stream"
+                    )
+                return handler
+
+            return await super().intercept_service(learning, handler_call_details)
+        return await super().intercept_service(continuation, handler_call_details)
+
+
+class _MeteredPort:
+    """Times every coroutine method of a data port; everything else passes through."""
+
+    def __init__(self, inner: Any, practice_id: str, port: str, metrics: GatewayMetrics) -> None:
+        self._inner = inner
+        self._practice = practice_id
+        self._port = port
+        self._metrics = metrics
+        self._methods: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if name.startswith("_") or not inspect.iscoroutinefunction(attribute):
+            return attribute
+        metered = self._methods.get(name)
+        if metered is None:
+            metered = self._meter(name)
+            self._methods[name] = metered
+        return metered
+
+    def _meter(self, name: str) -> Callable[..., Awaitable[Any]]:
+        timer = self._metrics.port_seconds.labels(self._practice, self._port, name)
+        errors = self._metrics.port_errors
+        inner = self._inner
+        labels = (self._practice, self._port, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            at = time.perf_counter()
+            try:
+                return await getattr(inner, name)(*args, **kwargs)
+            except OtvError as error:
+                errors.labels(*labels, error.code.value).inc()
+                raise
+            except Exception:
+                errors.labels(*labels, "INTERNAL").inc()
+                raise
+            finally:
+                timer.observe(time.perf_counter() - at)
+
+        return call

@@ -1,0 +1,194 @@
+"""Metrics, traces and JSON logs (docs/operations.md)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import aiohttp
+import grpc
+import pytest
+from booking_env import booking_env, slot_request
+from conftest import PRACTICE, gateway_config, reference_settings, register_test_partner, signer
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from patient_env import as_partner
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.app import Gateway
+from gateway.observability import JsonFormatter
+from otv_sdk.adapter_server import serve_adapters
+from otv_sdk.client import PartnerClient
+from otv_sdk.errors import PermissionDenied, Unauthenticated
+from otv_sdk.models import Contact, ContactKind
+from otv_sdk.ports import PatientQuery
+from otv_sdk.reference import create_adapter
+from otv_sdk.signing import Signer, generate_key_pair
+from otv_sdk.tracing import TracingServerInterceptor
+
+REFERENCE = {PRACTICE: {"adapter": {"plugin": "reference", "settings": reference_settings()}}}
+
+
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def _scrape(gateway: Gateway) -> str:
+    assert gateway.http is not None
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{gateway.http.port}/metrics") as response,
+    ):
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return await response.text()
+
+
+async def test_metrics_count_calls_by_code_time_them_and_count_refusals() -> None:
+    base = gateway_config(REFERENCE)
+    config = base.model_copy(update={"gateway": base.gateway.model_copy(update={"http_listen": "127.0.0.1:0"})})
+    gateway = await Gateway.start(config)
+    register_test_partner(gateway)
+    try:
+        async with PartnerClient.connect(gateway.address, signer=signer()) as client:
+            for _ in range(3):
+                await client.get_practice(PRACTICE)
+            with pytest.raises(PermissionDenied):  # no grant for a practice that is not here
+                await client.get_practice("no-such-practice")
+        private, _ = generate_key_pair()
+        async with PartnerClient.connect(gateway.address, signer=Signer("unknown-1", private, "otv")) as stranger:
+            with pytest.raises(Unauthenticated):
+                await stranger.get_practice(PRACTICE)
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as unknown:
+                await channel.unary_unary("/otv.v1.NoSuchService/Anything")(b"")
+            assert unknown.value.code() is grpc.StatusCode.UNIMPLEMENTED
+        samples = _samples(await _scrape(gateway))
+    finally:
+        await gateway.stop(0)
+
+    def handled(code: str, method: str = "GetPractice", service: str = "otv.v1.ReaderService") -> float:
+        labels = {"grpc_type": "unary", "grpc_service": service, "grpc_method": method, "grpc_code": code}
+        return samples.get(("grpc_server_handled_total", frozenset(labels.items())), 0.0)
+
+    service = next(
+        dict(labels)["grpc_service"]
+        for name, labels in samples
+        if name == "grpc_server_started_total" and dict(labels).get("grpc_method") == "GetPractice"
+    )
+    assert handled("OK", service=service) == 3
+    assert handled("PERMISSION_DENIED", service=service) == 1
+    assert handled("UNAUTHENTICATED", service=service) == 1
+    method = {"grpc_type": "unary", "grpc_service": service, "grpc_method": "GetPractice"}
+    assert samples[("grpc_server_started_total", frozenset(method.items()))] == 5
+    assert samples[("grpc_server_handling_seconds_count", frozenset(method.items()))] == 5
+    assert samples[("grpc_server_handling_seconds_bucket", frozenset({**method, "le": "+Inf"}.items()))] == 5
+    unknown = {"grpc_type": "unknown", "grpc_service": "unknown", "grpc_method": "unknown"}
+    unknown["grpc_code"] = "UNIMPLEMENTED"
+    assert samples[("grpc_server_handled_total", frozenset(unknown.items()))] == 1
+    assert samples[("otv_refused_calls_total", frozenset({"reason": "key"}.items()))] == 1
+    assert samples[("otv_refused_calls_total", frozenset({"reason": "denied"}.items()))] == 1
+    adapter_calls = {dict(labels)["practice"] for name, labels in samples if name == "otv_adapter_call_seconds_count"}
+    assert adapter_calls == {PRACTICE}
+    assert samples[("otv_holds_active", frozenset({"practice": PRACTICE}.items()))] == 0
+    assert samples[("otv_inbox_pending", frozenset({"practice": PRACTICE}.items()))] == 0
+    assert samples[("otv_change_feed_watchers", frozenset({"practice": PRACTICE}.items()))] == 0
+
+
+async def test_one_partner_call_is_one_trace_through_gateway_and_remote_adapter() -> None:
+    exporter = InMemorySpanExporter()
+    gateway_tracing = TracerProvider()
+    gateway_tracing.add_span_processor(SimpleSpanProcessor(exporter))
+    adapter_tracing = TracerProvider()  # the PVS side: a tracer of its own, the same collector
+    adapter_tracing.add_span_processor(SimpleSpanProcessor(exporter))
+    remote = await serve_adapters(
+        {PRACTICE: create_adapter(PRACTICE, reference_settings())},
+        interceptors=[TracingServerInterceptor(adapter_tracing)],
+    )
+    practices = {PRACTICE: {"adapter": {"remote": {"address": f"127.0.0.1:{remote.port}"}}}}
+    gateway = await Gateway.start(gateway_config(practices), tracer_provider=gateway_tracing)
+    register_test_partner(gateway)
+    try:
+        async with PartnerClient.connect(gateway.address, signer=signer()) as client:
+            await client.get_practice(PRACTICE)
+    finally:
+        await gateway.stop(0)
+        await remote.stop(0)
+    spans = exporter.get_finished_spans()
+    (partner_call,) = [s for s in spans if s.kind is SpanKind.SERVER and s.name.endswith("/GetPractice")]
+    trace_id = partner_call.context.trace_id
+    in_trace = [s for s in spans if s.context.trace_id == trace_id]
+    adapter_side = [s for s in in_trace if s.kind is SpanKind.SERVER and "PracticeDataService" in s.name]
+    client_side = [s for s in in_trace if s.kind is SpanKind.CLIENT and "PracticeDataService" in s.name]
+    assert adapter_side, [s.name for s in spans]
+    assert client_side
+    by_id = {s.context.span_id: s for s in in_trace}
+    for span in adapter_side:  # each hangs, through the gateway's client span, off the partner's call
+        assert span.parent is not None
+        parent = by_id[span.parent.span_id]
+        assert parent.kind is SpanKind.CLIENT
+        assert parent.parent is not None
+        assert parent.parent.span_id == partner_call.context.span_id
+    for span in in_trace:  # no request content: service, method and status only
+        assert set(span.attributes or {}) <= {"rpc.system", "rpc.service", "rpc.method", "rpc.grpc.status_code"}
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+async def test_json_logs_of_a_whole_booking_carry_no_personal_data(json_log: io.StringIO, tmp_path: Path) -> None:
+    given, family, birth = "Henriette", "Quastenberg", date(1971, 2, 3)
+    phone, email = "+491701234567", "henriette.quastenberg@example.org"
+    alpha = as_partner("alpha")
+    async with booking_env("sqlite", tmp_path, "remote") as env:
+        contacts = (Contact(ContactKind.MOBILE, phone), Contact(ContactKind.EMAIL, email))
+        patient, _ = await env.client.find_or_create_patient(
+            "demo", PatientQuery(given, family, birth, contacts), metadata=alpha
+        )
+        slot = (await env.slots())[0]
+        hold = await env.client.hold_slot("demo", slot_request(slot, patient.id), metadata=alpha)
+        booked = await env.client.confirm_hold("demo", hold.id, metadata=alpha)
+        await env.client.cancel_appointment("demo", booked.id, booked.etag, metadata=alpha)
+        logging.getLogger("otv.test").warning("a line with a trace-free context", extra={"practice": "demo"})
+    lines = json_log.getvalue().splitlines()
+    assert lines
+    events = [json.loads(line) for line in lines]  # every line is one JSON event
+    assert all({"time", "level", "logger", "message"} <= set(event) for event in events)
+    assert [e["practice"] for e in events if e["logger"] == "otv.test"] == ["demo"]
+    text = json_log.getvalue()
+    for personal in (given, family, birth.isoformat(), "03.02.1971", phone, "1701234567", email):
+        assert personal not in text
+
+
+def test_json_lines_carry_the_active_spans_ids() -> None:
+    provider = TracerProvider()
+    record = logging.LogRecord("otv.test", logging.INFO, __file__, 1, "inside %s", ("a span",), None)
+    with provider.get_tracer("test").start_as_current_span("call") as span:
+        event = json.loads(JsonFormatter().format(record))
+    assert event["message"] == "inside a span"
+    assert event["trace_id"] == format(span.get_span_context().trace_id, "032x")
+    assert event["span_id"] == format(span.get_span_context().span_id, "016x")
+    assert "trace_id" not in json.loads(JsonFormatter().format(record))
