@@ -680,10 +680,7 @@ class _AnyConsentListed(ReferencePatients):
         return await self._db.run(read)
 
 
-@uncaught(
-    "harmless: the gateway lists only records that come back active with consent GRANTED, "
-    "so the open, denied and inactive ones the query lets through are dropped"
-)
+@fault("pvs.consent.shared_exact")
 def shares_without_grant() -> Adapter:
     """The shared-patients query forgets its conditions: every patient with any consent record is returned."""
     return _build(patients=_AnyConsentListed)
@@ -1115,6 +1112,51 @@ class _SearchConsentStale(ReferencePatients):
 def search_reports_denial_as_grant() -> Adapter:
     """The patient search reads the consent flag of an older column: a denial shows as a grant."""
     return _build(patients=_SearchConsentStale)
+
+
+class _ConsentByName(ReferencePatients):
+    async def list_patients_born_on(self, ctx: CallContext, birth_date: date) -> list[PatientRecord]:
+        found = await super().list_patients_born_on(ctx, birth_date)
+        first: dict[tuple[str, str], ConsentState] = {}
+        for record in sorted(found, key=lambda r: r.id):
+            first.setdefault((record.given_name, record.family_name), record.consent)
+        return [replace(r, consent=first[(r.given_name, r.family_name)]) for r in found]
+
+
+@fault("consent.denied.namesake")
+def consent_joined_by_name() -> Adapter:
+    """The consent query joins on name and birth date instead of the patient's id: namesakes share one consent."""
+    return _build(patients=_ConsentByName)
+
+
+class _SharedIgnoresAfter(ReferencePatients):
+    async def list_consented_patients(self, ctx: CallContext, after: str, limit: int) -> list[PatientRecord]:
+        return await super().list_consented_patients(ctx, "", limit)
+
+
+@fault("pvs.consent.shared_exact")
+def shared_list_restarts_every_page() -> Adapter:
+    """The shared-patients query ignores `after`: every page starts from the beginning again."""
+    return _build(patients=_SharedIgnoresAfter)
+
+
+class _SharedWithInactive(ReferencePatients):
+    async def list_consented_patients(self, ctx: CallContext, after: str, limit: int) -> list[PatientRecord]:
+        def read(conn: sqlite3.Connection) -> list[PatientRecord]:
+            rows = conn.execute(
+                "SELECT p.* FROM consents c JOIN patients p ON p.id = c.patient_id"
+                " WHERE c.partner_id = ? AND c.state = 'granted' AND p.id > ? ORDER BY p.id LIMIT ?",
+                (ctx.partner_id, after, limit),
+            ).fetchall()
+            return [stored_record(conn, r, ctx.partner_id) for r in rows]
+
+        return await self._db.run(read)
+
+
+@fault("pvs.consent.shared_exact")
+def shared_list_with_inactive() -> Adapter:
+    """The shared-patients query forgets the active condition (merged or moved records are listed)."""
+    return _build(patients=_SharedWithInactive)
 
 
 # --- calendar reads -------------------------------------------------------------------------------

@@ -78,7 +78,7 @@ async def shared_list(session: Session) -> None:
     granted = {
         p.family_name
         for p in session.placed.scenario.patients
-        if (session.partner_a, ConsentState.GRANTED) in p.consents
+        if p.active and (session.partner_a, ConsentState.GRANTED) in p.consents
     }
     check(granted <= set(names), f"{len(granted - set(names))} patients who granted consent are not listed")
     # Denied, or never asked: never listed (namesakes of granted patients cannot be told apart by name).
@@ -96,3 +96,30 @@ async def denied_unreadable(session: Session) -> None:
     except NotFound:
         return
     check(False, "partner A could read consent through partner B's id")
+
+
+def _mia(session: Session, patient_id: str) -> PatientQuery:
+    mobile = next(c for c in session.placed.patient(patient_id).contacts if c.kind is ContactKind.MOBILE)
+    return _query(session, patient_id, contacts=(mobile,))
+
+
+@case("consent.denied.namesake", "CO-2", G)
+async def denied_namesake(session: Session) -> None:
+    """Of two namesakes (one name, one birth date) the one who granted A is matched by her phone; the
+    one who denied A stays hidden from A (a new patient, never the namesake who granted)."""
+    granted_mobile = _mia(session, "p-mia-1").contacts[0].value
+    denied_mobile = _mia(session, "p-mia-2").contacts[0].value
+    one, outcome = await session.lookup(_mia(session, "p-mia-1"))
+    check(
+        outcome is MatchOutcome.MATCHED, f"namesake who granted A ({granted_mobile}): {outcome.name}, expected MATCHED"
+    )
+    check(
+        any(c.value == granted_mobile for c in one.contacts) and all(c.value != denied_mobile for c in one.contacts),
+        f"namesake who granted A came back with contacts {[c.value for c in one.contacts]}, expected {granted_mobile}",
+    )
+    two, outcome = await session.lookup(_mia(session, "p-mia-2"))
+    check(
+        outcome is MatchOutcome.CREATED,
+        f"namesake who denied A ({denied_mobile}): outcome {outcome.name}, expected CREATED (the match is hidden)",
+    )
+    check(two.id != one.id, "the namesake who denied A was resolved to the one who granted")

@@ -419,3 +419,32 @@ async def sandbox_reset(session: Session) -> None:
             check(not shared, f"after the reset, {len(shared)} patient(s) are still listed as shared")
     finally:
         await sandbox.load_scenario(ctx, session.placed.scenario)
+
+
+@case("pvs.consent.shared_exact", "CO-4", Group.CONSENT)
+async def shared_exact(session: Session) -> None:
+    """At the adapter, the consented-patients list holds exactly active patients who granted the
+    calling partner, by id ascending and paged by `after`: the scenario's granted ones, not the denied."""
+    patients = _patients_port(session)
+    ctx = session.pvs_context()
+    listed = await patients.list_consented_patients(ctx, "", 1000)
+    ids = [r.id for r in listed]
+    check(ids == sorted(set(ids)), f"the consented patients are not listed once each by id ascending: {ids}")
+    wrong = [f"{r.id} ({'active' if r.active else 'inactive'}, {r.consent.value})" for r in listed]
+    wrong = [w for r, w in zip(listed, wrong, strict=True) if not r.active or r.consent is not ConsentState.GRANTED]
+    check(not wrong, f"listed as consented: {wrong}")
+    granted = {
+        p.id
+        for p in session.placed.scenario.patients
+        if p.active and (session.partner_a, ConsentState.GRANTED) in p.consents
+    }
+    denied = {  # denied A, or inactive; others may have granted during the run (consent cases)
+        p.id
+        for p in session.placed.scenario.patients
+        if not p.active or (session.partner_a, ConsentState.DENIED) in p.consents
+    }
+    check(granted <= set(ids), f"granted {sorted(granted)}; missing from the list: {sorted(granted - set(ids))}")
+    check(not denied & set(ids), f"listed without a grant: {sorted(denied & set(ids))}")
+    if len(ids) >= 2:
+        page = [r.id for r in await patients.list_consented_patients(ctx, ids[0], 1)]
+        check(page == [ids[1]], f"the page after {ids[0]} with limit 1 is {page}, expected {[ids[1]]}")
