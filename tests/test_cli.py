@@ -84,6 +84,7 @@ async def test_client_reports_a_failed_call(tmp_path: Path) -> None:
     code, _out, err = await _run("client", "calendars", "--target", "127.0.0.1:9", "--key", str(key), timeout=60)
     assert code == 1
     assert "UNAVAILABLE" in err
+    assert "is the gateway running at 127.0.0.1:9? --target" in err
 
 
 async def test_keys_and_partner_commands(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import sys
@@ -131,10 +132,12 @@ async def test_readme_on_a_fresh_clone(tmp_path: Path) -> None:
 
     The existing virtual environment stands in for `make install` (the clone's `.venv` links to
     it, make is told it is up to date, and PYTHONPATH puts the clone's own sources first)."""
+    venv = Path(sys.executable).parent.parent
+    if not (venv / "bin" / "otv").exists() or shutil.which("git") is None or shutil.which("make") is None:
+        pytest.skip("needs git, make and the tests running in the project's virtual environment")
     clone = tmp_path / "otv"
     code, out, err = await _run("git", "clone", "--quiet", str(ROOT), str(clone), timeout=120)
     assert code == 0, out + err
-    venv = Path(sys.executable).parent.parent
     (clone / ".venv").symlink_to(venv, target_is_directory=True)
     env = {**os.environ, "PYTHONPATH": str(clone / "src")}
 

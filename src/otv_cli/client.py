@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from otv_sdk.client import PartnerClient
+from otv_sdk.errors import Unavailable
 from otv_sdk.models import Appointment, Contact, ContactKind, Interval
 from otv_sdk.ports import AppointmentQuery, PageRequest, PatientQuery, SlotQuery, SlotRequest
 from otv_sdk.signing import Signer, load_key_file
@@ -147,6 +148,15 @@ def _appointment_line(appointment: Appointment) -> str:
 
 async def client_command(args: argparse.Namespace) -> None:
     signer = load_signer(args.key)  # before connecting: never an unsigned call
+    try:
+        await _call(args, signer)
+    except Unavailable as error:
+        raise Unavailable(
+            f"{error.message} (is the gateway running at {args.target}? --target host:port names another)"
+        ) from None
+
+
+async def _call(args: argparse.Namespace, signer: Signer) -> None:
     practice = args.practice
     async with PartnerClient.connect(args.target, signer=signer) as client:
         now = datetime.now(UTC).replace(microsecond=0)
