@@ -104,17 +104,26 @@ class GatewayMetrics:
     def interceptor(self) -> grpc.aio.ServerInterceptor:
         """Started, handled and handling time of every call; outermost but request decoding."""
         started, handled, handling = self.started, self.handled, self.handling
+        # Label children looked up once per method (and code): `labels()` takes a lock and hashes.
+        children: dict[str, tuple[Any, Any, tuple[str, str, str]]] = {}
+        outcomes: dict[tuple[str, grpc.StatusCode], Any] = {}
 
         def begin(method: str, context: grpc.aio.ServicerContext[Any, Any]) -> End:
-            service, _, name = method[1:].partition("/")
-            kind = self._kinds.get(method, "unary")
-            started.labels(kind, service, name).inc()
-            timer = handling.labels(kind, service, name)
+            known = children.get(method)
+            if known is None:
+                service, _, name = method[1:].partition("/")
+                labels = (self._kinds.get(method, "unary"), service, name)
+                known = children[method] = (started.labels(*labels), handling.labels(*labels), labels)
+            count, timer, labels = known
+            count.inc()
             at = time.perf_counter()
 
             def end(code: grpc.StatusCode) -> None:
                 timer.observe(time.perf_counter() - at)
-                handled.labels(kind, service, name, code.name).inc()
+                outcome = outcomes.get((method, code))
+                if outcome is None:
+                    outcome = outcomes[(method, code)] = handled.labels(*labels, code.name)
+                outcome.inc()
 
             return end
 

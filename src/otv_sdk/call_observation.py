@@ -48,17 +48,20 @@ def _observed(handler: Any, method: str, begin: Begin) -> grpc.RpcMethodHandler[
     decode = handler.request_deserializer
     encode = handler.response_serializer
 
-    async def single(call: Callable[[Any, _Context], Any], request: Any, context: _Context) -> Any:
-        end = begin(method, context)
-        error: BaseException | None = None
-        try:
-            outcome = call(request, context)
-            return await outcome if inspect.isawaitable(outcome) else outcome
-        except BaseException as failure:
-            error = failure
-            raise
-        finally:
-            end(final_code(context, error))
+    def single(call: Callable[[Any, _Context], Any]) -> Callable[[Any, _Context], Awaitable[Any]]:
+        async def answer(request: Any, context: _Context) -> Any:
+            end = begin(method, context)
+            error: BaseException | None = None
+            try:
+                outcome = call(request, context)
+                return await outcome if inspect.isawaitable(outcome) else outcome
+            except BaseException as failure:
+                error = failure
+                raise
+            finally:
+                end(final_code(context, error))
+
+        return answer
 
     def streaming(call: Callable[[Any, _Context], Any]) -> Callable[[Any, _Context], AsyncIterator[Any]]:
         # grpc.aio tells an async generator handler from the others by its function: this must be one.
@@ -77,21 +80,11 @@ def _observed(handler: Any, method: str, begin: Begin) -> grpc.RpcMethodHandler[
         return stream
 
     if handler.unary_unary is not None:
-        inner_uu = handler.unary_unary
-
-        async def unary_unary(request: Any, context: _Context) -> Any:
-            return await single(inner_uu, request, context)
-
-        return grpc.unary_unary_rpc_method_handler(unary_unary, decode, encode)
+        return grpc.unary_unary_rpc_method_handler(single(handler.unary_unary), decode, encode)
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), decode, encode)
     if handler.stream_unary is not None:
-        inner_su = handler.stream_unary
-
-        async def stream_unary(requests: Any, context: _Context) -> Any:
-            return await single(inner_su, requests, context)
-
-        return grpc.stream_unary_rpc_method_handler(stream_unary, decode, encode)
+        return grpc.stream_unary_rpc_method_handler(single(handler.stream_unary), decode, encode)
     return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), decode, encode)
 
 

@@ -25,6 +25,7 @@ from otv_sdk.call_observation import End, ObservingInterceptor
 __all__ = ["TracingServerInterceptor", "client_interceptors"]
 
 _INSTRUMENTATION = "otv"
+_EMPTY = otel_context.Context()  # no caller's span: the call starts a trace
 
 
 def _split(method: str) -> tuple[str, str]:
@@ -52,8 +53,10 @@ class TracingServerInterceptor(ObservingInterceptor):
 
         def begin(method: str, context: grpc.aio.ServicerContext[Any, Any]) -> End:
             service, name = _split(method)
-            carrier = {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
-            parent = propagate.extract(carrier)
+            metadata = context.invocation_metadata() or ()
+            parent = _EMPTY
+            if any(key == "traceparent" for key, _ in metadata):
+                parent = propagate.extract({k: v for k, v in metadata if isinstance(v, str)})
             span = tracer.start_span(
                 f"{service}/{name}",
                 context=parent,
