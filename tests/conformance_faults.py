@@ -1312,6 +1312,74 @@ def columns_without_rooms() -> Adapter:
     return _build(calendar=_NoRooms)
 
 
+class _ExtraNotListed(ReferenceCalendarData):
+    def __init__(self, database: Database) -> None:
+        super().__init__(ForgetfulDatabase(database, "DELETE FROM calendar_entries WHERE extra = 1"))
+
+
+@fault("pvs.write.extra_idempotent")
+def extra_appointments_not_busy() -> Adapter:
+    """Extra appointments live in a table of their own that the busy-time query never reads."""
+    return _build(calendar=_ExtraNotListed)
+
+
+class _ClosedDaysForEveryone(ReferenceCalendarData):
+    async def list_working_time_rules(self, ctx: CallContext, window: Interval) -> WorkingTimeRules:
+        rules = await super().list_working_time_rules(ctx, window)
+        return replace(rules, closed_days=tuple(replace(d, column_id=None) for d in rules.closed_days))
+
+
+@fault("reader.working_hours.closed_days")
+def closed_days_for_every_column() -> Adapter:
+    """Exports closed days without their column: one practitioner's day off closes the whole practice."""
+    return _build(calendar=_ClosedDaysForEveryone)
+
+
+class _MobileAsPhone(ReferencePatients):
+    async def create_patient(self, ctx: CallContext, patient: NewPatient, request_id: str) -> PatientRecord:
+        contacts = tuple(
+            replace(c, kind=ContactKind.PHONE) if c.kind is ContactKind.MOBILE else c for c in patient.contacts
+        )
+        return await super().create_patient(ctx, replace(patient, contacts=contacts), request_id)
+
+
+@fault("pvs.patients.read_back")
+def mobile_stored_as_landline() -> Adapter:
+    """The PVS has one phone field: a new patient's mobile number is stored as a landline."""
+    return _build(patients=_MobileAsPhone)
+
+
+class _GrantedByDefault(ReferencePatients):
+    async def read_consent(self, ctx: CallContext, patient_id: str) -> Consent:
+        consent = await super().read_consent(ctx, patient_id)
+        if consent.state is ConsentState.OPEN and consent.update_time is None:
+            return replace(consent, state=ConsentState.GRANTED)  # "no objection on file" read as consent
+        return consent
+
+
+@fault("pvs.consent.round_trip")
+def consent_granted_when_none_recorded() -> Adapter:
+    """A partner without a consent record is read as granted (no objection on file means yes)."""
+    return _build(patients=_GrantedByDefault)
+
+
+class _ExtraDeleteAnswersNothing(ReferenceCalendarWriter):
+    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> CalendarEntry | None:
+        def extra(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT extra FROM calendar_entries WHERE id = ?", (pvs_id,)).fetchone()
+            return row is not None and bool(row[0])
+
+        was_extra = await self._db.run(extra)
+        removed = await super().delete_appointment(ctx, pvs_id)
+        return None if was_extra else removed
+
+
+@fault("pvs.write.extra_appointment")
+def extra_delete_answers_nothing() -> Adapter:
+    """Deletes an extra appointment but answers 'not found' (its lookup searches regular slots only)."""
+    return _build(writer=_ExtraDeleteAnswersNothing)
+
+
 # --- harmless variants: must stay certified -------------------------------------------------------
 
 
