@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SUITE_VERSION", "Case", "CheckFailed", "Group", "Result", "all_cases", "case", "check"]
 
-SUITE_VERSION = "1.0.0"
+SUITE_VERSION = "1.1.0"  # 1.1.0: the exact data-contract cases of issue 19
 
 
 class Group(enum.Enum):
