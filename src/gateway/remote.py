@@ -57,16 +57,13 @@ log = logging.getLogger("otv.gateway.remote")
 _GATEWAY_USER = "otv-gateway"
 
 
-class _LinkClient(PracticeDataClient):
-    """The data client with link failures turned into the gateway's errors."""
-
-    async def call(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
-        try:
-            return await super().call(*args, **kwargs)  # type: ignore[arg-type]
-        except (Unauthenticated, PermissionDenied):
-            raise InternalError("the practice's adapter server rejected the gateway's credentials") from None
-        except Unavailable:
-            raise Unavailable("the practice's system cannot be reached right now") from None
+def _link_error(error: OtvError) -> OtvError:
+    """What a failed link to the practice's adapter server means to a partner."""
+    if isinstance(error, Unauthenticated | PermissionDenied):
+        return InternalError("the practice's adapter server rejected the gateway's credentials")
+    if isinstance(error, Unavailable):
+        return Unavailable("the practice's system cannot be reached right now")
+    return error
 
 
 def _as(partner_id: str) -> tuple[tuple[str, str], ...]:
@@ -104,7 +101,7 @@ class RemoteAdapterSource:
         which announce changes on their own stream)."""
         self._channel = channel
         self._practice = remote_practice
-        self._client = _LinkClient(channel, remote_practice)
+        self._client = PracticeDataClient(channel, remote_practice, link_errors=_link_error)
         self._sandbox_client = PartnerClient(channel)
         # The ports are made once: the gateway keeps its engine per port, across re-descriptions.
         self._calendar = RemoteCalendarData(self._client)

@@ -71,10 +71,24 @@ T = TypeVar("T")
 class PracticeDataClient:
     """One practice's PracticeDataService on a channel; the ports below share it."""
 
-    def __init__(self, channel: grpc.aio.Channel, practice_id: str) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        practice_id: str,
+        *,
+        link_errors: Callable[[OtvError], OtvError] | None = None,
+    ) -> None:
+        """`link_errors` rewrites an error the remote answered with before it is raised: how a
+        caller says what a failed link means to it (the gateway: rejected credentials are its own
+        fault, not the partner's)."""
         self.stub: PracticeDataServiceAsyncStub = pd_grpc.PracticeDataServiceStub(channel)
         self.practice_id = practice_id
         self.parent = format_name(practice_id)
+        self._link_errors = link_errors
+
+    def _error(self, error: grpc.aio.AioRpcError) -> OtvError:
+        translated = error_from_rpc_error(error)
+        return translated if self._link_errors is None else self._link_errors(translated)
 
     async def call(
         self,
@@ -88,7 +102,7 @@ class PracticeDataClient:
         try:
             response = await method(request, timeout=timeout, metadata=((PARTNER_METADATA_KEY, partner_id),))
         except grpc.aio.AioRpcError as error:
-            raise error_from_rpc_error(error) from None
+            raise self._error(error) from None
         try:
             return parse(response)
         except (OtvError, ValueError) as error:
@@ -109,7 +123,7 @@ class PracticeDataClient:
         try:
             call = self.stub.WatchDataChanges(request, metadata=((PARTNER_METADATA_KEY, partner_id),))
         except grpc.aio.AioRpcError as error:
-            raise error_from_rpc_error(error) from None
+            raise self._error(error) from None
         try:
             async for response in call:
                 try:
@@ -119,7 +133,7 @@ class PracticeDataClient:
                 if not isinstance(change, Heartbeat):
                     yield change
         except grpc.aio.AioRpcError as error:
-            raise error_from_rpc_error(error) from None
+            raise self._error(error) from None
         finally:
             call.cancel()
 
