@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,11 +17,16 @@ import fake_adapters
 import pytest
 from conftest import SECRET, reference_settings, signer
 from patient_env import as_partner, header_identity
+from store_backends import store_for
 
 from gateway.app import Gateway
+from gateway.change_feed import PracticeFeed
 from gateway.config import parse_config
+from gateway.encryption import FieldCipher
+from gateway.replica_wakeup import wakeups_for
+from gateway.state_store import Tx, open_store
 from otv_sdk.adapter_server import AdapterServer, serve_adapters
-from otv_sdk.changes import AppointmentChanged, BusyTimeChanged, CalendarConfigChanged, ChangeEvent, Heartbeat
+from otv_sdk.changes import AppointmentChanged, BusyTimeChanged, CalendarConfigChanged, Change, ChangeEvent, Heartbeat
 from otv_sdk.client import PartnerClient
 from otv_sdk.errors import FailedPrecondition, InvalidArgument
 from otv_sdk.models import Interval
@@ -279,3 +285,130 @@ async def test_five_hundred_watchers_without_a_thread_each(tmp_path: Path) -> No
         results = await asyncio.wait_for(asyncio.gather(*tasks), 60)
         assert all(r[0].change == BusyTimeChanged("berg", added=(entry.interval,)) for r in results)
         assert threading.active_count() - threads_before < 50
+
+
+# --- replicas sharing PostgreSQL: announced at commit, heard by the other replica's listeners --------
+
+
+@asynccontextmanager
+async def two_replicas(tmp_path: Path, **feed: Any) -> AsyncIterator[tuple[PracticeFeed, PracticeFeed]]:
+    """Two feeds of one practice on two stores (two connection pools, two listening connections) in
+    one PostgreSQL schema: what two gateway processes have, in one process."""
+    cipher = FieldCipher({"k1": bytes(range(32))}, "k1")
+    with store_for("postgres", tmp_path) as (first_store, url):
+        second_store = open_store(url)
+        here = PracticeFeed("demo", first_store, cipher, **feed)
+        there = PracticeFeed("demo", second_store, cipher, **feed)
+        try:
+            yield here, there
+        finally:
+            await here.aclose()
+            await there.aclose()
+            second_store.close()
+
+
+def _busy(hour: int) -> BusyTimeChanged:
+    start = datetime.combine(ANCHOR, datetime.min.time(), UTC) + timedelta(hours=hour)
+    return BusyTimeChanged("berg", (Interval(start, start + timedelta(minutes=10)),))
+
+
+async def _listening(feed: PracticeFeed) -> None:
+    """Start the feed (and its replica's listening connection) and wait until it hears announcements."""
+    await feed.current_cursor(CallContext("alpha"))
+    for _ in range(200):
+        if wakeups_for(feed._store).listening:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the listening connection never started")
+
+
+async def test_an_event_stored_on_one_replica_reaches_a_watcher_on_another_without_waiting_for_the_poll(
+    tmp_path: Path,
+) -> None:
+    # A poll of a minute: only the announcement can deliver within the test's few seconds.
+    async with two_replicas(tmp_path, poll_seconds=60, listening_poll_seconds=60) as (here, there):
+        await _listening(there)
+        heard: list[Change] = []
+        there.listen(heard.append)
+        delivered: list[tuple[float, bool]] = []
+        there.on_delivered = lambda seconds, elsewhere: delivered.append((seconds, elsewhere))
+        watch = there.watch(CallContext("alpha"), (), "")
+        first = asyncio.ensure_future(anext(watch))
+        await asyncio.sleep(0.1)  # the watcher is waiting on the tail
+        change = _busy(1)
+        began = time.monotonic()
+        here.publish(change)
+        event = await asyncio.wait_for(first, 5)
+        took = time.monotonic() - began
+        assert event.change == _busy(1)
+        assert took < 1.0, took
+        assert heard == [event.change], "the other replica's listeners (engine, cache, inbox) hear it once"
+        assert len(delivered) == 1
+        assert delivered[0][1] is True, "stored by the other replica"
+        assert delivered[0][0] < 1.0
+        await watch.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_replica_hears_its_own_published_changes_once_and_announcements_of_others_once(
+    tmp_path: Path,
+) -> None:
+    async with two_replicas(tmp_path, poll_seconds=60, listening_poll_seconds=60) as (here, there):
+        await _listening(here)
+        await _listening(there)
+        heard_here: list[Change] = []
+        heard_there: list[Change] = []
+        here.listen(heard_here.append)
+        there.listen(heard_there.append)
+        for hour in range(5):
+            here.publish(_busy(hour))
+        there.publish(CalendarConfigChanged())
+        for _ in range(300):
+            if len(heard_here) == 6 and len(heard_there) == 6:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # nothing more arrives: a change published here is not heard again
+        # Each replica hears its own at once and the other's as stored: the same six, in its own order.
+        assert sorted(map(repr, heard_here)) == sorted(map(repr, heard_there))
+        assert len(heard_here) == 6
+        assert heard_here[:5] == [_busy(hour) for hour in range(5)] or heard_here[0] == CalendarConfigChanged()
+
+
+async def test_a_missed_announcement_costs_at_most_the_fallback_poll(tmp_path: Path) -> None:
+    async with two_replicas(tmp_path, poll_seconds=0.3, listening_poll_seconds=0.3) as (here, there):
+        await _listening(there)
+        watch = there.watch(CallContext("alpha"), (), "")
+        first = asyncio.ensure_future(anext(watch))
+        await asyncio.sleep(0.1)
+
+        def store_quietly(tx: Tx) -> None:  # as if the notification were lost: stored, not announced
+            tx.execute(
+                "INSERT INTO change_events (practice, seq, at_s, partner, column_id, body) VALUES (?, ?, ?, ?, ?, ?)",
+                ("demo", 1, int(time.time()), None, "berg", here._seal(CalendarConfigChanged())),
+            )
+
+        await here._store.run(store_quietly)
+        event = await asyncio.wait_for(first, 5)
+        assert isinstance(event.change, CalendarConfigChanged)
+        await watch.aclose()  # type: ignore[attr-defined]
+
+
+async def test_sqlite_stores_announce_nothing_and_feeds_poll(tmp_path: Path) -> None:
+    with store_for("sqlite", tmp_path) as (store, url):
+        assert store.announcements() is None
+        cipher = FieldCipher({"k1": bytes(range(32))}, "k1")
+        other = open_store(url)
+        here, there = PracticeFeed("demo", store, cipher), PracticeFeed("demo", other, cipher, poll_seconds=0.2)
+        try:
+            heard: list[Change] = []
+            there.listen(heard.append)
+            await there.current_cursor(CallContext("alpha"))
+            here.publish(CalendarConfigChanged())
+            for _ in range(300):
+                if heard:
+                    break
+                await asyncio.sleep(0.01)
+            assert heard == [CalendarConfigChanged()]
+        finally:
+            await here.aclose()
+            await there.aclose()
+            other.close()

@@ -5,8 +5,19 @@ Changes arrive from the adapter's outbox (busy time, configuration) and from the
 transaction per batch, so cursors are monotonic and every replica sharing the store sees the
 same sequence. Watchers are async generators (no thread per watcher): they replay from the
 store after their cursor, then follow the in-memory tail, waking on new events, with a heartbeat
-when idle. A poller picks up events other replicas stored. Bodies are sealed like every other
-personal value at rest (an appointment event names the partner's patient).
+when idle. Bodies are sealed like every other personal value at rest (an appointment event names
+the partner's patient).
+
+Replicas: every transaction that stores events announces them (PostgreSQL NOTIFY at commit, see
+replica_wakeup.py), so the other replicas read them at once; a fallback poll (every second, every
+`listening_poll_seconds` while announcements flow) picks up whatever an announcement missed. Events
+another replica stored, and those stored in a caller's transaction (`append_in`), also reach this
+replica's listeners (`listen`: the kept engine, the configuration cache, the inbox's watchers), so
+those views follow changes that were published elsewhere, e.g. by the replica holding a connector's
+stream. Where every replica hears a practice's changes itself (an in-process adapter or a dialled
+remote per replica), its listeners hear such a change once per replica: a repeated added busy time
+keeps time busy (never offers taken time) until the engine is rebuilt, a repeated removal drops the
+engine, which is then read afresh.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -22,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gateway.encryption import FieldCipher
+from gateway.replica_wakeup import announce, wakeups_for
 from gateway.state_store import StateStore, Tx
 from otv.v1 import reader_service_pb2
 from otv_sdk import conversion as cv
@@ -59,6 +72,8 @@ class _Stored:
     partner: str | None
     column_id: str | None
     change: Change
+    stored: float = 0.0  # when it was stored, as precisely as known (for the delivery-lag metric)
+    elsewhere: bool = False  # stored by another replica
 
     def visible_to(self, partner_id: str, column_ids: Sequence[str]) -> bool:
         if self.partner is not None and self.partner != partner_id:
@@ -76,13 +91,25 @@ class PracticeFeed(ChangeFeedPort):
         heartbeat_seconds: float = 15.0,
         retention: int = 100_000,
         poll_seconds: float = 1.0,
+        listening_poll_seconds: float = 5.0,
     ) -> None:
+        """`poll_seconds`: how late events other replicas stored may be seen when nothing announces
+        them (SQLite, or the listening connection down); `listening_poll_seconds` while it is up."""
         self._practice = practice_id
         self._store = store
         self._cipher = cipher
         self._heartbeat = heartbeat_seconds
         self._retention = retention
         self._poll_seconds = poll_seconds
+        self._listening_poll_seconds = listening_poll_seconds
+        self._wakeups = wakeups_for(store)
+        self._topic = f"feed:{practice_id}"
+        self._unsubscribe: Callable[[], None] | None = None
+        # Sequence numbers this replica's writer stored: their listeners were called at `publish`.
+        self._written: set[int] = set()
+        self._stamps: dict[int, float] = {}  # seq -> when this replica stored it
+        self._announced: list[tuple[int, float]] = []  # (last seq, when) announced by other replicas
+        self.on_delivered: Callable[[float, bool], None] | None = None  # (seconds since stored, elsewhere)
         self._aad = f"change:{practice_id}"
         self._tail: deque[_Stored] = deque(maxlen=_TAIL)
         self._known = -1  # highest seq in the tail; -1 until first loaded
@@ -111,11 +138,7 @@ class PracticeFeed(ChangeFeedPort):
         """Queue a change; `partner_id` limits it to that partner. Never blocks, never raises."""
         if self._closed:  # an adapter outliving its gateway (tests, reloads) must not revive the feed
             return
-        for listener in self._listeners:
-            try:
-                listener(change)
-            except Exception:  # one listener's bug must not keep the change from the feed
-                log.exception("a change listener of practice %s failed", self._practice)
+        self._tell_listeners(change)
         self._pending.append((change, partner_id))
         self._pending_ready.set()
         self._start()
@@ -124,9 +147,23 @@ class PracticeFeed(ChangeFeedPort):
         if not self._tasks and not self._closed:
             loop = asyncio.get_running_loop()
             self._tasks = [loop.create_task(self._write_loop()), loop.create_task(self._poll_loop())]
+            self._unsubscribe = self._wakeups.subscribe(self._topic, self._heard_elsewhere)
+
+    def _heard_elsewhere(self, detail: str) -> None:
+        """Another replica stored events up to the announced seq (or: anything may have been missed)."""
+        if self._closed:
+            return
+        seq, _, at = detail.partition("@")
+        if seq.isdigit() and at:
+            with contextlib.suppress(ValueError):
+                self._announced.append((int(seq), float(at)))
+        self._pending_ready.set()  # the writer task catches up
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -151,10 +188,12 @@ class PracticeFeed(ChangeFeedPort):
         )
 
     def _insert(self, tx: Tx, rows: Sequence[tuple[str | None, str | None, str]], now: int) -> int:
-        """Number and store rows in tx; returns the last sequence number."""
+        """Number and store rows in tx, announced to the other replicas at commit; returns the last
+        sequence number."""
         tx.lock(f"changes:{self._practice}")
         last = tx.one("SELECT MAX(seq) AS seq FROM change_events WHERE practice = ?", (self._practice,))
         seq = int(last["seq"]) if last and last["seq"] is not None else 0
+        first = seq + 1
         for partner, column, body in rows:
             seq += 1
             tx.execute(
@@ -162,11 +201,19 @@ class PracticeFeed(ChangeFeedPort):
                 (self._practice, seq, now, partner, column, body),
             )
         tx.execute("DELETE FROM change_events WHERE practice = ? AND seq <= ?", (self._practice, seq - self._retention))
+        stamp = time.time()
+        announce(tx, self._topic, f"{seq}@{stamp:.6f}")
+        for number in range(first, seq + 1):
+            self._stamps[number] = stamp
         return seq
 
-    def _storing(self, rows: list[tuple[str | None, str | None, str]], now: int) -> Callable[[Tx], None]:
-        def store(tx: Tx) -> None:
-            self._insert(tx, rows, now)
+    def _storing(self, rows: list[tuple[str | None, str | None, str]], now: int) -> Callable[[Tx], range]:
+        def store(tx: Tx) -> range:
+            last = self._insert(tx, rows, now)
+            written = range(last - len(rows) + 1, last + 1)
+            # Noted before the commit, so a catch-up that sees the rows knows they were published here.
+            self._written.update(written)
+            return written
 
         return store
 
@@ -205,17 +252,25 @@ class PracticeFeed(ChangeFeedPort):
                 (partner, change.column_id if isinstance(change, BusyTimeChanged) else None, self._seal(change))
                 for change, partner in batch
             ]
+            storing = self._storing(rows, int(time.time()))
             try:
-                await self._store.run(self._storing(rows, int(time.time())), durable=False)
+                await self._store.run(storing, durable=False)
             except Exception:  # the feed must survive a store hiccup; watchers re-read a snapshot if needed
                 log.exception("could not store %d change events for practice %s", len(rows), self._practice)
+                self._forget_uncommitted()
                 continue
             await self._catch_up()
 
+    def _forget_uncommitted(self) -> None:
+        """After a failed store, numbers noted as written here may be used by another replica."""
+        self._written = {seq for seq in self._written if seq <= self._known}
+
     async def _poll_loop(self) -> None:
-        """Events another replica stored reach this replica's watchers within a poll interval."""
+        """Events another replica stored reach this replica's watchers within a poll interval even
+        when no announcement arrives."""
         while True:
-            await asyncio.sleep(self._poll_seconds)
+            listening = self._wakeups.listening
+            await asyncio.sleep(self._listening_poll_seconds if listening else self._poll_seconds)
             with contextlib.suppress(Exception):
                 await self._catch_up()
 
@@ -227,13 +282,39 @@ class PracticeFeed(ChangeFeedPort):
     async def _catch_up(self) -> None:
         await self._ensure_known()
         async with self._lock:
-            rows = await self._read_after(self._known, _BATCH)
-            for row in rows:
-                self._tail.append(row)
-                self._known = row.seq
-            if rows:
-                self._wakeup.set()
-                self._wakeup = asyncio.Event()
+            while True:
+                rows = await self._read_after(self._known, _BATCH)
+                for row in rows:
+                    stored, elsewhere = self._stored_at(row.seq, row.at)
+                    self._tail.append(dataclasses.replace(row, stored=stored, elsewhere=elsewhere))
+                    self._known = row.seq
+                    if row.seq in self._written:
+                        self._written.discard(row.seq)
+                    else:  # stored elsewhere or in a caller's transaction: not yet heard here
+                        self._tell_listeners(row.change)
+                self._announced = [(seq, at) for seq, at in self._announced if seq > self._known]
+                if len(self._stamps) > _TAIL:  # left by transactions that rolled back
+                    self._stamps = {seq: at for seq, at in self._stamps.items() if seq > self._known}
+                if rows:
+                    self._wakeup.set()
+                    self._wakeup = asyncio.Event()
+                if len(rows) < _BATCH:
+                    return
+
+    def _tell_listeners(self, change: Change) -> None:
+        for listener in self._listeners:
+            try:
+                listener(change)
+            except Exception:  # one listener's bug must not keep the change from the feed
+                log.exception("a change listener of practice %s failed", self._practice)
+
+    def _stored_at(self, seq: int, at: int) -> tuple[float, bool]:
+        """When the event was stored, as precisely as this replica knows, and whether elsewhere."""
+        own = self._stamps.pop(seq, None)
+        if own is not None:
+            return own, False
+        announced = [when for last, when in self._announced if last >= seq]
+        return (min(announced) if announced else float(at)), True
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -298,11 +379,14 @@ class PracticeFeed(ChangeFeedPort):
         while True:
             wakeup = self._wakeup  # taken before looking, so an event stored meanwhile still wakes us
             batch = self._from_tail(last)
+            live = batch is not None  # a replay from the store says nothing about delivery lag
             if batch is None:
                 batch = await self._read_after(last, _BATCH)
             for item in batch:
                 last = item.seq
                 if item.visible_to(partner_id, column_ids):
+                    if live and self.on_delivered is not None:
+                        self.on_delivered(max(time.time() - item.stored, 0.0), item.elsewhere)
                     yield ChangeEvent(_cursor(item.seq), datetime.fromtimestamp(item.at, UTC), item.change)
             if batch:
                 continue

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -23,6 +23,9 @@ from gateway.state_store import Row, StateStore, Tx
 from otv_sdk.call_observation import End, ObservingInterceptor
 from otv_sdk.errors import OtvError
 from otv_sdk.ports import Adapter
+
+if TYPE_CHECKING:
+    from gateway.change_feed import PracticeFeed
 
 __all__ = ["CONTENT_TYPE", "GatewayMetrics", "PracticeGauges"]
 
@@ -94,6 +97,14 @@ class GatewayMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.feed_lag = Histogram(
+            "otv_change_feed_delivery_seconds",
+            "from a change event being stored to its delivery to a live watcher; replica says whether"
+            " it was stored by this replica or another (whose announcement or the fallback poll woke this one)",
+            ["replica"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
         self.gauges = PracticeGauges()
         self.registry.register(_GaugeCollector(self.gauges))
         self._kinds: dict[str, str] = {}
@@ -140,6 +151,16 @@ class GatewayMetrics:
         self._practices = tuple(practice_ids)
         self._store = store
         self.gauges.watchers = watchers
+
+    def watch_feeds(self, feeds: Iterable[PracticeFeed]) -> None:
+        """Observe each feed's delivery lag (one histogram for all practices: the label set stays small)."""
+        here, elsewhere = self.feed_lag.labels("this"), self.feed_lag.labels("other")
+
+        def delivered(seconds: float, stored_elsewhere: bool) -> None:
+            (elsewhere if stored_elsewhere else here).observe(seconds)
+
+        for feed in feeds:
+            feed.on_delivered = delivered
 
     async def refresh(self) -> None:
         """Before a scrape: two counting queries in the store's worker thread, not on the event loop."""

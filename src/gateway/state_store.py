@@ -12,23 +12,36 @@ hold for two gateway processes, not only inside one.
 
 SQL is written once, with `?` placeholders and portable types; the PostgreSQL backend translates
 the placeholders.
+
+`tx.announce(topic)` tells every other process sharing the store that something under `topic`
+changed, when (and only if) the transaction commits: PostgreSQL's NOTIFY on a channel named for
+the store's schema, heard through `store.announcements()` on a connection of its own. What was
+stored stays the truth; an announcement only saves a replica its wait for the next poll. SQLite
+announces nothing: its processes poll (one gateway process per file is the deployment it is for).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import logging
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["SCHEMA", "Row", "StateStore", "Tx", "open_store"]
+__all__ = ["EVERYTHING", "SCHEMA", "Row", "StateStore", "Tx", "open_store"]
 
 T = TypeVar("T")
 Row = dict[str, Any]
+
+log = logging.getLogger("otv.gateway.state_store")
+
+# Said after (re)connecting the listening connection: announcements may have been missed meanwhile.
+EVERYTHING = "*"
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS claims (
@@ -223,6 +236,9 @@ class Tx(Protocol):
     def lock(self, key: str) -> None:
         """Serialise with every other transaction that locks the same key, until this one ends."""
 
+    def announce(self, topic: str) -> None:
+        """Tell the other processes sharing the store, at commit, that `topic` changed."""
+
 
 class StateStore(ABC):
     """`durable=False` commits without waiting for the disk: the transaction survives a crash of
@@ -234,6 +250,11 @@ class StateStore(ABC):
 
     async def run(self, work: Callable[[Tx], T], *, durable: bool = True) -> T:
         return await asyncio.to_thread(functools.partial(self.run_sync, work, durable=durable))
+
+    def announcements(self) -> AsyncGenerator[str, None] | None:
+        """Topics other processes announced, as they commit; `EVERYTHING` after a gap in listening.
+        None when the backend has no way to announce (each process polls instead)."""
+        return None
 
     @abstractmethod
     def close(self) -> None: ...
@@ -255,6 +276,9 @@ class _SqliteTx:
 
     def lock(self, key: str) -> None:
         """Nothing to do: BEGIN IMMEDIATE already made this the only writer."""
+
+    def announce(self, topic: str) -> None:
+        """Nothing to do: other processes on the file poll."""
 
 
 class SqliteStore(StateStore):
@@ -296,8 +320,9 @@ class SqliteStore(StateStore):
 
 
 class _PostgresTx:
-    def __init__(self, cursor: Any) -> None:
+    def __init__(self, cursor: Any, channel: str) -> None:
         self._cursor = cursor
+        self._channel = channel
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         self._cursor.execute(sql.replace("?", "%s"), tuple(params))
@@ -315,6 +340,10 @@ class _PostgresTx:
     def lock(self, key: str) -> None:
         self._cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
 
+    def announce(self, topic: str) -> None:
+        # Delivered at commit, never for a rollback; identical ones in a transaction are folded into one.
+        self._cursor.execute("SELECT pg_notify(%s, %s)", (self._channel, topic))
+
 
 class PostgresStore(StateStore):
     """For several gateway replicas sharing one store."""
@@ -326,20 +355,55 @@ class PostgresStore(StateStore):
         kwargs: dict[str, Any] = {"row_factory": dict_row}
         if schema:
             kwargs["options"] = f"-c search_path={schema}"
+        self._url = url
+        self._connect_kwargs = kwargs
         self._pool = ConnectionPool(url, min_size=1, max_size=max_connections, kwargs=kwargs, open=True)
         if schema:
             with self._pool.connection() as conn:
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        with self._pool.connection() as conn:
+            row: Any = conn.execute("SELECT current_schema() AS name").fetchone()
+        # NOTIFY channels are per database: stores in other schemas of it must not hear this one.
+        self.channel = f"otv:{row['name'] if row else 'public'}"
         self.run_sync(_create_schema)
 
     def run_sync(self, work: Callable[[Tx], T], *, durable: bool = True) -> T:
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
             if not durable:
                 cursor.execute("SET LOCAL synchronous_commit = off")
-            return work(_PostgresTx(cursor))
+            return work(_PostgresTx(cursor, self.channel))
+
+    async def announcements(self) -> AsyncGenerator[str, None]:
+        """LISTEN on a connection of its own (not from the pool: it stays in LISTEN for good).
+        Says EVERYTHING each time it starts listening, since what was announced before (or while
+        reconnecting after a lost connection) is gone; retries every `_RECONNECT_SECONDS`."""
+        import psycopg
+        from psycopg import sql
+
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True, **self._connect_kwargs)
+            except psycopg.OperationalError as error:
+                log.warning("cannot listen for other replicas' changes (%s); polling meanwhile", type(error).__name__)
+                await asyncio.sleep(_RECONNECT_SECONDS)
+                continue
+            try:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                yield EVERYTHING
+                async for notification in conn.notifies():
+                    yield notification.payload
+            except psycopg.OperationalError as error:
+                log.warning("listening for other replicas' changes stopped (%s); reconnecting", type(error).__name__)
+                await asyncio.sleep(_RECONNECT_SECONDS)
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close()
 
     def close(self) -> None:
         self._pool.close()
+
+
+_RECONNECT_SECONDS = 1.0
 
 
 def _create_schema(tx: Tx) -> None:
