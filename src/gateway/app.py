@@ -26,7 +26,9 @@ from gateway.practice_service import add_practice_servicer
 from gateway.practice_web import PracticeWeb
 from gateway.practice_web.desk import router_desks
 from gateway.rate_limits import MeteredExecutor, PartnerRateLimits, Rate
+from gateway.replica_service import ReplicaListener
 from gateway.routing import PracticeRouter, build_router
+from gateway.session_service import add_session_servicer
 from gateway.snapshot_service import SnapshotCalls, add_snapshot_servicer
 from otv_sdk.server import OtvServer, build_server
 from otv_sdk.servicers import Identify
@@ -49,8 +51,10 @@ class Gateway:
         http: HttpApi | None,
         metrics: GatewayMetrics | None = None,
         tracing: TracerProvider | None = None,
+        replicas: ReplicaListener | None = None,
     ) -> None:
         self.config = config
+        self.replicas = replicas  # with [gateway.replicas]: the listener other replicas forward to
         self.metrics = metrics or GatewayMetrics()
         self._tracing = tracing
         self.http = http
@@ -80,7 +84,10 @@ class Gateway:
             router.metrics = metrics
             metrics.watch_practices(router.practice_ids, router.store, lambda: _watchers(router))
         http: HttpApi | None = None
+        replicas: ReplicaListener | None = None
         try:
+            if config.gateway.replicas is not None:  # before connectors can attach: they claim in the registry
+                replicas = await ReplicaListener.start(config, router.connectors, router.store, tracing)
             calls = SnapshotCalls(router.snapshot_keepers, frozenset(router.practice_ids))
             authenticator = None
             if identify is None:
@@ -104,6 +111,7 @@ class Gateway:
                     lambda s: add_snapshot_servicer(s, router, who, calls),
                     lambda s: add_connector_servicer(s, router.connectors, who),
                     lambda s: add_practice_servicer(s, router, who),
+                    lambda s: add_session_servicer(s, None if authenticator is None else authenticator.sessions),
                 ],
             )
             if config.gateway.http_listen is not None:  # the snapshot upload is always signed (no test identity)
@@ -136,17 +144,21 @@ class Gateway:
         except BaseException:
             if http is not None:
                 await http.stop()
+            if replicas is not None:
+                await replicas.stop(0)
             await router.aclose()
             raise
         await router.recover()
         await otv_server.set_serving(True)
-        return cls(config, router, otv_server, port, http, metrics, tracing if own_tracing else None)
+        return cls(config, router, otv_server, port, http, metrics, tracing if own_tracing else None, replicas)
 
     async def stop(self, grace: float | None = None) -> None:
         await self._otv.set_serving(False)
         await self._otv.server.stop(self.config.gateway.shutdown_grace_seconds if grace is None else grace)
         if self.http is not None:
             await self.http.stop()
+        if self.replicas is not None:  # after the partners' port: calls in flight may still forward
+            await self.replicas.stop(0)
         await self.router.aclose()
         if self._tracing is not None:  # its own provider: export what is left
             self._tracing.shutdown()

@@ -37,6 +37,7 @@ __all__ = [
     "GatewaySection",
     "RateLimitConfig",
     "RemoteAdapterConfig",
+    "ReplicasConfig",
     "SnapshotAdapterConfig",
     "load_config",
 ]
@@ -98,6 +99,35 @@ class TracingConfig(_Strict):
     service_name: str = Field("otv-gateway", min_length=1, max_length=100, description="service.name of the spans")
 
 
+class ReplicasConfig(_Strict):
+    """Several replicas of one gateway (docs/replica-forwarding.md): each serves every practice;
+    a connector practice's calls reach the replica holding its stream through these listeners."""
+
+    listen: Address = Field(
+        description="internal listener for the other replicas (ReplicaService); keep it off the partners' network"
+    )
+    advertise: Address | None = Field(
+        None, description="how the other replicas reach that listener; default: listen with the port it bound"
+    )
+    lease_seconds: float = Field(
+        10.0,
+        ge=1,
+        le=300,
+        description="a dead replica's connector streams are given up this long after its last renewal",
+    )
+    tls: TlsServerConfig | None = Field(
+        None, description="TLS on the internal listener; with client_ca_file, replicas must show a certificate"
+    )
+    peer_tls: TlsClientConfig | None = Field(None, description="how this replica reaches the others over (mutual) TLS")
+
+    @field_validator("advertise")
+    @classmethod
+    def _advertised_port(cls, value: str | None) -> str | None:
+        if value is not None and value.rpartition(":")[2] == "0":
+            raise ValueError("must name the port the other replicas connect to, not 0")
+        return value
+
+
 class GatewaySection(_Strict):
     listen: Address = Field("127.0.0.1:50051", description="address the gateway listens on")
     http_listen: Address | None = Field(
@@ -139,6 +169,9 @@ class GatewaySection(_Strict):
         "sqlite:///gateway-state.sqlite",
         description="sqlite:///path (relative to the config) or postgresql://... for several gateways",
         pattern="^(sqlite://|postgres(ql)?://)",
+    )
+    replicas: ReplicasConfig | None = Field(
+        None, description="several replicas sharing state_store: connector practices from any replica; off when absent"
     )
 
     @field_validator("encryption_keys")

@@ -10,6 +10,12 @@ travel the other way on the same stream into the practice's change feed.
 A newer connection of the same practice replaces the older one (a reconnect after a half-open
 TCP connection must not wait for the old one to time out). Calls pending on a stream that ends
 fail UNAVAILABLE; whether the PVS applied them is for the idempotent retry (request_id) to settle.
+
+With several replicas (`join`), the stream is held by one of them: every attach claims the
+practice in the registry with a new epoch (connector_registry.py), and a replica without the
+stream relays its calls to the holder (replica_forwarding.py). A holder that does not hold the
+epoch asked for sends nothing, and the caller reads the registry again, so calls follow a
+connector that reconnected elsewhere and never go to a stale entry's replica.
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
 
+from gateway.connector_registry import ConnectorRegistry, Holder
+from gateway.replica_forwarding import HolderUnreachable, ReplicaForwarder
 from otv.v1 import connector_service_pb2, reader_service_pb2
 from otv_sdk import conversion as cv
 from otv_sdk.adapter_server import PARTNER_METADATA_KEY
@@ -35,6 +44,9 @@ log = logging.getLogger("otv.gateway.connectors")
 
 _Metadata = grpc.aio.Metadata
 
+# Holders tried per call: the one known, and the newer ones a changing registry names meanwhile.
+_MAX_HOLDERS_TRIED = 3
+
 
 def _failure(code: grpc.StatusCode, message: str, details: bytes = b"") -> grpc.aio.AioRpcError:
     trailing = _Metadata(("grpc-status-details-bin", details)) if details else _Metadata()
@@ -44,8 +56,9 @@ def _failure(code: grpc.StatusCode, message: str, details: bytes = b"") -> grpc.
 class ConnectorLink:
     """One connected stream: calls go out through `outgoing`, results come back through `resolve`."""
 
-    def __init__(self, practice_id: str) -> None:
+    def __init__(self, practice_id: str, epoch: int = 0) -> None:
         self.practice_id = practice_id
+        self.epoch = epoch  # in the registry; 0 for a gateway that is not one of several replicas
         # None tells the stream's sender that the link closed.
         self.outgoing: asyncio.Queue[connector_service_pb2.ConnectResponse | None] = asyncio.Queue()
         self._pending: dict[str, asyncio.Future[connector_service_pb2.CallResult]] = {}
@@ -92,7 +105,7 @@ class ConnectorLink:
 
 
 class ConnectorHub:
-    """The current link of every connector practice."""
+    """The current link of every connector practice, and where the others' streams are held."""
 
     def __init__(
         self,
@@ -105,6 +118,16 @@ class ConnectorHub:
         self._publish = publish  # into the practice's change feed
         self._links: dict[str, ConnectorLink] = {}
         self._changed = asyncio.Condition()
+        self._registry: ConnectorRegistry | None = None
+        self._forwarder: ReplicaForwarder | None = None
+        self._elsewhere: dict[str, Holder] = {}  # holders on other replicas, as last read
+        self._leases: asyncio.Task[None] | None = None
+
+    def join(self, registry: ConnectorRegistry, forwarder: ReplicaForwarder) -> None:
+        """Share streams with the other replicas of the registry's store; leases are renewed from now on."""
+        self._registry = registry
+        self._forwarder = forwarder
+        self._leases = asyncio.get_running_loop().create_task(self._keep_leases(registry))
 
     def serves(self, practice_id: str) -> bool:
         return practice_id in self._practices
@@ -123,20 +146,84 @@ class ConnectorHub:
         return self._ping.get(practice_id, 15.0)
 
     def online(self, practice_id: str) -> bool:
-        link = self._links.get(practice_id)
-        return link is not None and not link.closed
+        """Connected to this replica, or to another as last read from the registry (see `locate`)."""
+        return self.link(practice_id) is not None or self._held_elsewhere(practice_id) is not None
 
     def link(self, practice_id: str) -> ConnectorLink | None:
         link = self._links.get(practice_id)
         return None if link is None or link.closed else link
 
+    def _held_elsewhere(self, practice_id: str) -> Holder | None:
+        holder = self._elsewhere.get(practice_id)
+        if holder is not None and holder.expires <= time.time():
+            del self._elsewhere[practice_id]
+            return None
+        return holder
+
+    async def locate(self, practice_id: str) -> ConnectorLink | Holder | None:
+        """Where the practice's stream is: here, on another replica, or nowhere.
+
+        A holder read from the registry is kept until its lease as read runs out or a call finds
+        it stale; where none was known, every call reads the registry again, so a connector that
+        attached to another replica a moment ago is found by the very next call."""
+        link = self.link(practice_id)
+        if link is not None or self._registry is None:
+            return link
+        holder = self._held_elsewhere(practice_id)
+        if holder is None:
+            holder = await self._registry.holder(practice_id)
+            if holder is None or holder.replica == self._registry.replica:  # ours, but the link is gone
+                return None
+            self._elsewhere[practice_id] = holder
+        return holder
+
+    def _forget(self, holder: Holder) -> None:
+        if self._elsewhere.get(holder.practice) == holder:
+            del self._elsewhere[holder.practice]
+
+    async def call(
+        self, practice_id: str, method: str, request: bytes, partner_id: str, timeout: float | None
+    ) -> connector_service_pb2.CallResult:
+        """One call over the practice's stream, wherever it is held."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for _ in range(_MAX_HOLDERS_TRIED):
+            where = await self.locate(practice_id)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if where is None:
+                break
+            if isinstance(where, ConnectorLink):
+                return await where.call(method, request, partner_id, left)
+            assert self._forwarder is not None  # a holder elsewhere is only known after join
+            try:
+                result = await self._forwarder.relay(where, method, request, partner_id, left)
+            except HolderUnreachable:
+                log.warning("replica %s holding the connector of %s is unreachable", where.address, practice_id)
+                self._forget(where)
+                again = await self.locate(practice_id)
+                if isinstance(again, Holder) and (again.replica, again.epoch) == (where.replica, where.epoch):
+                    self._forget(again)  # its lease runs yet, and no newer holder to try
+                    raise _failure(
+                        grpc.StatusCode.UNAVAILABLE, "the replica holding the practice's connector is unreachable"
+                    ) from None
+                continue
+            if result is not None:
+                return result
+            self._forget(where)  # a stale entry: the stream moved or ended since it was read
+        raise _failure(grpc.StatusCode.UNAVAILABLE, "the practice's connector is offline")
+
     async def attach(self, practice_id: str) -> ConnectorLink:
         link = ConnectorLink(practice_id)
+        if self._registry is not None:
+            link.epoch = await self._registry.claim(practice_id)
+            self._elsewhere.pop(practice_id, None)
         old = self._links.get(practice_id)
+        if old is not None and old.epoch > link.epoch:  # a later attach of this replica claimed first
+            link.close()
+            return link
         if old is not None:
             old.close()
         self._links[practice_id] = link
-        log.info("connector of practice %s is online", practice_id)
+        log.info("connector of practice %s is online (epoch %d)", practice_id, link.epoch)
         async with self._changed:
             self._changed.notify_all()
         return link
@@ -146,8 +233,30 @@ class ConnectorHub:
         if self._links.get(link.practice_id) is link:
             del self._links[link.practice_id]
             log.warning("connector of practice %s is offline", link.practice_id)
+            if self._registry is not None:
+                try:
+                    await self._registry.release(link.practice_id, link.epoch)
+                except Exception as error:  # the store's own errors: the lease runs out instead
+                    log.warning("could not release the connector of %s: %s", link.practice_id, type(error).__name__)
         async with self._changed:
             self._changed.notify_all()
+
+    async def _keep_leases(self, registry: ConnectorRegistry) -> None:
+        while True:
+            await asyncio.sleep(registry.lease_seconds / 3)
+            held = {practice_id: link.epoch for practice_id, link in self._links.items() if not link.closed}
+            if not held:
+                continue
+            try:
+                lost = await registry.renew(held)
+            except Exception as error:  # the store's own errors: try again at the next renewal
+                log.warning("could not renew the connector leases: %s", type(error).__name__)
+                continue
+            for practice_id in lost:
+                link = self._links.get(practice_id)
+                if link is not None and link.epoch == held[practice_id]:
+                    log.warning("the connector of %s attached to another replica; closing this stream", practice_id)
+                    await self.detach(link)
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until predicate holds; it is checked whenever a connector comes or goes."""
@@ -163,6 +272,9 @@ class ConnectorHub:
         return ConnectorChannel(self, practice_id)
 
     def close(self) -> None:
+        if self._leases is not None:
+            self._leases.cancel()
+            self._leases = None
         for link in self._links.values():
             link.close()
         self._links.clear()
@@ -181,12 +293,9 @@ class _UnaryUnary:
         return self._invoke(request, timeout, metadata)
 
     async def _invoke(self, request: Any, timeout: float | None, metadata: Any) -> Any:
-        link = self._channel.hub.link(self._channel.practice_id)
-        if link is None:
-            raise _failure(grpc.StatusCode.UNAVAILABLE, "the practice's connector is offline")
         partner = dict(metadata or ()).get(PARTNER_METADATA_KEY, "")
         body = self._serialize(request) if self._serialize else request
-        result = await link.call(self._method, body, partner, timeout)
+        result = await self._channel.hub.call(self._channel.practice_id, self._method, body, partner, timeout)
         if result.status_code != grpc.StatusCode.OK.value[0]:
             code = next((c for c in grpc.StatusCode if c.value[0] == result.status_code), grpc.StatusCode.UNKNOWN)
             raise _failure(code, result.status_message, result.status_details)

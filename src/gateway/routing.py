@@ -62,6 +62,16 @@ class LocalAdapterSource:
         await self._adapter.aclose()
 
 
+class LocatingConnectorSource(ConnectorAdapterSource):
+    """A connector practice on one of several replicas: before the practice's adapter is handed
+    out, find where its stream is held, so that `online` is true for a connector attached to
+    another replica a moment ago, not only after the next registry read."""
+
+    async def get(self, ctx: CallContext) -> Adapter:
+        await self._hub.locate(self._practice)
+        return await super().get(ctx)
+
+
 class PracticeRouter:
     """The gateway's AdapterResolver: finds the practice's adapter and hands it out privacy-guarded."""
 
@@ -341,7 +351,7 @@ def _source(
         )
     if adapter_config.connector is not None:
         connector = adapter_config.connector
-        return ConnectorAdapterSource(
+        return LocatingConnectorSource(
             hub, practice_id, connector.practice or practice_id, connector.capability_cache_seconds
         )
     assert adapter_config.plugin is not None  # AdapterConfig guarantees one of the two
