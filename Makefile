@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_snapshot_upload.py --json var/bench-snapshot-upload.json
 	$(BIN)/python benchmarks/bench_flood.py --json var/bench-flood.json
 	$(BIN)/python benchmarks/bench_inbox.py --json var/bench-inbox.json
+	$(BIN)/python benchmarks/bench_replicas.py --json var/bench-replicas.json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
