@@ -19,6 +19,9 @@ Memory: what one replica keeps for one practice of the availability benchmark's 
 (after a slot search of every appointment type over 24 months, so per-type slot caches are full),
 measured with tracemalloc (numpy reports its arrays to it), and the change feed's in-memory tail
 at its cap (4096 events). No target: docs/deployment.md sizes replicas from these figures.
+
+Notification cost: commits per second of one-event change-feed transactions from 4 threads, with and
+without NOTIFY (PostgreSQL serialises notifying commits on one lock), on the same database.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from datetime import UTC, date, datetime, timedelta
@@ -49,7 +53,7 @@ from gateway.change_feed import PracticeFeed
 from gateway.config import load_config
 from gateway.encryption import FieldCipher
 from gateway.practice_reader import PracticeReader
-from gateway.state_store import SqliteStore
+from gateway.state_store import SqliteStore, StateStore, Tx
 from otv_sdk.changes import BusyTimeChanged, Change
 from otv_sdk.client import PartnerClient
 from otv_sdk.models import Interval
@@ -227,6 +231,50 @@ async def bench_memory() -> list[dict[str, Any]]:
     return rows
 
 
+def _commits(store: StateStore, announced: bool, seconds: float, writers: int) -> int:
+    """Commits in `seconds` of one-event change-feed transactions from `writers` threads."""
+    counts = [0] * writers
+    until = time.perf_counter() + seconds
+
+    def write(writer: int) -> None:
+        practice = f"p{writer}-{announced}"
+        while time.perf_counter() < until:
+            seq = counts[writer] + 1
+
+            def work(tx: Tx, seq: int = seq) -> None:
+                tx.lock(f"changes:{practice}")
+                tx.execute(
+                    "INSERT INTO change_events (practice, seq, at_s, partner, column_id, body)"
+                    " VALUES (?, ?, ?, NULL, NULL, ?)",
+                    (practice, seq, int(time.time()), "x" * 200),
+                )
+                if announced:
+                    tx.announce(f"feed:{practice} {seq}@{time.time():.6f}")
+
+            store.run_sync(work, durable=False)  # as the feed's writer stores
+            counts[writer] = seq
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts)
+
+
+def bench_notify(seconds: float = 3.0, writers: int = 4) -> list[dict[str, Any]]:
+    """Commits per second of small change-feed transactions (one event each, a practice per writer
+    thread), with and without the announcement: what NOTIFY costs PostgreSQL (it serialises the
+    commits of notifying transactions on one queue lock)."""
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as folder, store_for("postgres", Path(folder)) as (store, _):
+        for announced in (False, True):
+            commits = _commits(store, announced, seconds, writers)
+            name = "feed_commits_announced" if announced else "feed_commits_not_announced"
+            rows.append({"name": name, "writers": writers, "commits_per_second": round(commits / seconds)})
+    return rows
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--watchers", type=int, default=100)
@@ -242,6 +290,7 @@ async def main() -> None:
         if reason is not None:
             raise SystemExit(f"{reason}: the replica benchmark needs PostgreSQL at {POSTGRES_URL}")
         rows += await bench_latency(args.watchers, args.changes, args.runs)
+        rows += bench_notify()
     if not args.skip_memory:
         rows += await bench_memory()
     for row in rows:

@@ -10,7 +10,7 @@ the partner's patient).
 
 Replicas: every transaction that stores events announces them (PostgreSQL NOTIFY at commit, see
 replica_wakeup.py), so the other replicas read them at once; a fallback poll (every second, every
-`listening_poll_seconds` while announcements flow) picks up whatever an announcement missed. Events
+10 s while announcements flow) picks up whatever an announcement missed. Events
 another replica stored, and those stored in a caller's transaction (`append_in`), also reach this
 replica's listeners (`listen`: the kept engine, the configuration cache, the inbox's watchers), so
 those views follow changes that were published elsewhere, e.g. by the replica holding a connector's
@@ -91,7 +91,7 @@ class PracticeFeed(ChangeFeedPort):
         heartbeat_seconds: float = 15.0,
         retention: int = 100_000,
         poll_seconds: float = 1.0,
-        listening_poll_seconds: float = 5.0,
+        listening_poll_seconds: float = 10.0,
     ) -> None:
         """`poll_seconds`: how late events other replicas stored may be seen when nothing announces
         them (SQLite, or the listening connection down); `listening_poll_seconds` while it is up."""

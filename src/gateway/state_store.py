@@ -382,7 +382,9 @@ class PostgresStore(StateStore):
 
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True, **self._connect_kwargs)
+                conn = await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, **_LISTEN_KEEPALIVES, **self._connect_kwargs
+                )
             except psycopg.OperationalError as error:
                 log.warning("cannot listen for other replicas' changes (%s); polling meanwhile", type(error).__name__)
                 await asyncio.sleep(_RECONNECT_SECONDS)
@@ -404,6 +406,14 @@ class PostgresStore(StateStore):
 
 
 _RECONNECT_SECONDS = 1.0
+# A listening connection only reads: without TCP keepalives a silently dropped one would wait for
+# ever. These notice it within about 25 s, and the reconnect says EVERYTHING.
+_LISTEN_KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 
 
 def _create_schema(tx: Tx) -> None:
