@@ -27,6 +27,7 @@ from patient_env import header_identity
 from store_backends import BACKENDS, require_postgres, store_for
 
 from gateway.app import Gateway
+from gateway.certificates import init_dev_pki
 from gateway.config import load_secret, parse_config
 from gateway.connector_registry import ConnectorRegistry
 from gateway.replica_forwarding import TOKEN_METADATA_KEY, replica_token
@@ -49,7 +50,7 @@ ANCHOR = date.today() + timedelta(days=7 - date.today().weekday() + 7)
 FAST = Backoff(first=0.05, factor=2.0, ceiling=0.3)
 
 
-def replica_config(state_store: str, lease_seconds: float = 3.0) -> Any:
+def replica_config(state_store: str, lease_seconds: float = 3.0, **replicas: Any) -> Any:
     return parse_config(
         {
             "gateway": {
@@ -57,7 +58,7 @@ def replica_config(state_store: str, lease_seconds: float = 3.0) -> Any:
                 "shutdown_grace_seconds": 0,
                 "secret_key": SECRET,
                 "state_store": state_store,
-                "replicas": {"listen": "127.0.0.1:0", "lease_seconds": lease_seconds},
+                "replicas": {"listen": "127.0.0.1:0", "lease_seconds": lease_seconds, **replicas},
             },
             "practices": {"edge": {"adapter": {"connector": {"practice": "demo", "ping_seconds": 1}}}},
         }
@@ -106,7 +107,13 @@ class Replicas:
 
 
 @asynccontextmanager
-async def replicas(tmp_path: Path, count: int, tracing: list[TracerProvider] | None = None) -> AsyncIterator[Replicas]:
+async def replicas(
+    tmp_path: Path,
+    count: int,
+    tracing: list[TracerProvider] | None = None,
+    settings: list[dict[str, Any]] | None = None,
+) -> AsyncIterator[Replicas]:
+    """`count` replicas on one fresh PostgreSQL schema; `settings[i]` adds to replica i's [gateway.replicas]."""
     require_postgres()
     adapter = create_adapter(
         "demo", reference_settings(database=str(tmp_path / "pvs.sqlite"), demo_anchor=ANCHOR.isoformat())
@@ -118,7 +125,8 @@ async def replicas(tmp_path: Path, count: int, tracing: list[TracerProvider] | N
         try:
             for i in range(count):
                 provider = None if tracing is None else tracing[i]
-                gateway = await Gateway.start(replica_config(url), header_identity, tracer_provider=provider)
+                config = replica_config(url, **(settings[i] if settings is not None else {}))
+                gateway = await Gateway.start(config, header_identity, tracer_provider=provider)
                 env.gateways.append(gateway)
                 env.clients.append(PartnerClient.connect(gateway.address))
             yield env
@@ -296,3 +304,28 @@ async def test_one_partner_call_is_one_trace_across_the_replicas(tmp_path: Path)
         assert {s.context.trace_id for s in relays} == {partner_call.context.trace_id}
         clients = {s.context.span_id for s in relays if s.kind is SpanKind.CLIENT}
         assert all(s.parent is not None and s.parent.span_id in clients for s in relays if s.kind is SpanKind.SERVER)
+
+
+async def test_replicas_relay_over_mutual_tls_and_refuse_a_peer_without_certificate(tmp_path: Path) -> None:
+    pki = init_dev_pki(tmp_path / "certs")
+    listener = {"cert_file": str(pki.server_cert), "key_file": str(pki.server_key), "client_ca_file": str(pki.ca)}
+    with_certificate = {"ca_file": str(pki.ca), "cert_file": str(pki.client_cert), "key_file": str(pki.client_key)}
+    settings = [
+        {"tls": listener, "peer_tls": with_certificate},
+        {"tls": listener, "peer_tls": with_certificate},
+        {"tls": listener, "peer_tls": {"ca_file": str(pki.ca)}},  # trusts the others, but shows no certificate
+    ]
+    async with replicas(tmp_path, 3, settings=settings) as env:
+        env.connect(0)
+        await env.online_at(0)
+        assert (await env.clients[1].list_calendars("edge", timeout=5)).columns
+        with pytest.raises(Unavailable):
+            await env.clients[2].list_calendars("edge", timeout=5)
+        holder = env.gateways[0].replicas
+        assert holder is not None
+        async with grpc.aio.insecure_channel(holder.address) as channel:  # plaintext: not even a handshake
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await replica_service_pb2_grpc.ReplicaServiceStub(channel).RelayCall(
+                    replica_service_pb2.RelayCallRequest(practice="edge", epoch=1), timeout=5
+                )
+            assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
