@@ -7,7 +7,7 @@ import dataclasses
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -23,8 +23,8 @@ from gateway.app import Gateway
 from gateway.change_feed import PracticeFeed
 from gateway.config import parse_config
 from gateway.encryption import FieldCipher
-from gateway.replica_wakeup import wakeups_for
-from gateway.state_store import Tx, open_store
+from gateway.replica_wakeup import ReplicaWakeups, wakeups_for
+from gateway.state_store import EVERYTHING, SqliteStore, Tx, open_store
 from otv_sdk.adapter_server import AdapterServer, serve_adapters
 from otv_sdk.changes import AppointmentChanged, BusyTimeChanged, CalendarConfigChanged, Change, ChangeEvent, Heartbeat
 from otv_sdk.client import PartnerClient
@@ -412,3 +412,57 @@ async def test_sqlite_stores_announce_nothing_and_feeds_poll(tmp_path: Path) -> 
             await here.aclose()
             await there.aclose()
             other.close()
+
+
+async def test_a_listening_connection_killed_on_the_server_is_replaced_and_nothing_is_missed(tmp_path: Path) -> None:
+    async with two_replicas(tmp_path, poll_seconds=60, listening_poll_seconds=60) as (here, there):
+        await _listening(here)
+        await _listening(there)
+        channel = f'LISTEN "{getattr(there._store, "channel", "")}"'
+
+        def kill_listeners(tx: Tx) -> int:
+            rows = tx.all("SELECT pg_terminate_backend(pid) AS gone FROM pg_stat_activity WHERE query = ?", (channel,))
+            return sum(1 for row in rows if row["gone"])
+
+        assert await here._store.run(kill_listeners) == 2  # both replicas' listening connections
+        watch = there.watch(CallContext("alpha"), (), "")
+        first = asyncio.ensure_future(anext(watch))
+        await asyncio.sleep(0.1)
+        here.publish(_busy(2))  # stored while the other replica may not be listening yet
+        event = await asyncio.wait_for(first, 10)  # the new connection's EVERYTHING, not the minute's poll
+        assert event.change == _busy(2)
+        await watch.aclose()  # type: ignore[attr-defined]
+
+
+class _DeafStore(SqliteStore):
+    """Announcements connect but never deliver anything after the first EVERYTHING: a half-open
+    connection, as far as the hub can tell."""
+
+    announces = True
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.connections = 0
+
+    async def announcements(self) -> AsyncGenerator[str, None]:
+        self.connections += 1
+        yield EVERYTHING
+        await asyncio.Event().wait()
+
+
+async def test_a_listening_connection_that_stops_hearing_its_own_ping_is_replaced(tmp_path: Path) -> None:
+    store = _DeafStore(tmp_path / "state.sqlite")
+    hub = ReplicaWakeups(store, ping_seconds=0.05, pong_seconds=0.05)
+    woken: list[str] = []
+    unsubscribe = hub.subscribe("feed:demo", woken.append)
+    try:
+        for _ in range(200):
+            if store.connections >= 3:
+                break
+            await asyncio.sleep(0.01)
+        assert store.connections >= 3
+        assert hub.restarts >= 2
+        assert woken.count("") >= 3, "each new connection wakes every subscriber (EVERYTHING)"
+    finally:
+        unsubscribe()
+        store.close()

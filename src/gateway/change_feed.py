@@ -9,15 +9,16 @@ when idle. Bodies are sealed like every other personal value at rest (an appoint
 the partner's patient).
 
 Replicas: every transaction that stores events announces them (PostgreSQL NOTIFY at commit, see
-replica_wakeup.py), so the other replicas read them at once; a fallback poll (every second, every
-10 s while announcements flow) picks up whatever an announcement missed. Events
-another replica stored, and those stored in a caller's transaction (`append_in`), also reach this
-replica's listeners (`listen`: the kept engine, the configuration cache, the inbox's watchers), so
-those views follow changes that were published elsewhere, e.g. by the replica holding a connector's
-stream. Where every replica hears a practice's changes itself (an in-process adapter or a dialled
-remote per replica), its listeners hear such a change once per replica: a repeated added busy time
-keeps time busy (never offers taken time) until the engine is rebuilt, a repeated removal drops the
-engine, which is then read afresh.
+replica_wakeup.py), so the other replicas read them at once; a fallback poll (every second; every
+minute while announcements flow and the listening connection hears its own pings) picks up
+whatever an announcement missed. Events another replica stored, and those stored in a caller's
+transaction (`append_in`), also reach this replica's listeners (`listen`: the kept engine, the
+configuration cache, the inbox's watchers), so those views follow changes that were published
+elsewhere, e.g. by the replica holding a connector's stream. Where every replica hears a
+practice's changes itself (an in-process adapter or a dialled remote per replica), its listeners
+hear such a change once per replica: a repeated added busy time keeps time busy (never offers
+taken time) until the engine is rebuilt, a repeated removal drops the engine, which is then read
+afresh.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class PracticeFeed(ChangeFeedPort):
         heartbeat_seconds: float = 15.0,
         retention: int = 100_000,
         poll_seconds: float = 1.0,
-        listening_poll_seconds: float = 10.0,
+        listening_poll_seconds: float = 60.0,
     ) -> None:
         """`poll_seconds`: how late events other replicas stored may be seen when nothing announces
         them (SQLite, or the listening connection down); `listening_poll_seconds` while it is up."""

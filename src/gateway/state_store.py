@@ -245,6 +245,8 @@ class StateStore(ABC):
     the gateway process, but may be lost if the machine itself goes down right after. Only for
     records whose loss is harmless (seen nonces); bookings always commit durably."""
 
+    announces = False  # whether `announcements` hears other processes (else they poll)
+
     @abstractmethod
     def run_sync(self, work: Callable[[Tx], T], *, durable: bool = True) -> T: ...
 
@@ -347,6 +349,8 @@ class _PostgresTx:
 
 class PostgresStore(StateStore):
     """For several gateway replicas sharing one store."""
+
+    announces = True
 
     def __init__(self, url: str, *, schema: str | None = None, max_connections: int = 8) -> None:
         from psycopg.rows import dict_row
