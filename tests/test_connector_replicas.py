@@ -329,3 +329,27 @@ async def test_replicas_relay_over_mutual_tls_and_refuse_a_peer_without_certific
                     replica_service_pb2.RelayCallRequest(practice="edge", epoch=1), timeout=5
                 )
             assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_connector_the_registry_cannot_record_is_refused_until_it_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with replicas(tmp_path, 1) as env:
+        listener = env.gateways[0].replicas
+        assert listener is not None
+        claim = listener.registry.claim
+
+        async def database_down(practice: str) -> int:
+            raise ConnectionError("the state store is unreachable")
+
+        monkeypatch.setattr(listener.registry, "claim", database_down)
+        connector = env.connect(0)
+        await asyncio.sleep(0.5)  # several attempts, each refused (UNAVAILABLE): no stream without a registry entry
+        assert connector.sessions == 0
+        assert env.holders() == []
+        ended = [r.getMessage() for r in caplog.records if r.name == "otv.connector"]
+        assert ended
+        assert all(message.endswith("UNAVAILABLE") for message in ended)  # retry later, not a gateway fault
+        monkeypatch.setattr(listener.registry, "claim", claim)
+        await env.online_at(0)  # the connector's next attempt
+        assert (await env.clients[0].list_calendars("edge")).columns

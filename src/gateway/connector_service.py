@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,8 @@ from otv_sdk.servicers import Identify, abort_for
 from otv_sdk.status import error_to_status
 
 __all__ = ["add_connector_servicer"]
+
+log = logging.getLogger("otv.gateway.connectors")
 
 
 class _ConnectorServicer(connector_service_pb2_grpc.ConnectorServiceServicer):
@@ -42,7 +45,12 @@ class _ConnectorServicer(connector_service_pb2_grpc.ConnectorServiceServicer):
                 grpc.StatusCode.FAILED_PRECONDITION, "this practice is not configured for an outbound connector"
             )
             return
-        link = await self._hub.attach(practice_id)
+        try:
+            link = await self._hub.attach(practice_id)  # with replicas: claimed in the state store
+        except Exception as error:  # the store's own errors: the connector retries with back-off
+            log.warning("could not register the connector of %s: %s", practice_id, type(error).__name__)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the gateway cannot take the connection now; retry")
+            return
         try:
             async for response in serve_link(self._hub, link, request_iterator):
                 yield response
