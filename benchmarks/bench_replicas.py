@@ -17,8 +17,9 @@ p99 at most 100 ms. Watchers on replica 0 itself are shown for comparison.
 Memory: what one replica keeps for one practice of the availability benchmark's size (scenario.py:
 20 columns, 24 months, about 30,000 appointments): its kept engine with the calendar configuration
 (after a slot search of every appointment type over 24 months, so per-type slot caches are full),
-measured with tracemalloc (numpy reports its arrays to it), and the change feed's in-memory tail
-at its cap (4096 events). No target: docs/deployment.md sizes replicas from these figures.
+measured with tracemalloc (numpy reports its arrays to it) and as the growth of the process's
+resident memory over five such practices kept at once, and the change feed's in-memory tail
+at its cap (change_feed.TAIL_EVENTS). No target: docs/deployment.md sizes replicas from these figures.
 
 Notification cost: commits per second of one-event change-feed transactions from 4 threads, with and
 without NOTIFY (PostgreSQL serialises notifying commits on one lock), on the same database.
@@ -49,7 +50,7 @@ from store_backends import POSTGRES_URL, postgres_available, store_for
 
 from gateway.app import Gateway
 from gateway.calendar_cache import CalendarCache
-from gateway.change_feed import PracticeFeed
+from gateway.change_feed import TAIL_EVENTS, PracticeFeed
 from gateway.config import load_config
 from gateway.encryption import FieldCipher
 from gateway.practice_reader import PracticeReader
@@ -180,6 +181,17 @@ async def bench_latency(watchers: int, changes: int, runs: int) -> list[dict[str
     return [*rows, summary]
 
 
+_RSS_PRACTICES = 5
+
+
+def _rss_kib() -> int:
+    """This process's resident set (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
 async def bench_memory() -> list[dict[str, Any]]:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     first_day = (now - timedelta(days=now.weekday())).date()
@@ -210,6 +222,19 @@ async def bench_memory() -> list[dict[str, Any]]:
         busy = sum(len(reader.kept_engine.blocked(c.id)) for c in calendar.columns)
         rows.append({"name": "kept_engine_built", "kib": round(built / 1024), "busy_intervals": busy})
         rows.append({"name": "kept_engine_all_types_searched", "kib": round(warm / 1024)})
+        # The process's resident memory for several kept practices (allocator overhead included).
+        readers = []
+        gc.collect()
+        rss = _rss_kib()
+        for _ in range(_RSS_PRACTICES):
+            kept = PracticeReader(CalendarCache(adapter.calendar, listeners.append), announced=True)
+            for kind in calendar.appointment_types:
+                await kept.find_slots(ctx, SlotQuery(kind.id, window, (), PageRequest(1000)))
+            readers.append(kept)
+        gc.collect()
+        per_practice = (_rss_kib() - rss) / _RSS_PRACTICES
+        rows.append({"name": "rss_per_kept_practice", "kib": round(per_practice), "practices": _RSS_PRACTICES})
+        readers.clear()
         await adapter.aclose()
         store = SqliteStore(Path(folder) / "state.sqlite")
         feed = PracticeFeed("bench", store, FieldCipher({"k1": bytes(range(32))}, "k1"), poll_seconds=60)
@@ -217,14 +242,14 @@ async def bench_memory() -> list[dict[str, Any]]:
             gc.collect()
             tracemalloc.start()
             before = tracemalloc.get_traced_memory()[0]
-            for index in range(4096):
+            for index in range(TAIL_EVENTS):
                 feed.publish(_change(index))
-            while feed._known < 4096:  # noqa: ASYNC110 - the writer stored and read back all of them
+            while feed._known < TAIL_EVENTS:  # noqa: ASYNC110 - the writer stored and read back all of them
                 await asyncio.sleep(0.05)
             gc.collect()
             tail = tracemalloc.get_traced_memory()[0] - before
             tracemalloc.stop()
-            rows.append({"name": "feed_tail_4096_events", "kib": round(tail / 1024)})
+            rows.append({"name": "feed_tail_at_cap", "events": TAIL_EVENTS, "kib": round(tail / 1024)})
         finally:
             await feed.aclose()
             store.close()

@@ -338,14 +338,14 @@ async def test_an_event_stored_on_one_replica_reaches_a_watcher_on_another_witho
         change = _busy(1)
         began = time.monotonic()
         here.publish(change)
-        event = await asyncio.wait_for(first, 5)
+        event = await asyncio.wait_for(first, 10)
         took = time.monotonic() - began
         assert event.change == _busy(1)
-        assert took < 1.0, took
+        assert took < 5.0, took  # the poll would take a minute
         assert heard == [event.change], "the other replica's listeners (engine, cache, inbox) hear it once"
         assert len(delivered) == 1
         assert delivered[0][1] is True, "stored by the other replica"
-        assert delivered[0][0] < 1.0
+        assert delivered[0][0] < 5.0
         await watch.aclose()  # type: ignore[attr-defined]
 
 
@@ -362,7 +362,7 @@ async def test_a_replica_hears_its_own_published_changes_once_and_announcements_
         for hour in range(5):
             here.publish(_busy(hour))
         there.publish(CalendarConfigChanged())
-        for _ in range(300):
+        for _ in range(1000):
             if len(heard_here) == 6 and len(heard_there) == 6:
                 break
             await asyncio.sleep(0.01)
@@ -456,7 +456,7 @@ async def test_a_listening_connection_that_stops_hearing_its_own_ping_is_replace
     woken: list[str] = []
     unsubscribe = hub.subscribe("feed:demo", woken.append)
     try:
-        for _ in range(200):
+        for _ in range(1000):
             if store.connections >= 3:
                 break
             await asyncio.sleep(0.01)

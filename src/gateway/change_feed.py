@@ -44,12 +44,15 @@ from otv_sdk.errors import FailedPrecondition, InvalidArgument
 from otv_sdk.models import Appointment, Hold
 from otv_sdk.ports import AppointmentQuery, CallContext, ChangeFeedPort, Page, SlotRequest, WriterPort
 
-__all__ = ["AnnouncingWriter", "PracticeFeed"]
+__all__ = ["TAIL_EVENTS", "AnnouncingWriter", "PracticeFeed"]
 
 log = logging.getLogger("otv.gateway.changes")
 
 _CURSOR_PREFIX = "c1-"
-_TAIL = 4096  # events kept in memory for live watchers
+# Events kept in memory for live watchers (older positions are read from the store): at about
+# 1.1 KiB an event (bench_replicas.py) a practice's tail is at most about 1.2 MiB; it was 4096 until
+# replicas were sized for many practices each.
+TAIL_EVENTS = 1024
 _BATCH = 1000
 
 
@@ -112,7 +115,7 @@ class PracticeFeed(ChangeFeedPort):
         self._announced: list[tuple[int, float]] = []  # (last seq, when) announced by other replicas
         self.on_delivered: Callable[[float, bool], None] | None = None  # (seconds since stored, elsewhere)
         self._aad = f"change:{practice_id}"
-        self._tail: deque[_Stored] = deque(maxlen=_TAIL)
+        self._tail: deque[_Stored] = deque(maxlen=TAIL_EVENTS)
         self._known = -1  # highest seq in the tail; -1 until first loaded
         self._wakeup = asyncio.Event()
         self._pending: list[tuple[Change, str | None]] = []
@@ -294,7 +297,7 @@ class PracticeFeed(ChangeFeedPort):
                     else:  # stored elsewhere or in a caller's transaction: not yet heard here
                         self._tell_listeners(row.change)
                 self._announced = [(seq, at) for seq, at in self._announced if seq > self._known]
-                if len(self._stamps) > _TAIL:  # left by transactions that rolled back
+                if len(self._stamps) > TAIL_EVENTS:  # left by transactions that rolled back
                     self._stamps = {seq: at for seq, at in self._stamps.items() if seq > self._known}
                 if rows:
                     self._wakeup.set()
