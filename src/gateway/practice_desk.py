@@ -15,8 +15,9 @@ follows on the next read of either side.
 
 The inbox is watched live: every change to a booking in or leaving the inbox is numbered in the
 store (`inbox_events`, in the transaction of the change), so a watcher resumes after its cursor on
-any replica. Watchers wake on the practice's change feed for changes made on this replica and
-poll the store for the others.
+any replica. Watchers wake on the practice's change feed, which also carries the partners'
+appointment events other replicas stored (announced between replicas, change_feed.py); they poll
+the store every second besides, for what reaches the inbox without such an event.
 
 Decisions are idempotent per `request_id` (per actor), and checked in this order: the booking
 exists in this practice (NOT_FOUND naming `name`), it is still waiting for this decision
