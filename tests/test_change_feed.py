@@ -23,6 +23,7 @@ from gateway.app import Gateway
 from gateway.change_feed import PracticeFeed
 from gateway.config import parse_config
 from gateway.encryption import FieldCipher
+from gateway.metrics import GatewayMetrics
 from gateway.replica_wakeup import ReplicaWakeups, wakeups_for
 from gateway.state_store import EVERYTHING, SqliteStore, Tx, open_store
 from otv_sdk.adapter_server import AdapterServer, serve_adapters
@@ -376,6 +377,8 @@ async def test_a_replica_hears_its_own_published_changes_once_and_announcements_
 async def test_a_missed_announcement_costs_at_most_the_fallback_poll(tmp_path: Path) -> None:
     async with two_replicas(tmp_path, poll_seconds=0.3, listening_poll_seconds=0.3) as (here, there):
         await _listening(there)
+        metrics = GatewayMetrics()
+        metrics.watch_feeds([there])
         watch = there.watch(CallContext("alpha"), (), "")
         first = asyncio.ensure_future(anext(watch))
         await asyncio.sleep(0.1)
@@ -389,6 +392,9 @@ async def test_a_missed_announcement_costs_at_most_the_fallback_poll(tmp_path: P
         await here._store.run(store_quietly)
         event = await asyncio.wait_for(first, 5)
         assert isinstance(event.change, CalendarConfigChanged)
+        exposition = metrics.exposition().decode()
+        assert 'otv_change_feed_delivery_seconds_count{replica="other"} 1.0' in exposition
+        assert 'otv_change_feed_delivery_seconds_count{replica="this"} 0.0' in exposition
         await watch.aclose()  # type: ignore[attr-defined]
 
 
