@@ -15,10 +15,11 @@ whatever an announcement missed. Events another replica stored, and those stored
 transaction (`append_in`), also reach this replica's listeners (`listen`: the kept engine, the
 configuration cache, the inbox's watchers), so those views follow changes that were published
 elsewhere, e.g. by the replica holding a connector's stream. Where every replica hears a
-practice's changes itself (an in-process adapter or a dialled remote per replica), its listeners
-hear such a change once per replica: a repeated added busy time keeps time busy (never offers
-taken time) until the engine is rebuilt, a repeated removal drops the engine, which is then read
-afresh.
+practice's changes itself (an in-process adapter or a dialled remote per replica), each replica
+stores its copy, so listeners hear every change once per replica, additions and removals alike: the
+engine counts busy intervals, so the copies balance (between a removal and its last copy the time
+stays busy a few milliseconds longer: never offering taken time), and a removal it cannot match
+drops the engine, which is read afresh.
 """
 
 from __future__ import annotations
