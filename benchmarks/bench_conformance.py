@@ -2,8 +2,11 @@
 
     python benchmarks/bench_conformance.py [--runs 3] [--json PATH]
 
-Target (issue 7): a run takes under 60 s. Prints the median and the slowest of the runs, and the
-five slowest cases of the last run.
+Target (issues 7 and 19): a run takes at most 60 s. Prints the median and the slowest of the runs,
+the five slowest cases of the last run, and the machine's load average before and after (the
+figures mean little without it). The remote adapter server runs with the SDK's default heartbeat
+(15 s, what `otv adapter serve` uses), so the remote figure includes `pvs.changes.heartbeat`
+waiting for a real heartbeat on an idle stream.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -35,7 +39,8 @@ async def _timed(target: Target) -> tuple[float, RunResult]:
 
 
 async def main(runs: int) -> dict[str, Any]:
-    figures: dict[str, Any] = {}
+    figures: dict[str, Any] = {"load_average_before": [round(x, 2) for x in os.getloadavg()]}
+    print(f"load average before: {figures['load_average_before']} on {os.cpu_count()} cores")
     server = await serve_adapters({"sandbox": create_adapter("sandbox", SANDBOX)})
     try:
         for name, target in (
@@ -55,15 +60,17 @@ async def main(runs: int) -> dict[str, Any]:
                 "cases": len(last.results),
                 "slowest_cases_ms": {r.case.id: round(r.duration * 1000) for r in slowest},
             }
-            verdict = "ok" if max(timings) < TARGET_SECONDS else "OVER TARGET"
+            verdict = "ok" if max(timings) <= TARGET_SECONDS else "OVER TARGET"
             print(
                 f"{name:<10} median {statistics.median(timings):6.2f} s  max {max(timings):6.2f} s"
-                f"  ({len(last.results)} cases, target < {TARGET_SECONDS:.0f} s: {verdict})"
+                f"  ({len(last.results)} cases, target <= {TARGET_SECONDS:.0f} s: {verdict})"
             )
             for case_id, ms in figures[name]["slowest_cases_ms"].items():
                 print(f"           {case_id:<40} {ms:6d} ms")
     finally:
         await server.stop(0)
+    figures["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average after:  {figures['load_average_after']}")
     return figures
 
 

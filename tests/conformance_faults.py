@@ -70,7 +70,7 @@ from otv_sdk.reference.sandbox import ReferenceSandbox, insert_practice
 from otv_sdk.reference.writer import ReferenceCalendarWriter
 from otv_sdk.timeline import IntervalArray, concatenate, from_datetime, to_datetime
 
-__all__ = ["FAULTS", "UNCAUGHT"]
+__all__ = ["FAULTS", "IN_PROCESS_ONLY", "SERVER_FAULTS", "UNCAUGHT", "reference"]
 
 T = TypeVar("T")
 
@@ -1378,6 +1378,110 @@ class _ExtraDeleteAnswersNothing(ReferenceCalendarWriter):
 def extra_delete_answers_nothing() -> Adapter:
     """Deletes an extra appointment but answers 'not found' (its lookup searches regular slots only)."""
     return _build(writer=_ExtraDeleteAnswersNothing)
+
+
+# --- issue 19, the rest: slots in every column, the written entry's source, announcements ----------
+
+
+class _TypesInFirstColumn(ReferenceCalendarData):
+    async def list_calendars(self, ctx: CallContext) -> Calendar:
+        calendar = await super().list_calendars(ctx)
+        return replace(
+            calendar,
+            appointment_types=tuple(replace(t, column_ids=t.column_ids[:1]) for t in calendar.appointment_types),
+        )
+
+
+@fault("reader.slots.complete_every_column")
+def types_in_first_column_only() -> Adapter:
+    """A type's columns are read with a scalar subquery that returns the first row only: a type allowed
+    in both practitioners' columns is offered in the first, and dr-b's slots are missing."""
+    return _build(calendar=_TypesInFirstColumn)
+
+
+class _NoCategory(ReferenceCalendarWriter):
+    async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
+        return await super().write_appointment(ctx, replace(entry, category=""))
+
+
+@fault("pvs.write.source")
+def writes_without_category() -> Adapter:
+    """The category is not mapped: online bookings are entered in the default colour, and staff cannot
+    tell them from their own."""
+    return _build(writer=_NoCategory)
+
+
+class _FirstSourcePartner(ReferenceCalendarWriter):
+    _source: str | None = None
+
+    async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
+        if self._source is None:
+            self._source = entry.partner_id  # the technical user, resolved once and cached
+        return await super().write_appointment(ctx, replace(entry, partner_id=self._source))
+
+
+@fault("pvs.write.source")
+def source_partner_of_first_write() -> Adapter:
+    """The PVS user an entry is recorded under is looked up for the first partner and cached: every
+    later booking shows that partner as its source."""
+    return _build(writer=_FirstSourcePartner)
+
+
+class _OneType(ReferenceCalendarWriter):
+    async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
+        return await super().write_appointment(ctx, replace(entry, appointment_type_id="kontrolle"))
+
+
+@fault("pvs.write.source")
+def writes_one_appointment_type() -> Adapter:
+    """Every online booking is entered under the one type configured for online entries (the first),
+    whatever type the partner booked."""
+    return _build(writer=_OneType)
+
+
+class _ExtraUnannounced(ReferenceCalendarWriter):
+    def __init__(self, database: Database, changes: ChangeOutbox | None = None) -> None:
+        super().__init__(database, changes)
+        self._quiet = ReferenceCalendarWriter(database, None)
+
+    async def write_appointment(self, ctx: CallContext, entry: CalendarEntry) -> WrittenEntry:
+        start, end = from_datetime(entry.interval.start), from_datetime(entry.interval.end)
+
+        def taken(conn: sqlite3.Connection) -> bool:
+            query = "SELECT 1 FROM calendar_entries WHERE column_id = ? AND start_utc < ? AND end_utc > ? LIMIT 1"
+            return conn.execute(query, (entry.column_id, end, start)).fetchone() is not None
+
+        if await self._db.run(taken):  # the extra-appointment path is another procedure, without the publish
+            return await self._quiet.write_appointment(ctx, entry)
+        return await super().write_appointment(ctx, entry)
+
+
+@fault("pvs.changes.announced")
+def extra_appointments_unannounced() -> Adapter:
+    """Extra appointments (Zusatztermine) are entered by a separate procedure that announces nothing:
+    the gateway keeps offering their time."""
+    return _build(writer=_ExtraUnannounced)
+
+
+# Faults no check can see through the remote transport, with why: the contract does not carry what
+# they get wrong back to the gateway. tests/test_conformance_remote.py runs every other fault remotely.
+IN_PROCESS_ONLY: dict[str, str] = {
+    name: "the contract reads no category, source partner or type of a written entry back"
+    for name in ("writes_without_category", "source_partner_of_first_write", "writes_one_appointment_type")
+}
+
+
+def reference() -> Adapter:
+    """The reference PVS as the faults start from, without a fault (served by faulty servers)."""
+    return _build()
+
+
+# Faults of the adapter server rather than of the data access: (how `serve_adapters` is called,
+# the case that must fail). The adapter behind them is `reference()`; they exist only remotely.
+SERVER_FAULTS: dict[str, tuple[dict[str, float], str]] = {
+    # A server whose idle watch stream never sends a heartbeat (as if the timer were never armed).
+    "no_heartbeats": ({"heartbeat_seconds": 3600.0}, "pvs.changes.heartbeat"),
+}
 
 
 # --- harmless variants: must stay certified -------------------------------------------------------

@@ -64,7 +64,9 @@ async def test_reference_in_process_is_certified_and_its_report_verifies(tmp_pat
 
 
 async def test_reference_behind_a_remote_adapter_server_is_certified() -> None:
-    server = await serve_adapters({"sandbox": create_adapter("sandbox", SANDBOX)})
+    # Heartbeats every second instead of the default 15 s, so pvs.changes.heartbeat does not wait
+    # 15 s here (benchmarks/bench_conformance.py and the Node example run with the default).
+    server = await serve_adapters({"sandbox": create_adapter("sandbox", SANDBOX)}, heartbeat_seconds=1.0)
     try:
         run = await run_suite(Target(remote=f"127.0.0.1:{server.port}"))
     finally:
@@ -180,6 +182,8 @@ def test_every_case_names_a_documented_requirement() -> None:
     assert len(ids) == len(set(ids))
     assert all(c.requirement in REQUIREMENTS for c in all_cases())
     assert {c.requirement for c in all_cases()} == set(REQUIREMENTS)  # nothing listed that nothing checks
+    for c in all_cases():  # the checks table: every test with its requirement and whether it is required
+        assert f"| `{c.id}` | {c.requirement} | {'yes' if c.required else 'no'} |" in doc, c.id
 
 
 def test_scenarios_are_placed_around_both_daylight_saving_switches_and_unique_per_run() -> None:

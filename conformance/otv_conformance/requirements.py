@@ -24,7 +24,10 @@ REQUIREMENTS: dict[str, str] = {
     "RD-7": "No reader response carries patient data.",
     "RD-8": "Free time is working time minus absences and busy time.",
     "RD-9": "Slots lie in free time, in the type's columns, respect duration, buffer, lead time and booking areas.",
-    "RD-10": "Every free stretch long enough for a type offers a slot.",
+    "RD-10": (
+        "Every start the rules allow is offered, for every appointment type in every column it allows (grid, lead"
+        " time, duration and buffer in free time, booking areas)."
+    ),
     "RD-11": "Windows of up to 24 months are served; longer ones are refused with INVALID_ARGUMENT.",
     "RD-12": "Reads of the scenario's whole window answer within the stated latency budget.",
     "WR-1": "A booked appointment is written into the PVS calendar and shows as busy time.",
@@ -45,8 +48,16 @@ REQUIREMENTS: dict[str, str] = {
     "PV-7": "A delete removes exactly its entry, regular or extra; overlapping neighbours stay.",
     "PV-8": "A created patient is read back by birth date with every field (names, birth date, contacts, origin).",
     "PV-9": "A matched patient's stored record is never changed by the match (names, birth date, contacts).",
-    "PV-10": "An adapter that announces its changes announces every write and delete with column and interval.",
+    "PV-10": (
+        "An adapter that announces its changes announces every write and delete, regular or extra, with column"
+        " and exact interval, on its outbox in-process and on WatchDataChanges remotely."
+    ),
     "PV-11": "The sandbox reset leaves nothing: no calendar entries, no patients, none shared.",
+    "PV-12": (
+        "A write is stored with what the contract carries for it: appointment type, patient, reference, the"
+        " calling partner as its source and the online category."
+    ),
+    "PV-13": "An idle WatchDataChanges stream carries a heartbeat at least every 20 s and stays open.",
     "PA-1": "An existing patient is found by name and birth date, and not created again.",
     "PA-2": "Names match after normalisation (case, umlauts, hyphens, white space).",
     "PA-3": "Namesakes with the same birth date are told apart by their contact data.",

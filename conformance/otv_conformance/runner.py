@@ -24,6 +24,7 @@ from gateway.app import Gateway
 from gateway.config import ConfigError, parse_config
 from gateway.partners import PartnerRegistry
 from otv_conformance.cases import Case, CheckFailed, Result, all_cases
+from otv_conformance.expectations import SLOT_GRID_MINUTES
 from otv_conformance.scenarios import PlacedScenario, RunValues, load_scenario, place_scenario
 from otv_conformance.session import Session
 from otv_sdk.client import PartnerClient, signing_interceptors
@@ -114,9 +115,24 @@ def _gateway_config(target: Target) -> Any:
                 # held to a partner's share of the gateway (docs/security.md).
                 "rate_limit": {"per_second": 100_000, "burst": 100_000, "concurrent": 1000, "share": 64},
             },
-            "practices": {PRACTICE: {"adapter": target.adapter_config()}},
+            # The start grid is the gateway's configuration; the oracle's slot expectations use the same.
+            "practices": {PRACTICE: {"adapter": target.adapter_config(), "slot_grid_minutes": SLOT_GRID_MINUTES}},
         }
     )
+
+
+def _data_channel(target: Target) -> grpc.aio.Channel | None:
+    """The suite's own channel to a remote adapter server, with the gateway's credentials."""
+    if target.remote is None:
+        return None
+    if target.tls_ca is None:
+        return grpc.aio.insecure_channel(target.remote)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=target.tls_ca.read_bytes(),
+        private_key=target.tls_key.read_bytes() if target.tls_key and target.tls_cert else None,
+        certificate_chain=target.tls_cert.read_bytes() if target.tls_key and target.tls_cert else None,
+    )
+    return grpc.aio.secure_channel(target.remote, credentials)
 
 
 def _partner(gateway: Gateway, partner_id: str) -> Signer:
@@ -136,8 +152,8 @@ async def _run_case(case: Case, session: Session) -> CaseResult:
     begin = time.perf_counter()
     try:
         async with asyncio.timeout(CASE_TIMEOUT_SECONDS):
-            await case.run(session)
-        result, message = Result.PASS, ""
+            note = await case.run(session)
+        result, message = Result.PASS, note or ""
     except CheckFailed as failure:
         result, message = Result.FAIL, str(failure)
     except OtvError as error:
@@ -169,6 +185,7 @@ async def run_suite(
         raise CouldNotRun(f"the adapter could not be set up: {error}") from None
     clients: list[PartnerClient] = []
     channel: grpc.aio.Channel | None = None
+    data_channel: grpc.aio.Channel | None = None
     adapter = None
     ctx = CallContext(partner_id="otv-conformance")
     try:
@@ -192,6 +209,7 @@ async def run_suite(
         clients += [a, b]
         channel = grpc.aio.insecure_channel(gateway.address, interceptors=signing_interceptors(signer_a))
         practice = await a.get_practice(PRACTICE)
+        data_channel = _data_channel(target)
         session = Session(
             placed=placed,
             practice_id=PRACTICE,
@@ -203,6 +221,9 @@ async def run_suite(
             adapter=adapter,
             capabilities=practice.capabilities,
             latency_budget_ms=latency_budget_ms,
+            transport=target.transport,
+            data_channel=data_channel,
+            remote_practice=target.remote_practice,
         )
         results: list[CaseResult] = []
         for case in all_cases():
@@ -219,6 +240,7 @@ async def run_suite(
                 log.warning("could not reset the sandbox: %s", error.code.name)
         for client in clients:
             await client.close()
-        if channel is not None:
-            await channel.close()
+        for open_channel in (channel, data_channel):
+            if open_channel is not None:
+                await open_channel.close()
         await gateway.stop(0)

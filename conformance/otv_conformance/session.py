@@ -6,11 +6,13 @@ Helpers here turn answers into the plain spans of `expectations.py` so checks co
 from __future__ import annotations
 
 import uuid
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import grpc
 
+from otv_conformance.change_watch import ChangeWatch, watch_outbox, watch_stream
 from otv_conformance.expectations import Spans, normalize
 from otv_conformance.scenarios import PlacedScenario
 from otv_sdk.client import PartnerClient
@@ -40,6 +42,11 @@ class Session:
     adapter: Adapter  # the adapter itself, as the gateway reaches it (PVS-contract checks)
     capabilities: frozenset[Capability]
     latency_budget_ms: float
+    transport: str = "in_process"  # or "remote": what the contract carries differs (change watch, deletes)
+    # A channel of the suite's own to the remote adapter server and the practice there, for what the
+    # gateway consumes itself (the WatchDataChanges stream); None in-process.
+    data_channel: grpc.aio.Channel | None = None
+    remote_practice: str = ""
 
     # --- time --------------------------------------------------------------------------------
 
@@ -110,6 +117,19 @@ class Session:
     async def new_patient_id(self) -> str:
         patient, _ = await self.lookup(self.new_person())
         return patient.id
+
+    @property
+    def remote(self) -> bool:
+        return self.transport == "remote"
+
+    def watch_changes(self) -> AbstractAsyncContextManager[ChangeWatch] | None:
+        """Follow what the adapter announces, through its transport; None if it announces nothing
+        (no outbox in-process, no DATA_CAPABILITY_CHANGES remotely)."""
+        if self.adapter.changes is not None:
+            return watch_outbox(self.adapter.changes)
+        if self.data_channel is not None and Capability.CHANGE_FEED in self.adapter.extra_capabilities:
+            return watch_stream(self.data_channel, self.remote_practice)
+        return None
 
     def pvs_context(self) -> CallContext:
         return CallContext(partner_id=self.partner_a, request_id=str(uuid.uuid4()))

@@ -6,15 +6,14 @@ crash (the same write again, the same delete again), through the same transport.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import uuid
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 from otv_conformance.cases import Group, case, check
 from otv_conformance.expectations import Spans, seconds, subtract
 from otv_conformance.session import Session
-from otv_sdk.changes import BusyTimeChanged
 from otv_sdk.models import (
     ConsentActor,
     ConsentEvidence,
@@ -189,6 +188,42 @@ async def write_exact(session: Session) -> None:
             f"the delete of {asked} in {column_id} returned {_show(session, *_pair(removed))} in {removed.column_id}",
         )
         check(await _count(session, entry) == 0, f"after its delete, {asked} is still listed in {column_id}")
+
+
+@case("pvs.write.source", "PV-12", G)
+async def write_source(session: Session) -> str | None:
+    """Writes for partner A (S+6, a check-up) and partner B (F+6, a first consultation) are stored with
+    their appointment type, patient, reference, source partner and category: the delete returns the
+    entry as written."""
+    if session.remote:
+        return (
+            "not checkable remotely: the contract sends the source partner (otv-partner-id) and the category"
+            " with WriteCalendarEntry but reads neither back (DeleteCalendarEntryResponse has column and"
+            " interval only, checked by pvs.write.exact); checked for in-process adapters"
+        )
+    writer = _writer(session)
+    writes = (
+        ("S+6", session.partner_a, "dr-a", "kontrolle", "11:20"),
+        ("F+6", session.partner_b, "dr-b", "erstberatung", "11:30"),
+    )
+    for day, partner, column_id, type_id, end in writes:
+        entry = _entry(session, f"{day} 11:00", f"{day} {end}", column_id)
+        entry = replace(entry, partner_id=partner, appointment_type_id=type_id)
+        ctx = CallContext(partner_id=partner, request_id=str(uuid.uuid4()))
+        written = await writer.write_appointment(ctx, entry)
+        removed = await writer.delete_appointment(ctx, written.pvs_id)
+        asked = f"{_show(session, *_pair(entry))} in {column_id}"
+        check(removed is not None, f"the delete of {asked} found nothing")
+        assert removed is not None
+        for what, want, got in (
+            ("source partner", entry.partner_id, removed.partner_id),
+            ("category", entry.category, removed.category),
+            ("appointment type", entry.appointment_type_id, removed.appointment_type_id),
+            ("patient", entry.patient_id, removed.patient_id),
+            ("reference", entry.reference, removed.reference),
+        ):
+            check(got == want, f"written {asked} with {what} {want!r}; the PVS stored {got!r}")
+    return None
 
 
 @case("pvs.delete.exact", "PV-7", G)
@@ -368,30 +403,6 @@ async def consent_round_trip(session: Session) -> None:
             len(records) == 1 and records[0].consent is state,
             f"wrote {written}; the patient search reads consent {[r.consent.value for r in records]}",
         )
-
-
-@case("pvs.changes.announced", "PV-10", G)
-async def changes_announced(session: Session) -> None:
-    """An adapter that announces its changes (an in-process outbox) announces a write and a delete
-    with the entry's column and exact interval (S+5 and F+5). Not applicable without an outbox."""
-    outbox = session.adapter.changes
-    if outbox is None:
-        return
-    writer = _writer(session)
-    seen: list[object] = []
-    outbox.subscribe(seen.append)
-    try:
-        for day in ("S+5", "F+5"):
-            entry = _entry(session, f"{day} 10:00", f"{day} 10:20", "dr-a")
-            shown = _show(session, *_pair(entry))
-            written = await writer.write_appointment(session.pvs_context(), entry)
-            await writer.delete_appointment(session.pvs_context(), written.pvs_id)
-            await asyncio.sleep(0)
-            changes = [c for c in seen if isinstance(c, BusyTimeChanged) and c.column_id == "dr-a"]
-            check(any(entry.interval in c.added for c in changes), f"the write of {shown} in dr-a was not announced")
-            check(any(entry.interval in c.removed for c in changes), f"the delete of {shown} in dr-a was not announced")
-    finally:
-        outbox.unsubscribe(seen.append)
 
 
 @case("pvs.sandbox.reset", "PV-11", G)

@@ -12,7 +12,9 @@ from otv_conformance.expectations import (
     expected_absences,
     expected_busy,
     expected_free,
+    expected_slot_starts,
     expected_working,
+    in_foreign_area,
     normalize,
     seconds,
     subtract,
@@ -289,22 +291,7 @@ async def free_exact(session: Session) -> None:
 
 def _allowed(session: Session, type_id: str, column_id: str, start: int, end: int) -> bool:
     """True if [start, end) overlaps no booking area (of that column) that excludes the type."""
-    placed = session.placed
-    for area in placed.scenario.calendar.booking_areas:
-        if type_id in area.appointment_type_ids or area.column_id not in (None, column_id):
-            continue
-        local = datetime.fromtimestamp(start, placed.tz).date()
-        for day in (local - timedelta(days=1), local, local + timedelta(days=1)):
-            if (area.valid_from and day < area.valid_from) or (area.valid_until and day > area.valid_until):
-                continue
-            for span in area.weekly_spans:
-                if span.weekday != day.isoweekday():
-                    continue
-                a_start = seconds(datetime.combine(day, span.start, placed.tz))
-                a_end = seconds(datetime.combine(day, span.end, placed.tz))
-                if start < a_end and end > a_start:
-                    return False
-    return True
+    return not in_foreign_area(session.placed, type_id, column_id, start, end)
 
 
 @case("reader.slots.valid", "RD-9", R)
@@ -351,18 +338,29 @@ async def slots_areas(session: Session) -> None:
         )
 
 
-@case("reader.slots.complete", "RD-10", R)
+def _starts(session: Session, starts: list[int], limit: int = 6) -> str:
+    shown = ", ".join(f"{datetime.fromtimestamp(s, session.placed.tz):%Y-%m-%d %H:%M}" for s in starts[:limit])
+    return shown + (f" (+{len(starts) - limit} more)" if len(starts) > limit else "")
+
+
+@case("reader.slots.complete_every_column", "RD-10", R)
 async def slots_complete(session: Session) -> None:
-    """Each free stretch of the prophylaxis room long enough for a cleaning offers at least one slot."""
+    """Every type offers, in every column it allows, every start of the first two weeks that the
+    rules allow (grid, lead time, duration and buffer in free time, booking areas): none missing."""
     window = session.days(session.day("A+0"), 14)
-    slots = await session.slots("pzr", window, ("prophylaxe",))
-    starts = [seconds(s.start) for s in slots]
-    for start, end in expected_free(session.placed, window, "prophylaxe"):
-        if end - start >= 3600:
-            check(
-                any(start <= s <= end - 3600 for s in starts),
-                f"no pzr slot in the free stretch {_show([(start, end)], session)}",
-            )
+    now = seconds(datetime.now(UTC))
+    gaps: list[str] = []
+    for t in session.placed.scenario.calendar.appointment_types:
+        for column_id in t.column_ids:
+            try:
+                offered = {seconds(s.start) for s in await session.slots(t.id, window, (column_id,))}
+            except InvalidArgument as error:  # the gateway refuses a column the adapter lists not for the type
+                gaps.append(f"{t.id} in {column_id}: none offered, the column is refused ({error.message})")
+                continue
+            missing = [s for s in expected_slot_starts(session.placed, window, t, column_id, now) if s not in offered]
+            if missing:
+                gaps.append(f"{t.id} in {column_id}: {len(missing)} missing, at {_starts(session, missing)}")
+    check(not gaps, "slots the rules allow are not offered: " + "; ".join(gaps))
 
 
 @case("reader.window.limits", "RD-11", R)
