@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from load_balancer import PRACTICE, nginx, start_replica, write_config
+from load_balancer import PRACTICE, nginx, nginx_binary, start_replica, write_config
 from patient_env import as_partner, header_identity
 from scenario import write_scenario
 from store_backends import POSTGRES_URL, postgres_available, store_for
@@ -314,6 +314,8 @@ async def main() -> None:
         reason = postgres_available()
         if reason is not None:
             raise SystemExit(f"{reason}: the replica benchmark needs PostgreSQL at {POSTGRES_URL}")
+        if nginx_binary() is None:
+            raise SystemExit("nginx is not installed (apt-get install nginx): the replica benchmark puts it in front")
         rows += await bench_latency(args.watchers, args.changes, args.runs)
         rows += bench_notify()
     if not args.skip_memory:

@@ -32,7 +32,17 @@ from store_backends import require_postgres, store_for
 
 from otv_sdk.reference import create_adapter
 
-__all__ = ["Cluster", "Replica", "cluster", "nginx", "require_nginx"]
+__all__ = [
+    "PRACTICE",
+    "Cluster",
+    "Replica",
+    "cluster",
+    "nginx",
+    "nginx_binary",
+    "require_nginx",
+    "start_replica",
+    "write_config",
+]
 
 LAUNCHER = Path(__file__).parent / "gateway_process.py"
 PRACTICE = "demo"
