@@ -1,26 +1,22 @@
-"""What signed calls cost: the gateway (signature, nonce, grant checked) against a bare grpcio server.
+"""What authenticated calls cost: the gateway with each scheme against a bare grpcio server.
 
     python benchmarks/bench_signing.py [--seconds 4] [--rounds 5] [--concurrency 128] [--json PATH]
 
 All answer ReaderService.GetPractice from a constant (an echo-like cheap method): the bare server
 with a plain servicer and no checks; the gateway through its whole stack (authentication
 interceptor, routing, privacy and booking wrappers) in front of an adapter that answers from
-memory; and, for reference, two variants of that gateway: with signatures switched off (the
-test-only `identify` hook), which tells the gateway's own cost from the cost of signing; and with
-signed calls whose admission is free (the ceiling): every check of the signed path runs (headers,
-timestamp, body hash, canonical string) except the admission decision itself (Ed25519
-verification, key, nonce record and grant), which answers "admitted" at once. It shows how far
-the signed path could go if signature verification and the nonce store cost nothing. Each server
-runs in its own process; this process drives the same load at each (requests signed the way the
-partner client signs them wherever the server reads signatures) and counts completed calls. It
-also times one Ed25519 signature and one verification on this machine, the least that signing
-adds to every call.
+memory, with calls authenticated by otv-session-v1 (one signed handshake, then an HMAC per call),
+by otv-ed25519-v1 (a signature and a stored nonce per call), and not at all (the test-only
+`identify` hook), which tells the gateway's own cost from the cost of authentication. Each server
+runs in its own process; this process drives the same load at each (requests authenticated the way
+the partner client does it: a SessionSigner per channel, or a fresh signature per call) and counts
+completed calls. It also times one Ed25519 signature and verification and one HMAC on this machine.
 
 Throughput on a shared machine drifts by a factor of two within minutes, so the servers take turns:
 every round measures each once, in an order that alternates between rounds, and the ratio is taken
 within a round. Besides calls per second, the CPU time each server process and this load process
 spent per call is reported: on a small machine the load generator competes for the same cores.
-Target: the signed gateway reaches at least 70% of the bare server's throughput.
+Target: the gateway with otv-session-v1 reaches at least 70% of the bare server's throughput.
 """
 
 from __future__ import annotations
@@ -46,6 +42,9 @@ from otv.v1 import practice_pb2, reader_service_pb2, reader_service_pb2_grpc
 from otv_sdk.models import AdapterInfo, PracticeProfile
 from otv_sdk.ports import Adapter, CallContext
 from otv_sdk.reference import create_adapter
+from otv_sdk.session_scheme import call_mac
+from otv_sdk.session_scheme import canonical_string as session_canonical_string
+from otv_sdk.session_signer import SessionSigner
 from otv_sdk.signing import (
     NONCE_HEADER,
     SIGNATURE_HEADER,
@@ -96,8 +95,7 @@ async def _serve_bare(port_file: Path) -> None:
     await server.wait_for_termination()
 
 
-async def _serve_gateway(port_file: Path, folder: Path, *, signed: bool, admission: bool) -> None:
-    from gateway.admissions import Admissions, Decision
+async def _serve_gateway(port_file: Path, folder: Path, *, signed: bool) -> None:
     from gateway.app import Gateway
     from gateway.config import parse_config
     from gateway.partners import PartnerRegistry
@@ -118,11 +116,6 @@ async def _serve_gateway(port_file: Path, folder: Path, *, signed: bool, admissi
     def unsigned(context: Any, request_id: str | None) -> CallContext:
         return CallContext(partner_id="bench", deadline=None, request_id=request_id)
 
-    async def admitted(self: Admissions, *call: Any) -> Decision:
-        return Decision("ok", "bench")
-
-    if not admission:  # the ceiling: this server process only, never the gateway's code
-        Admissions.admit = admitted  # type: ignore[method-assign, assignment]
     gateway = await Gateway.start(config, None if signed else unsigned)
     registry = PartnerRegistry(gateway.router.store)
     registry.add_partner("bench")
@@ -132,13 +125,13 @@ async def _serve_gateway(port_file: Path, folder: Path, *, signed: bool, admissi
     await gateway.wait_for_termination()
 
 
-# Which servers run, and whether their calls are signed.
-MODES = {"bare": False, "gateway": True, "unsigned_gateway": False, "admission_free": True}
+# Which servers run, and how their calls are authenticated (None: not at all).
+MODES = {"bare": None, "session": "session", "gateway": "ed25519", "unsigned_gateway": None}
 LABELS = {
     "bare": "bare grpcio server",
-    "gateway": "signed gateway",
+    "session": "gateway, otv-session-v1",
+    "gateway": "gateway, otv-ed25519-v1",
     "unsigned_gateway": "gateway, unsigned",
-    "admission_free": "signed, admission free",
 }
 
 
@@ -154,9 +147,12 @@ def _own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _load(port: int, seconds: float, concurrency: int, signer: Signer | None, pid: int) -> dict[str, float]:
+async def _load(
+    port: int, seconds: float, concurrency: int, scheme: str | None, signer: Signer, pid: int
+) -> dict[str, float]:
     """Calls per second, and CPU microseconds per call of the server (pid) and of this process."""
     channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(4)]
+    sessions = [SessionSigner(signer, channel) for channel in channels]
     request = reader_service_pb2.GetPracticeRequest(name="practices/demo")
     body = request.SerializeToString()
     done = 0
@@ -165,9 +161,14 @@ async def _load(port: int, seconds: float, concurrency: int, signer: Signer | No
     async def worker(index: int) -> None:
         nonlocal done
         stub = reader_service_pb2_grpc.ReaderServiceStub(channels[index % len(channels)])
+        session = sessions[index % len(channels)]
         while time.perf_counter() < stop:
-            # Signed the way the partner client does it: fresh headers for every call.
-            metadata = signer.headers(METHOD, body) if signer else None
+            # Authenticated the way the partner client does it: fresh headers for every call.
+            metadata: Any = None
+            if scheme == "session":
+                metadata = await session.headers(METHOD, body)
+            elif scheme == "ed25519":
+                metadata = signer.headers(METHOD, body)
             await stub.GetPractice(request, timeout=10, metadata=metadata)
             done += 1
 
@@ -223,9 +224,12 @@ def _crypto_us(signer: Signer, public_key: str) -> dict[str, float]:
             times.append((time.perf_counter() - started) / 400 * 1e6)
         return statistics.median(times)
 
+    session_key = bytes(32)
+    session_canonical = session_canonical_string("s" * 22, "otv", METHOD, "1", "1", content_hash(body))
     return {
         "sign_us": round(median_us(lambda: signer.headers(METHOD, body)), 1),
         "verify_us": round(median_us(lambda: verify_signature(key, message, signature)), 1),
+        "hmac_us": round(median_us(lambda: call_mac(session_key, session_canonical)), 2),
     }
 
 
@@ -242,7 +246,7 @@ def run(seconds: float, concurrency: int, rounds: int) -> dict[str, Any]:
                 order = list(MODES) if index % 2 == 0 else list(reversed(MODES))
                 for mode in order:
                     process, port = servers[mode]
-                    load = _load(port, seconds, concurrency, signer if MODES[mode] else None, process.pid)
+                    load = _load(port, seconds, concurrency, MODES[mode], signer, process.pid)
                     samples[mode].append(asyncio.run(load))
         finally:
             for process, _ in servers.values():
@@ -254,11 +258,11 @@ def run(seconds: float, concurrency: int, rounds: int) -> dict[str, Any]:
         return [m["calls_per_s"] / b["calls_per_s"] for m, b in zip(samples[mode], samples["bare"], strict=True)]
 
     return {
-        "ratio": round(statistics.median(ratios("gateway")), 3),
-        "ratios": [round(r, 3) for r in ratios("gateway")],
+        "ratio": round(statistics.median(ratios("session")), 3),
+        "ratios": [round(r, 3) for r in ratios("session")],
         "target_ratio": 0.7,
+        "ed25519_ratio": round(statistics.median(ratios("gateway")), 3),
         "unsigned_ratio": round(statistics.median(ratios("unsigned_gateway")), 3),
-        "ceiling_ratio": round(statistics.median(ratios("admission_free")), 3),
         "crypto": crypto,
         "medians": {mode: {key: round(_median(samples[mode], key)) for key in samples[mode][0]} for mode in MODES},
         "rounds": samples,
@@ -279,8 +283,7 @@ def main() -> None:
         return
     if args.serve is not None:
         port_file = args.folder / f"{args.serve}.port"
-        signed, admission = MODES[args.serve], args.serve != "admission_free"
-        asyncio.run(_serve_gateway(port_file, args.folder, signed=signed, admission=admission))
+        asyncio.run(_serve_gateway(port_file, args.folder, signed=MODES[args.serve] is not None))
         return
     result = run(args.seconds, args.concurrency, args.rounds)
     print(f"medians of {args.rounds} rounds; CPU per call: server process / load generator")
@@ -292,13 +295,16 @@ def main() -> None:
         )
     verdict = "meets" if result["ratio"] >= 0.7 else "misses"
     ratios = " ".join(f"{r:.0%}" for r in result["ratios"])
-    print(f"signed / bare:           {result['ratio']:.0%} median of rounds ({ratios}); {verdict} the 70% target")
+    print(f"otv-session-v1 / bare:   {result['ratio']:.0%} median of rounds ({ratios}); {verdict} the 70% target")
     print(
-        f"for reference:           unsigned gateway / bare {result['unsigned_ratio']:.0%},"
-        f" admission free / bare {result['ceiling_ratio']:.0%} (the ceiling of the signed path)"
+        f"for reference:           otv-ed25519-v1 / bare {result['ed25519_ratio']:.0%},"
+        f" unsigned gateway / bare {result['unsigned_ratio']:.0%}"
     )
     crypto = result["crypto"]
-    print(f"Ed25519 on this machine: signing a call {crypto['sign_us']} µs, verifying {crypto['verify_us']} µs")
+    print(
+        f"on this machine:         Ed25519 signing a call {crypto['sign_us']} µs, verifying {crypto['verify_us']} µs;"
+        f" HMAC-SHA256 of a call {crypto['hmac_us']} µs"
+    )
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2))
 

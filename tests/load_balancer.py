@@ -75,8 +75,11 @@ def free_port() -> int:
 
 
 def nginx_config(directory: Path, port: int, upstreams: Sequence[str], *, fail_timeout: int = 10) -> str:
-    """A gRPC proxy on `port` round-robin over `upstreams`; temp paths inside `directory`, so it
-    runs as any user without touching the system's nginx."""
+    """A gRPC proxy on `port` over `upstreams`; temp paths inside `directory`, so it runs as any
+    user without touching the system's nginx.
+
+    Calls of one otv-session-v1 session go to one replica (the one that opened it holds its key):
+    nginx hashes the `x-otv-session` header; calls without one are spread by their request id."""
     servers = "\n".join(f"    server {address} max_fails=1 fail_timeout={fail_timeout}s;" for address in upstreams)
     temp = "\n".join(
         f"  {kind}_temp_path {directory / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -88,7 +91,12 @@ events {{ worker_connections 4096; }}
 http {{
   access_log off;
 {temp}
+  map $http_x_otv_session $otv_affinity {{
+    ""      $request_id;
+    default $http_x_otv_session;
+  }}
   upstream gateways {{
+    hash $otv_affinity consistent;
 {servers}
     keepalive 64;
   }}

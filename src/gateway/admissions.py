@@ -6,6 +6,10 @@ rate; instead calls that arrive while a transaction is under way wait and are ad
 in the next one. Every batch reads the registry version first: a key revoked or a grant removed
 on any replica is honoured by the next batch everywhere.
 
+Calls of the otv-session-v1 scheme need no batch: their MAC and replay window are checked in
+memory (sessions.py). They take keys and grants from `current()`, a registry at most
+REGISTRY_MAX_AGE seconds old, which bounds how long a revoked key or a removed grant still counts.
+
 Signatures are verified on the admissions' own worker thread (Ed25519 releases the GIL, so the event loop
 keeps serving), before the store transaction opens; only calls whose signature verifies get their
 nonce recorded. Keys and grants are held in memory between batches (they are few).
@@ -15,16 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from gateway.partners import PVS_SERVICES
+from gateway.partners import PVS_SERVICES, local_changes
 from gateway.state_store import StateStore, Tx
 from otv_sdk.signing import public_key_bytes, verify_signature
 
-__all__ = ["Admissions", "Decision"]
+__all__ = ["REGISTRY_MAX_AGE", "Admissions", "Decision", "allows"]
 
 _CLEANUP_EVERY = 200
+# How old the keys and grants a session call is judged by may be: the bound on revocation.
+REGISTRY_MAX_AGE = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +47,14 @@ class _Registry:
     version: int = -1
     keys: dict[str, _Key] = field(default_factory=dict)
     grants: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+
+
+def allows(registry: _Registry, partner: str, practice: str | None, service: str) -> bool:
+    """Whether the partner may use the service of the practice (a call naming no practice needs none)."""
+    if practice is None:
+        return True
+    allowed = registry.grants.get((partner, practice), frozenset())
+    return service in allowed or ("*" in allowed and service not in PVS_SERVICES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +79,13 @@ class _Waiting:
 
 
 class Admissions:
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, clock: Callable[[], float] = time.monotonic) -> None:
         self._store = store
         self._registry = _Registry()
+        self._clock = clock
+        self._read_at = float("-inf")  # when the registry was last compared with the store
+        self._reading: asyncio.Future[None] | None = None
+        self._local_changes = local_changes()  # changes made in this process, as last seen
         self._waiting: list[_Waiting] = []
         self._flushing = False
         self._batches = 0
@@ -76,6 +96,24 @@ class Admissions:
         """The partner an active key belonged to at the last batch; unverified, for cheap refusals only."""
         key = self._registry.keys.get(key_id)
         return None if key is None or key.revoked else key.partner
+
+    async def current(self) -> _Registry:
+        """Keys and grants as the store held them at most REGISTRY_MAX_AGE seconds ago.
+
+        Calls arriving while the registry is read wait for that one read; a quiet gateway reads
+        on its next call, so the bound holds however long it was idle."""
+        if self._clock() - self._read_at < REGISTRY_MAX_AGE and self._local_changes == local_changes():
+            return self._registry
+        if self._reading is None:
+            loop = asyncio.get_running_loop()
+            self._reading = loop.run_in_executor(self._worker, self._store.run_sync, self._refresh)
+        reading = self._reading
+        try:
+            await asyncio.shield(reading)
+        finally:
+            if self._reading is reading and reading.done():
+                self._reading = None
+        return self._registry
 
     async def admit(
         self,
@@ -114,8 +152,14 @@ class Admissions:
             self._flushing = False
 
     def _refresh(self, tx: Tx) -> None:
+        read_at, changes = self._clock(), local_changes()
         row = tx.one("SELECT version FROM registry_version WHERE id = 1")
+        self._read_at = read_at
         version = int(row["version"]) if row else 0
+        if version == self._registry.version and changes != self._local_changes:
+            # A change this process made has not committed yet (or rolled back): look again soon.
+            self._read_at = read_at - REGISTRY_MAX_AGE + 0.2
+        self._local_changes = changes
         if version == self._registry.version:
             return
         keys = {
@@ -165,11 +209,9 @@ class Admissions:
             if not good:
                 decisions.append(Decision("signature", key.partner))
                 continue
-            if item.practice is not None:
-                allowed = self._registry.grants.get((key.partner, item.practice), frozenset())
-                if item.service not in allowed and ("*" not in allowed or item.service in PVS_SERVICES):
-                    decisions.append(Decision("denied", key.partner))
-                    continue
+            if not allows(self._registry, key.partner, item.practice, item.service):
+                decisions.append(Decision("denied", key.partner))
+                continue
             fresh = tx.execute(
                 "INSERT INTO nonces (partner, nonce, expire_s) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (key.partner, item.nonce, item.expire_s),

@@ -28,6 +28,7 @@ from gateway.practice_web.desk import router_desks
 from gateway.rate_limits import MeteredExecutor, PartnerRateLimits, Rate
 from gateway.replica_service import ReplicaListener
 from gateway.routing import PracticeRouter, build_router
+from gateway.session_service import add_session_servicer
 from gateway.snapshot_service import SnapshotCalls, add_snapshot_servicer
 from otv_sdk.server import OtvServer, build_server
 from otv_sdk.servicers import Identify
@@ -110,6 +111,7 @@ class Gateway:
                     lambda s: add_snapshot_servicer(s, router, who, calls),
                     lambda s: add_connector_servicer(s, router.connectors, who),
                     lambda s: add_practice_servicer(s, router, who),
+                    lambda s: add_session_servicer(s, None if authenticator is None else authenticator.sessions),
                 ],
             )
             if config.gateway.http_listen is not None:  # the snapshot upload is always signed (no test identity)

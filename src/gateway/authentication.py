@@ -33,6 +33,7 @@ key id it named; a flood of refusals is recorded up to a rate, with the count of
 from __future__ import annotations
 
 import contextvars
+import hmac
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -40,29 +41,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
 from google.protobuf.message import DecodeError
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
-from gateway.admissions import Admissions
+from gateway.admissions import Admissions, allows
+from gateway.call_headers import SessionHeaders, SignedHeaders, read_headers, refused_key_id
 from gateway.rate_limits import CpuMeter, Overloaded, PartnerRateLimits, Rate, TokenBucket, metered
+from gateway.refusals import RateLimited, Refused, refusal_status, unauthenticated
+from gateway.sessions import SessionBook
 from gateway.state_store import StateStore
 from otv_sdk.errors import InvalidArgument
 from otv_sdk.limits import MAX_PARTNER_REQUEST_BYTES, MAX_REQUEST_BYTES
 from otv_sdk.resources import is_valid_practice_id
-from otv_sdk.signing import (
-    CONTENT_HEADER,
-    KEY_ID_HEADER,
-    NONCE_HEADER,
-    SCHEME,
-    SCHEME_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    canonical_string,
-    content_hash,
-    metadata_value,
-)
+from otv_sdk.session_scheme import SESSION_HEADER, call_mac
+from otv_sdk.session_scheme import canonical_string as session_canonical
+from otv_sdk.signing import KEY_ID_HEADER, canonical_string
 
 __all__ = ["SERVICE_GRANTS", "VERIFIED", "RateLimited", "Refused", "SignatureAuthenticator", "Verified"]
 
@@ -76,52 +68,27 @@ SERVICE_GRANTS = {
     "otv.v1.SnapshotService": "snapshot",
     "otv.v1.ConnectorService": "connector",
     "otv.v1.PracticeService": "practice",
+    "otv.v1.SessionService": "session",
 }
 # Services whose calls read or change personal data, and so are audited.
-_AUDITED = frozenset({"writer", "patient_lookup", "consent"})
+_AUDITED = frozenset({"writer", "patient_lookup", "consent", "session"})
 # The PVS's services carry calendars; a partner's requests are small (limits.py).
 _REQUEST_BYTES = {"snapshot": MAX_REQUEST_BYTES, "connector": MAX_REQUEST_BYTES}
 # Refused calls recorded in the audit: enough to see an attack, not enough to fill the store.
 _REFUSALS_AUDITED = Rate(per_second=5, burst=50)
-_MAX_TIMESTAMP_DIGITS = 12
+# What a client reads in google.rpc.ErrorInfo to open a new session and send the call again.
+SESSION_UNKNOWN = "SESSION_UNKNOWN"
 
 
 @dataclass(frozen=True, slots=True)
 class Verified:
     partner_id: str
     method: str
+    key_id: str = ""  # the signing key of an otv-ed25519-v1 call (a session is opened for it)
 
 
 # Set for the duration of a verified call; read by the gateway's Identify.
 VERIFIED: contextvars.ContextVar[Verified | None] = contextvars.ContextVar("otv_verified", default=None)
-
-
-class Refused(Exception):
-    """A call that may not proceed, with the status it gets (HTTP maps the code to its own)."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, reason: str = "unsigned") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.reason = reason  # the label of otv_refused_calls_total (metrics.py)
-
-
-class RateLimited(Refused):
-    """The partner's calls per second (or its queue of waiting calls) are used up; `retry_after`
-    seconds until the next is admitted."""
-
-    def __init__(self, retry_after: float, *, queue: bool = False) -> None:
-        what = "used its share of this gateway for now" if queue else "its rate limit reached"
-        super().__init__(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"this partner has {what}; retry in {retry_after:.3f} s",
-            "overloaded" if queue else "rate_limited",
-        )
-        self.retry_after = retry_after
-
-
-def _unauthenticated(message: str) -> Refused:
-    return Refused(grpc.StatusCode.UNAUTHENTICATED, message)
 
 
 def _practice_of(request: Any) -> str | None:
@@ -132,17 +99,6 @@ def _practice_of(request: Any) -> str | None:
     if len(parts) >= 2 and parts[0] == "practices" and is_valid_practice_id(parts[1]):
         return parts[1]
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class _Headers:
-    """The signature headers of one call, checked for form, time and body hash; not yet verified."""
-
-    key_id: str
-    timestamp: int
-    nonce: str
-    signature: str
-    digest: str
 
 
 class SignatureAuthenticator(grpc.aio.ServerInterceptor):
@@ -163,6 +119,7 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         self._rate_limits = rate_limits
         self._refusals = TokenBucket(_REFUSALS_AUDITED)
         self._refusals_left_out = 0
+        self.sessions = SessionBook(audience, clock)
         self.on_refused: Callable[[str], None] = lambda reason: None  # the gateway counts refusals
 
     async def intercept_service(
@@ -206,7 +163,7 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
             except Overloaded as overloaded:
                 outcome = grpc.StatusCode.RESOURCE_EXHAUSTED.name
                 self.on_refused("overloaded")
-                await context.abort_with_status(_rate_limited(RateLimited(overloaded.retry_after, queue=True)))
+                await context.abort_with_status(refusal_status(RateLimited(overloaded.retry_after, queue=True)))
             except BaseException:
                 code = context.code()
                 outcome = code.name if isinstance(code, grpc.StatusCode) else "ERROR"
@@ -279,7 +236,7 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         request: Any = None
         try:
             headers = await self._checked_headers(raw, method, metadata)
-            self._not_over_rate(headers.key_id)
+            self._not_over_rate(headers)
             try:
                 request = handler.request_deserializer(raw) if handler.request_deserializer else raw
             except DecodeError:
@@ -291,13 +248,10 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
                     grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message for this method"
                 )
             self._within_rate(partner)
-        except RateLimited as limited:
-            self.on_refused(limited.reason)
-            await context.abort_with_status(_rate_limited(limited))
         except Refused as refused:
             self.on_refused(refused.reason)
-            await context.abort(refused.code, refused.message)
-        return request, Verified(partner, method)
+            await context.abort_with_status(refusal_status(refused))
+        return request, Verified(partner, method, headers.key_id if isinstance(headers, SignedHeaders) else "")
 
     async def verify(
         self, raw: bytes, method: str, service: str, metadata: tuple[Any, ...], practice: str | None
@@ -312,12 +266,18 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
             raise
         return partner
 
-    def _not_over_rate(self, key_id: str) -> None:
+    def _not_over_rate(self, headers: SignedHeaders | SessionHeaders) -> None:
         """Refuse at once, before the signature is verified, a call whose partner has no token left:
         a partner that ignores RetryInfo then costs the gateway next to nothing. Nothing is taken
-        here, so a stranger naming someone's key id cannot use up their budget."""
-        partner = self._admissions.partner_of(key_id)
-        if self._rate_limits is not None and partner is not None:
+        here, so a stranger naming someone's key id or session cannot use up their budget."""
+        if self._rate_limits is None:
+            return
+        if isinstance(headers, SessionHeaders):
+            session = self.sessions.get(headers.session_id)
+            partner = None if session is None else session.partner
+        else:
+            partner = self._admissions.partner_of(headers.key_id)
+        if partner is not None:
             wait = self._rate_limits.wait(partner)
             if wait > 0:
                 raise RateLimited(wait)
@@ -329,46 +289,79 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
             if wait > 0:
                 raise RateLimited(wait)
 
-    async def _checked_headers(self, raw: bytes, method: str, metadata: tuple[Any, ...]) -> _Headers:
-        """Steps 1-3, which need no key: what fails here is refused before the body is parsed."""
+    async def _checked_headers(
+        self, raw: bytes, method: str, metadata: tuple[Any, ...]
+    ) -> SignedHeaders | SessionHeaders:
+        """Form, time and body hash, which need no key: what fails here is refused before the body is parsed."""
         try:
-            return self._headers(raw, metadata)
+            return read_headers(raw, metadata, self._clock(), self._skew)
         except Refused as refused:
-            key_id = metadata_value(metadata, KEY_ID_HEADER) or ""
-            await self._refused(key_id[:128], method, None, refused)
+            await self._refused(refused_key_id(metadata), method, None, refused)
             raise
 
-    def _headers(self, raw: bytes, metadata: tuple[Any, ...]) -> _Headers:
-        values = {
-            name: metadata_value(metadata, name)
-            for name in (SCHEME_HEADER, KEY_ID_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, CONTENT_HEADER, SIGNATURE_HEADER)
-        }
-        missing = sorted(name for name, value in values.items() if not value)
-        if missing:
-            raise _unauthenticated(f"the call is not signed: missing {', '.join(missing)} (see docs/security.md)")
-        if values[SCHEME_HEADER] != SCHEME:
-            raise _unauthenticated(f"unsupported {SCHEME_HEADER}; this gateway accepts {SCHEME}")
-        timestamp = values[TIMESTAMP_HEADER] or ""
-        # ASCII digits of a plausible Unix time: other scripts' digits and huge numbers are not one.
-        plausible = timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= _MAX_TIMESTAMP_DIGITS
-        if not plausible or abs(int(timestamp) - int(self._clock())) > self._skew:
-            raise _unauthenticated(
-                f"{TIMESTAMP_HEADER} is not within {self._skew} seconds of the gateway's clock; check your clock"
-            )
-        key_id, nonce, signature = (
-            values[KEY_ID_HEADER] or "",
-            values[NONCE_HEADER] or "",
-            values[SIGNATURE_HEADER] or "",
-        )
-        if len(nonce) > 64 or len(key_id) > 128 or len(signature) > 128:
-            raise _unauthenticated("x-otv-nonce, x-otv-key-id or x-otv-signature is too long")
-        digest = content_hash(raw)
-        if values[CONTENT_HEADER] != digest:
-            raise _unauthenticated(f"{CONTENT_HEADER} does not match the request; hash the exact bytes you send")
-        return _Headers(key_id, int(timestamp), nonce, signature, digest)
+    async def _admitted(
+        self, headers: SignedHeaders | SessionHeaders, method: str, service: str, practice: str | None
+    ) -> str:
+        if isinstance(headers, SessionHeaders):
+            return await self._session_admitted(headers, method, service, practice)
+        return await self._signed_admitted(headers, method, service, practice)
 
-    async def _admitted(self, headers: _Headers, method: str, service: str, practice: str | None) -> str:
-        """Steps 4-6 and the grant, decided with every call waiting at the moment (admissions.py)."""
+    async def _session_admitted(self, headers: SessionHeaders, method: str, service: str, practice: str | None) -> str:
+        """An otv-session-v1 call: the session is this replica's, the MAC verifies, the sequence number
+        is new, the session's key is still active and the partner holds the grant; all in memory."""
+        refused: Refused | None = None
+        session = self.sessions.get(headers.session_id)
+        partner = "" if session is None else session.partner
+        key_id = "" if session is None else session.key_id
+        if service == "session":
+            refused = unauthenticated("open a session with a call signed by otv-ed25519-v1, not with a session", "key")
+        elif session is None:
+            refused = unauthenticated(
+                f"{SESSION_HEADER} names no open session of this gateway (expired, or opened elsewhere): open one",
+                "session",
+                SESSION_UNKNOWN,
+            )
+        else:
+            canonical = session_canonical(
+                headers.session_id,
+                self._audience,
+                method,
+                str(headers.timestamp),
+                str(headers.sequence),
+                headers.digest,
+            )
+            if not hmac.compare_digest(call_mac(session.key, canonical), headers.mac):
+                refused = unauthenticated(
+                    "the MAC does not verify: check the session key, the audience, the method and the canonical string",
+                    "signature",
+                )
+            else:
+                registry = await self._admissions.current()
+                key = registry.keys.get(session.key_id)
+                if key is None or key.revoked or key.partner != session.partner:
+                    self.sessions.close(session.id)
+                    refused = unauthenticated(
+                        "the key this session was opened with is no longer active", "key", SESSION_UNKNOWN
+                    )
+                elif not session.window.accept(headers.sequence):
+                    refused = unauthenticated(
+                        "this sequence number was used already or is too old: give every call, retries too, a new one",
+                        "replay",
+                    )
+                elif not allows(registry, session.partner, practice, service):
+                    refused = Refused(
+                        grpc.StatusCode.PERMISSION_DENIED,
+                        "this partner may not use that service of that practice",
+                        "denied",
+                    )
+        if refused is not None:
+            await self._refused(f"session:{key_id}" if key_id else "", method, practice, refused, partner)
+            raise refused
+        return partner
+
+    async def _signed_admitted(self, headers: SignedHeaders, method: str, service: str, practice: str | None) -> str:
+        """An otv-ed25519-v1 call: key, signature, nonce and grant, decided with every call waiting at
+        the moment (admissions.py)."""
         message = canonical_string(
             headers.key_id, self._audience, method, str(headers.timestamp), headers.nonce, headers.digest
         )
@@ -383,13 +376,13 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         )
         refused: Refused | None = None
         if decision.outcome == "key":
-            refused = _unauthenticated(f"{KEY_ID_HEADER} is not an active key of a registered partner")
+            refused = unauthenticated(f"{KEY_ID_HEADER} is not an active key of a registered partner")
         elif decision.outcome == "signature":
-            refused = _unauthenticated(
+            refused = unauthenticated(
                 "the signature does not verify: check the key, the audience, the method and the canonical string"
             )
         elif decision.outcome == "replay":
-            refused = _unauthenticated("this nonce was already used: sign every call, retries included, afresh")
+            refused = unauthenticated("this nonce was already used: sign every call, retries included, afresh")
         elif decision.outcome == "denied":
             refused = Refused(
                 grpc.StatusCode.PERMISSION_DENIED, "this partner may not use that service of that practice"
@@ -411,13 +404,5 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         if self._refusals_left_out:
             outcome += f" (+{self._refusals_left_out} refusals not recorded)"
             self._refusals_left_out = 0
-        await self._audit(partner or "", practice or "", method, f"key:{key_id}" if key_id else "", outcome)
-
-
-def _rate_limited(limited: RateLimited) -> grpc.Status:
-    """RESOURCE_EXHAUSTED with google.rpc.RetryInfo: when the partner's next call will be admitted."""
-    whole = int(limited.retry_after)
-    delay = duration_pb2.Duration(seconds=whole, nanos=int((limited.retry_after - whole) * 1e9))
-    status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=limited.message)
-    status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-    return rpc_status.to_status(status)
+        subject = key_id if key_id.startswith("session:") else f"key:{key_id}" if key_id else ""
+        await self._audit(partner or "", practice or "", method, subject, outcome)

@@ -14,7 +14,7 @@ from gateway.state_store import StateStore, Tx
 from otv_sdk.resources import is_valid_practice_id
 from otv_sdk.signing import public_key_bytes
 
-__all__ = ["PVS_SERVICES", "SERVICES", "PartnerKey", "PartnerRegistry", "bump_version"]
+__all__ = ["PVS_SERVICES", "SERVICES", "PartnerKey", "PartnerRegistry", "bump_version", "local_changes"]
 
 # What a grant may name; "*" means all of these partner services.
 SERVICES = ("reader", "writer", "patient_lookup", "consent")
@@ -32,12 +32,23 @@ class PartnerKey:
     revoked: bool
 
 
+_local_changes = 0
+
+
+def local_changes() -> int:
+    """How many changes of keys or grants this process made: the authenticator looks again at once
+    after one (admissions.py), where changes made elsewhere count within its bound."""
+    return _local_changes
+
+
 def bump_version(tx: Tx) -> None:
     """Tell every gateway that keys or grants changed."""
+    global _local_changes
     tx.execute(
         "INSERT INTO registry_version (id, version) VALUES (1, 1)"
         " ON CONFLICT (id) DO UPDATE SET version = registry_version.version + 1"
     )
+    _local_changes += 1
 
 
 class PartnerRegistry:

@@ -52,6 +52,7 @@ from otv_sdk.models import (
 from otv_sdk.ports import AppointmentQuery, MatchOutcome, Page, PageRequest, PatientQuery, SlotQuery, SlotRequest
 from otv_sdk.resources import format_name
 from otv_sdk.scenario import Scenario
+from otv_sdk.session_signer import SessionSigner, is_session_unknown
 from otv_sdk.signing import Signer
 from otv_sdk.status import error_from_rpc_error
 
@@ -101,11 +102,17 @@ _RETRIES = (0.1, 0.4)
 
 
 class PartnerClient:
-    """Async client for the four otv services on one channel."""
+    """Async client for the four otv services on one channel.
 
-    def __init__(self, channel: grpc.aio.Channel, signer: Signer | None = None) -> None:
+    With a `signer`, calls are authenticated with otv-session-v1 (a session opened with the key,
+    then an HMAC per call); `sessions=False` signs every call with otv-ed25519-v1 instead, for
+    gateways that predate sessions."""
+
+    def __init__(self, channel: grpc.aio.Channel, signer: Signer | None = None, *, sessions: bool = True) -> None:
         self._channel = channel
-        self._signer = signer
+        self._signer: Signer | SessionSigner | None = (
+            SessionSigner(signer, channel) if signer is not None and sessions else signer
+        )
         self._reader = reader_service_pb2_grpc.ReaderServiceStub(channel)
         self._writer = writer_service_pb2_grpc.WriterServiceStub(channel)
         self._patients = patient_lookup_service_pb2_grpc.PatientLookupServiceStub(channel)
@@ -132,16 +139,32 @@ class PartnerClient:
         credentials: grpc.ChannelCredentials | None = None,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
         signer: Signer | None = None,
+        sessions: bool = True,
     ) -> PartnerClient:
         """Open a channel to target ("host:port"); plaintext unless credentials are given.
 
-        With a `signer`, every call is signed (see otv_sdk.signing), as a gateway requires.
+        With a `signer`, every call is authenticated, as a gateway requires (see the class).
         """
         if credentials is None:
             channel = grpc.aio.insecure_channel(target, interceptors=list(interceptors))
         else:
             channel = grpc.aio.secure_channel(target, credentials, interceptors=list(interceptors))
-        return cls(channel, signer)
+        return cls(channel, signer, sessions=sessions)
+
+    async def _auth_headers(self, method: str, body: bytes, metadata: Metadata | None) -> Metadata | None:
+        """The caller's metadata with fresh authentication headers: every attempt gets its own."""
+        if self._signer is None:
+            return metadata
+        if isinstance(self._signer, SessionSigner):
+            return [*(metadata or ()), *(await self._signer.headers(method, body))]
+        return [*(metadata or ()), *self._signer.headers(method, body)]
+
+    def _session_lost(self, error: grpc.aio.AioRpcError, renewed: bool) -> bool:
+        """A session the gateway no longer knows is dropped, and the call sent once more (it did nothing)."""
+        if renewed or not isinstance(self._signer, SessionSigner) or not is_session_unknown(error):
+            return False
+        self._signer.forget()
+        return True
 
     async def close(self) -> None:
         await self._channel.close()
@@ -163,17 +186,20 @@ class PartnerClient:
         metadata: Metadata | None,
     ) -> T:
         body = request.SerializeToString() if self._signer is not None else b""
-        for pause in (*_RETRIES, None):
-            attempt = metadata
-            if self._signer is not None:  # every attempt gets a fresh nonce and signature
-                attempt = [*(metadata or ()), *self._signer.headers(self._methods[id(method)], body)]
+        name = self._methods[id(method)]
+        pauses, renewed = list(_RETRIES), False
+        while True:
+            attempt = await self._auth_headers(name, body, metadata)
             try:
                 response = await method(request, timeout=timeout, metadata=attempt)
                 break
             except grpc.aio.AioRpcError as error:
-                if error.code() is not grpc.StatusCode.UNAVAILABLE or pause is None:
+                if self._session_lost(error, renewed):
+                    renewed = True
+                    continue
+                if error.code() is not grpc.StatusCode.UNAVAILABLE or not pauses:
                     raise error_from_rpc_error(error) from None
-                await asyncio.sleep(pause)  # the same request again: same request_id, fresh signature
+                await asyncio.sleep(pauses.pop(0))  # the same request again: same request_id, fresh signature
         try:
             return parse(response)
         except (OtvError, ValueError) as error:
@@ -284,17 +310,20 @@ class PartnerClient:
             cursor=cursor,
         )
         method = self._reader.WatchChanges
-        attempt = metadata
-        if self._signer is not None:
-            attempt = [*(metadata or ()), *self._signer.headers(self._methods[id(method)], request.SerializeToString())]
-        call = method(request, metadata=attempt)
-        try:
-            async for response in call:
-                yield cv.change_from_proto(practice_id, response)
-        except grpc.aio.AioRpcError as error:
-            raise error_from_rpc_error(error) from None
-        finally:
-            call.cancel()
+        body, renewed = request.SerializeToString(), False
+        while True:
+            call = method(request, metadata=await self._auth_headers(self._methods[id(method)], body, metadata))
+            try:
+                async for response in call:
+                    yield cv.change_from_proto(practice_id, response)
+                return
+            except grpc.aio.AioRpcError as error:
+                if self._session_lost(error, renewed):  # refused at the start: nothing was received
+                    renewed = True
+                    continue
+                raise error_from_rpc_error(error) from None
+            finally:
+                call.cancel()
 
     async def get_free_time(
         self,
