@@ -83,6 +83,7 @@ class Gateway:
         if config.gateway.metrics:
             router.metrics = metrics
             metrics.watch_practices(router.practice_ids, router.store, lambda: _watchers(router))
+            metrics.watch_feeds(feed for p in router.practice_ids if (feed := router.feed(p)) is not None)
         http: HttpApi | None = None
         replicas: ReplicaListener | None = None
         try:
