@@ -14,6 +14,10 @@ from typing import Any
 import grpc
 import pytest
 from conftest import SECRET, reference_settings, register_test_partner, signer
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from gateway.app import Gateway
 from gateway.config import parse_config
@@ -39,6 +43,7 @@ from otv_sdk.ports import (
 )
 from otv_sdk.reference import create_adapter
 from otv_sdk.signing import Signer, generate_key_pair
+from otv_sdk.tracing import TracingServerInterceptor
 
 ANCHOR = date.today() + timedelta(days=7 - date.today().weekday() + 7)
 PRACTICE_KEY, PRACTICE_PUBLIC = generate_key_pair()
@@ -119,11 +124,14 @@ def register_practice_key(gateway: Gateway) -> None:
 
 
 @asynccontextmanager
-async def connector_env(tmp_path: Path) -> AsyncIterator[Env]:
+async def connector_env(
+    tmp_path: Path, tracing: TracerProvider | None = None, adapter_tracing: TracerProvider | None = None
+) -> AsyncIterator[Env]:
     database = tmp_path / "pvs.sqlite"
     adapter = create_adapter("demo", reference_settings(database=str(database), demo_anchor=ANCHOR.isoformat()))
-    adapters = await serve_adapters({"demo": adapter})
-    gateway = await Gateway.start(gateway_config(tmp_path))
+    observers = [] if adapter_tracing is None else [TracingServerInterceptor(adapter_tracing)]
+    adapters = await serve_adapters({"demo": adapter}, interceptors=observers)
+    gateway = await Gateway.start(gateway_config(tmp_path), tracer_provider=tracing)
     register_test_partner(gateway)
     register_practice_key(gateway)
     env = Env(gateway, adapters, PartnerClient.connect(gateway.address, signer=signer()), database, adapter)
@@ -146,6 +154,39 @@ async def test_partners_reach_the_practice_through_the_connector(tmp_path: Path)
         assert practice.adapter.product  # described by the adapter behind the connector
         busy = await env.client.list_busy_times("edge", env.window(), ["berg"])
         assert len(busy[0].intervals) > 0
+
+
+async def test_a_partner_call_through_the_connector_is_one_trace_with_the_pvs(tmp_path: Path) -> None:
+    exporter = InMemorySpanExporter()
+    gateway_tracing, adapter_tracing = TracerProvider(), TracerProvider()  # the PVS traces with its own
+    for provider in (gateway_tracing, adapter_tracing):
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    async with connector_env(tmp_path, gateway_tracing, adapter_tracing) as env:
+        await env.online()
+        exporter.clear()
+        await env.client.list_calendars("edge")
+        spans = exporter.get_finished_spans()
+    (partner_call,) = [s for s in spans if s.kind is SpanKind.SERVER and s.name == "otv.v1.ReaderService/ListCalendars"]
+    pvs = [s for s in spans if s.name.startswith("otv.v1.PracticeDataService/")]
+    assert pvs, [s.name for s in spans]
+    for span in pvs:  # over the connector stream, each adapter call is a child of the partner's call
+        assert span.kind is SpanKind.SERVER
+        assert span.context.trace_id == partner_call.context.trace_id
+        assert span.parent is not None
+        assert span.parent.span_id == partner_call.context.span_id
+
+
+async def test_without_tracing_the_connector_stream_carries_no_trace_context(tmp_path: Path) -> None:
+    exporter = InMemorySpanExporter()
+    adapter_tracing = TracerProvider()
+    adapter_tracing.add_span_processor(SimpleSpanProcessor(exporter))
+    async with connector_env(tmp_path, adapter_tracing=adapter_tracing) as env:
+        await env.online()
+        exporter.clear()
+        await env.client.list_calendars("edge")
+        spans = exporter.get_finished_spans()
+    assert spans  # the PVS traces on its own: each call starts a trace of its own
+    assert all(span.parent is None for span in spans)
 
 
 async def test_a_booking_through_the_connector_lands_in_the_pvs(tmp_path: Path) -> None:

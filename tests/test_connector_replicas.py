@@ -45,6 +45,7 @@ from otv_sdk.errors import Unavailable
 from otv_sdk.models import Interval
 from otv_sdk.ports import Adapter, PageRequest, PatientQuery, SlotQuery, SlotRequest
 from otv_sdk.reference import create_adapter
+from otv_sdk.tracing import TracingServerInterceptor
 
 ANCHOR = date.today() + timedelta(days=7 - date.today().weekday() + 7)
 FAST = Backoff(first=0.05, factor=2.0, ceiling=0.3)
@@ -112,13 +113,15 @@ async def replicas(
     count: int,
     tracing: list[TracerProvider] | None = None,
     settings: list[dict[str, Any]] | None = None,
+    adapter_tracing: TracerProvider | None = None,
 ) -> AsyncIterator[Replicas]:
     """`count` replicas on one fresh PostgreSQL schema; `settings[i]` adds to replica i's [gateway.replicas]."""
     require_postgres()
     adapter = create_adapter(
         "demo", reference_settings(database=str(tmp_path / "pvs.sqlite"), demo_anchor=ANCHOR.isoformat())
     )
-    adapters = await serve_adapters({"demo": adapter})
+    observers = [] if adapter_tracing is None else [TracingServerInterceptor(adapter_tracing)]
+    adapters = await serve_adapters({"demo": adapter}, interceptors=observers)
     with store_for("postgres", tmp_path) as (store, url):
         store.close()
         env = Replicas([], adapters, adapter, url, tmp_path / "pvs.sqlite")
@@ -286,12 +289,12 @@ async def test_the_holder_relays_only_its_own_epoch_and_only_for_replicas(tmp_pa
             assert stale.not_held.held_epoch == link.epoch
 
 
-async def test_one_partner_call_is_one_trace_across_the_replicas(tmp_path: Path) -> None:
+async def test_one_partner_call_is_one_trace_across_the_replicas_and_the_connector(tmp_path: Path) -> None:
     exporter = InMemorySpanExporter()
-    providers = [TracerProvider(), TracerProvider()]
+    providers = [TracerProvider(), TracerProvider(), TracerProvider()]  # two replicas, and the PVS's adapter server
     for provider in providers:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-    async with replicas(tmp_path, 2, providers) as env:
+    async with replicas(tmp_path, 2, providers[:2], adapter_tracing=providers[2]) as env:
         env.connect(0)
         await env.online_at(0)
         exporter.clear()
@@ -304,6 +307,12 @@ async def test_one_partner_call_is_one_trace_across_the_replicas(tmp_path: Path)
         assert {s.context.trace_id for s in relays} == {partner_call.context.trace_id}
         clients = {s.context.span_id for s in relays if s.kind is SpanKind.CLIENT}
         assert all(s.parent is not None and s.parent.span_id in clients for s in relays if s.kind is SpanKind.SERVER)
+        # Over the connector stream to the PVS: each adapter call is a child of the relay that carried it.
+        pvs = [s for s in spans if s.name.startswith("otv.v1.PracticeDataService/")]
+        assert pvs
+        assert {s.context.trace_id for s in pvs} == {partner_call.context.trace_id}
+        servers = {s.context.span_id for s in relays if s.kind is SpanKind.SERVER}
+        assert all(s.parent is not None and s.parent.span_id in servers for s in pvs)
 
 
 async def test_replicas_relay_over_mutual_tls_and_refuse_a_peer_without_certificate(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway.connector_registry import ConnectorRegistry, Holder
 from gateway.replica_forwarding import HolderUnreachable, ReplicaForwarder
@@ -46,6 +47,7 @@ _Metadata = grpc.aio.Metadata
 
 # Holders tried per call: the one known, and the newer ones a changing registry names meanwhile.
 _MAX_HOLDERS_TRIED = 3
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
 
 
 def _failure(code: grpc.StatusCode, message: str, details: bytes = b"") -> grpc.aio.AioRpcError:
@@ -78,6 +80,8 @@ class ConnectorLink:
         )
         if timeout is not None:
             forwarded.timeout.FromNanoseconds(int(timeout * 1e9))
+        # The current span's W3C context, if the gateway traces (never a partner's baggage).
+        _TRACE_CONTEXT.inject(forwarded.trace_context)
         self.outgoing.put_nowait(connector_service_pb2.ConnectResponse(call=forwarded))
         try:
             async with asyncio.timeout(timeout):

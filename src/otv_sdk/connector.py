@@ -3,7 +3,8 @@
 Runs inside the practice network next to an adapter server (`serve_adapters`, on loopback). It
 dials out to the gateway's ConnectorService, signs the stream with the practice's key (the
 gateway must have granted that key `connector` for the practice), and relays every call the
-gateway forwards to the local adapter server, answers and errors included. Given the adapter's
+gateway forwards to the local adapter server, answers and errors included, with the partner call's
+trace context (so an adapter server that traces continues the partner call's trace). Given the adapter's
 outbox it forwards the PVS's busy-time and configuration changes on the same stream (and, after
 each reconnect, a configuration change, so that partners re-read what changed offline). When the
 stream breaks it reconnects with exponential back-off and jitter (0.5 s doubling to 30 s), and treats
@@ -36,6 +37,8 @@ __all__ = ["Backoff", "OutboundConnector"]
 log = logging.getLogger("otv.connector")
 
 _CONNECT = "/otv.v1.ConnectorService/Connect"
+# Only W3C trace context goes on to the adapter server: gRPC refuses metadata keys it cannot send.
+_TRACE_KEYS = frozenset({"traceparent", "tracestate"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +188,9 @@ class OutboundConnector:
         timeout = call.timeout.ToTimedelta().total_seconds() if call.HasField("timeout") else None
         invoke = self._adapter.unary_unary(call.method, request_serializer=_identity, response_deserializer=_identity)
         try:
-            result.response = await invoke(
-                call.request, timeout=timeout, metadata=((PARTNER_METADATA_KEY, call.partner_id),)
-            )
+            trace_context = [(key, value) for key, value in call.trace_context.items() if key in _TRACE_KEYS]
+            metadata = ((PARTNER_METADATA_KEY, call.partner_id), *trace_context)
+            result.response = await invoke(call.request, timeout=timeout, metadata=metadata)
         except grpc.aio.AioRpcError as error:
             result.status_code = error.code().value[0]
             result.status_message = error.details() or ""

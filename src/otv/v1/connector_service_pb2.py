@@ -26,13 +26,15 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from otv.v1 import reader_service_pb2 as otv_dot_v1_dot_reader__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eotv/v1/connector_service.proto\x12\x06otv.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1botv/v1/reader_service.proto\"L\n\x0e\x43onnectorHello\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x16\n\x0elocal_practice\x18\x02 \x01(\t\x12\x12\n\nuser_agent\x18\x03 \x01(\t\"t\n\nCallResult\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x13\n\x0bstatus_code\x18\x02 \x01(\x05\x12\x10\n\x08response\x18\x03 \x01(\x0c\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\x12\x16\n\x0estatus_details\x18\x05 \x01(\x0c\"\x97\x01\n\x0e\x43onnectRequest\x12\'\n\x05hello\x18\x01 \x01(\x0b\x32\x16.otv.v1.ConnectorHelloH\x00\x12$\n\x06result\x18\x02 \x01(\x0b\x32\x12.otv.v1.CallResultH\x00\x12.\n\x06\x63hange\x18\x03 \x01(\x0b\x32\x1c.otv.v1.WatchChangesResponseH\x00\x42\x06\n\x04kind\"\x81\x01\n\rForwardedCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0f\n\x07request\x18\x03 \x01(\x0c\x12\x12\n\npartner_id\x18\x04 \x01(\t\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"E\n\x11\x43onnectorAccepted\x12\x30\n\rping_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x0f\n\rConnectorPing\"\x96\x01\n\x0f\x43onnectResponse\x12-\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x19.otv.v1.ConnectorAcceptedH\x00\x12%\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x15.otv.v1.ForwardedCallH\x00\x12%\n\x04ping\x18\x03 \x01(\x0b\x32\x15.otv.v1.ConnectorPingH\x00\x42\x06\n\x04kind2R\n\x10\x43onnectorService\x12>\n\x07\x43onnect\x12\x16.otv.v1.ConnectRequest\x1a\x17.otv.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eotv/v1/connector_service.proto\x12\x06otv.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1botv/v1/reader_service.proto\"L\n\x0e\x43onnectorHello\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x16\n\x0elocal_practice\x18\x02 \x01(\t\x12\x12\n\nuser_agent\x18\x03 \x01(\t\"t\n\nCallResult\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x13\n\x0bstatus_code\x18\x02 \x01(\x05\x12\x10\n\x08response\x18\x03 \x01(\x0c\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\x12\x16\n\x0estatus_details\x18\x05 \x01(\x0c\"\x97\x01\n\x0e\x43onnectRequest\x12\'\n\x05hello\x18\x01 \x01(\x0b\x32\x16.otv.v1.ConnectorHelloH\x00\x12$\n\x06result\x18\x02 \x01(\x0b\x32\x12.otv.v1.CallResultH\x00\x12.\n\x06\x63hange\x18\x03 \x01(\x0b\x32\x1c.otv.v1.WatchChangesResponseH\x00\x42\x06\n\x04kind\"\xf6\x01\n\rForwardedCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0f\n\x07request\x18\x03 \x01(\x0c\x12\x12\n\npartner_id\x18\x04 \x01(\t\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12>\n\rtrace_context\x18\x06 \x03(\x0b\x32\'.otv.v1.ForwardedCall.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x11\x43onnectorAccepted\x12\x30\n\rping_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x0f\n\rConnectorPing\"\x96\x01\n\x0f\x43onnectResponse\x12-\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x19.otv.v1.ConnectorAcceptedH\x00\x12%\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x15.otv.v1.ForwardedCallH\x00\x12%\n\x04ping\x18\x03 \x01(\x0b\x32\x15.otv.v1.ConnectorPingH\x00\x42\x06\n\x04kind2R\n\x10\x43onnectorService\x12>\n\x07\x43onnect\x12\x16.otv.v1.ConnectRequest\x1a\x17.otv.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otv.v1.connector_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_FORWARDEDCALL_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_FORWARDEDCALL_TRACECONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_CONNECTORHELLO']._serialized_start=103
   _globals['_CONNECTORHELLO']._serialized_end=179
   _globals['_CALLRESULT']._serialized_start=181
@@ -40,13 +42,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONNECTREQUEST']._serialized_start=300
   _globals['_CONNECTREQUEST']._serialized_end=451
   _globals['_FORWARDEDCALL']._serialized_start=454
-  _globals['_FORWARDEDCALL']._serialized_end=583
-  _globals['_CONNECTORACCEPTED']._serialized_start=585
-  _globals['_CONNECTORACCEPTED']._serialized_end=654
-  _globals['_CONNECTORPING']._serialized_start=656
-  _globals['_CONNECTORPING']._serialized_end=671
-  _globals['_CONNECTRESPONSE']._serialized_start=674
-  _globals['_CONNECTRESPONSE']._serialized_end=824
-  _globals['_CONNECTORSERVICE']._serialized_start=826
-  _globals['_CONNECTORSERVICE']._serialized_end=908
+  _globals['_FORWARDEDCALL']._serialized_end=700
+  _globals['_FORWARDEDCALL_TRACECONTEXTENTRY']._serialized_start=649
+  _globals['_FORWARDEDCALL_TRACECONTEXTENTRY']._serialized_end=700
+  _globals['_CONNECTORACCEPTED']._serialized_start=702
+  _globals['_CONNECTORACCEPTED']._serialized_end=771
+  _globals['_CONNECTORPING']._serialized_start=773
+  _globals['_CONNECTORPING']._serialized_end=788
+  _globals['_CONNECTRESPONSE']._serialized_start=791
+  _globals['_CONNECTRESPONSE']._serialized_end=941
+  _globals['_CONNECTORSERVICE']._serialized_start=943
+  _globals['_CONNECTORSERVICE']._serialized_end=1025
 # @@protoc_insertion_point(module_scope)
