@@ -25,11 +25,14 @@ from typing import Any, TypeVar, cast
 
 import grpc
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
+from opentelemetry.trace import TracerProvider
 
 from gateway.authentication import RateLimited, Refused, SignatureAuthenticator
+from gateway.http_tracing import tracing_middleware
 from gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from gateway.snapshot_service import SnapshotCalls
 from otv.v1 import snapshot_service_pb2
@@ -102,6 +105,11 @@ def _parse_error_field(message_type: type[Message], error: str) -> str | None:
 # aiohttp's own refusals (unknown path, wrong verb, body too large) as the same JSON errors.
 _HTTP_CODES = {404: "NOT_FOUND", 405: "UNIMPLEMENTED", 413: "RESOURCE_EXHAUSTED"}
 
+# The snapshot routes, and the gRPC method each one stands for (in signatures and in traces).
+_WINDOW = "/v1/practices/{practice}/snapshot:window"
+_UPLOAD = "/v1/practices/{practice}/snapshot:upload"
+_ROUTES = {_WINDOW: "/otv.v1.SnapshotService/GetUploadWindow", _UPLOAD: "/otv.v1.SnapshotService/UploadSnapshot"}
+
 
 @web.middleware
 async def _json_errors(
@@ -130,17 +138,22 @@ class HttpApi:
         authenticator: SignatureAuthenticator | None,
         practice_web: web.Application | None = None,
         metrics: GatewayMetrics | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         """Without an authenticator (a test identity) there is no snapshot upload; `practice_web`
-        is the staff web page, mounted under /practice/."""
+        is the staff web page, mounted under /practice/; with a `tracer_provider` every snapshot
+        request is a span (http_tracing.py)."""
         self._calls = calls
         self._authenticator = authenticator
         self._runner: web.AppRunner | None = None
         self.port = 0
-        app = web.Application(client_max_size=MAX_MESSAGE_BYTES, middlewares=[_json_errors])
+        middlewares: list[Middleware] = [_json_errors]
+        if tracer_provider is not None:  # outermost: its span sees the status the JSON errors give
+            middlewares.insert(0, tracing_middleware(tracer_provider, _ROUTES))
+        app = web.Application(client_max_size=MAX_MESSAGE_BYTES, middlewares=middlewares)
         if authenticator is not None:
-            app.router.add_post("/v1/practices/{practice}/snapshot:window", self._window)
-            app.router.add_post("/v1/practices/{practice}/snapshot:upload", self._upload)
+            app.router.add_post(_WINDOW, self._window)
+            app.router.add_post(_UPLOAD, self._upload)
         if practice_web is not None:
             app.add_subapp("/practice/", practice_web)
         if metrics is not None:  # Prometheus scrapes GET /metrics (docs/operations.md)
