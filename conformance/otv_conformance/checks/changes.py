@@ -86,18 +86,15 @@ def _announced(session: Session, watch: ChangeWatch, column_id: str) -> str:
     return "; announced in " + column_id + ": " + (", ".join(parts[-6:]) if parts else "nothing")
 
 
-def _any_added(column_id: str) -> Callable[[Change], bool]:
-    def wanted(change: Change) -> bool:
-        return isinstance(change, BusyTimeChanged) and change.column_id == column_id and bool(change.added)
-
-    return wanted
+def _any_addition(change: Change) -> bool:
+    return isinstance(change, BusyTimeChanged) and bool(change.added)
 
 
 async def _synchronised(session: Session, watch: ChangeWatch) -> None:
     """Write probes until one is announced: a stream's subscription is set up in the background, so
     a write made at once could precede it and be missed without any fault of the adapter. Any
-    addition in the probe's column counts (nothing else writes meanwhile); whether announcements are
-    exact is for the writes that follow."""
+    announced addition counts (nothing else writes meanwhile); whether announcements are exact, and
+    in the right column, is for the writes that follow."""
     writer = _writer(session)
     probe = _entry(session, "A+45 07:00", "A+45 07:05", "dr-b")
     deadline = time.monotonic() + SYNC_SECONDS
@@ -108,7 +105,7 @@ async def _synchronised(session: Session, watch: ChangeWatch) -> None:
             one = replace(probe, reference=f"conformance-{uuid.uuid4()}")
             written.append((await writer.write_appointment(session.pvs_context(), one)).pvs_id)
             attempts += 1
-            if await watch.wait_for(_any_added("dr-b"), 0.5) is not None:
+            if await watch.wait_for(_any_addition, 0.5) is not None:
                 return
             check(
                 time.monotonic() < deadline and watch.ended is None,
