@@ -5,6 +5,7 @@ otv gateway serve --config gateway.toml   gateway from a configuration file
 otv adapter serve --plugin reference --practice demo --listen 127.0.0.1:50061
 otv adapter serve --plugin reference --practice demo --connect gw.example:50051 --key praxis.key
                                           the same, dialling out to the gateway (no inbound port)
+otv adapter serve ... --tracing-endpoint http://collector:4317   its spans join the partners' traces
 otv client calendars --practice demo      list the demo practice's calendars
 otv client busy --practice demo --days 7  busy times of the next 7 days
 otv client slots --practice demo --type kontrolle   the next bookable slots
@@ -30,19 +31,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import grpc
-
 from gateway.app import run_gateway
 from gateway.certificates import init_dev_pki
 from gateway.config import ConfigError, GatewayConfig, demo_config, load_config
 from gateway.config_reference import configuration_reference
 from gateway.observability import configure_logging
 from gateway.partners import PartnerRegistry
-from gateway.plugins import load_factory
 from gateway.state_store import StateStore, open_store
-from otv_cli import client, conformance, practice
-from otv_sdk.adapter_server import serve_adapters
-from otv_sdk.connector import OutboundConnector
+from otv_cli import adapter, client, conformance, practice
 from otv_sdk.errors import OtvError
 from otv_sdk.signing import generate_key_pair, load_key_file, public_key_of, save_key_file
 
@@ -72,21 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, required=True)
     serve.add_argument("--listen", default=None, help="override [gateway] listen")
 
-    adapter = commands.add_parser("adapter", help="serve an adapter for a remote gateway").add_subparsers(
-        dest="action", required=True
-    )
-    adapter_serve = adapter.add_parser("serve", help="serve one practice's adapter over gRPC")
-    adapter_serve.add_argument("--plugin", required=True, help="entry-point name or module:factory")
-    adapter_serve.add_argument("--practice", required=True)
-    adapter_serve.add_argument("--settings", default="{}", help="adapter settings as a JSON object")
-    adapter_serve.add_argument("--listen", default="127.0.0.1:50061")
-    adapter_serve.add_argument("--tls-cert", type=Path, help="serve over TLS with this certificate ...")
-    adapter_serve.add_argument("--tls-key", type=Path, help="... and key")
-    adapter_serve.add_argument("--client-ca", type=Path, help="require gateway certificates signed by this CA (mTLS)")
-    adapter_serve.add_argument("--connect", metavar="GATEWAY", help="dial out to this gateway (outbound connector)")
-    adapter_serve.add_argument("--key", type=Path, help="the practice's key file, for --connect")
-    adapter_serve.add_argument("--gateway-practice", help="the practice's id at the gateway; default: --practice")
-    adapter_serve.add_argument("--gateway-ca", type=Path, help="reach the gateway over TLS, trusting this CA")
+    adapter.add_parser(commands)
 
     certs = commands.add_parser("certs", help="development certificates").add_subparsers(dest="action", required=True)
     certs_init = certs.add_parser("init", help="a development CA, server and client certificates")
@@ -136,43 +118,6 @@ def _serve_config(config: GatewayConfig, listen: str | None) -> GatewayConfig:
         return config
     gateway = config.gateway.model_copy(update={"listen": listen})
     return config.model_copy(update={"gateway": gateway})
-
-
-async def _adapter_serve(args: argparse.Namespace) -> None:
-    factory = load_factory(args.plugin)
-    adapter = factory(args.practice, json.loads(args.settings), base_dir=Path.cwd())
-    credentials = None
-    if args.tls_cert is not None and args.tls_key is not None:
-        credentials = grpc.ssl_server_credentials(
-            [(args.tls_key.read_bytes(), args.tls_cert.read_bytes())],
-            root_certificates=args.client_ca.read_bytes() if args.client_ca else None,
-            require_client_auth=args.client_ca is not None,
-        )
-    practice = args.practice
-    if args.connect and args.key is None:
-        raise ValueError("--connect needs --key: the practice's key file, registered at the gateway")
-    server = await serve_adapters({practice: adapter}, args.listen, credentials=credentials)
-    print(f"otv adapter server for practice {practice!r} listening on port {server.port}", flush=True)
-    connector = None
-    if args.connect:
-        host = args.listen.rpartition(":")[0]
-        connector = OutboundConnector(
-            args.connect,
-            args.gateway_practice or practice,
-            f"{host}:{server.port}",
-            load_key_file(args.key),
-            local_practice=practice,
-            credentials=grpc.ssl_channel_credentials(args.gateway_ca.read_bytes()) if args.gateway_ca else None,
-            changes=adapter.changes,
-        )
-        connector.start()
-        print(f"otv connector dialling {args.connect} for practice {practice!r}", flush=True)
-    try:
-        await server.wait_for_termination()
-    finally:
-        if connector is not None:
-            await connector.stop()
-        await server.stop()
 
 
 def _registry(config_path: Path) -> tuple[PartnerRegistry, StateStore]:
@@ -262,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "gateway":
             asyncio.run(run_gateway(_serve_config(load_config(args.config), args.listen)))
         elif args.command == "adapter":
-            asyncio.run(_adapter_serve(args))
+            asyncio.run(adapter.adapter_serve(args))
         elif args.command == "practice":
             return practice.practice_command(args)
         elif args.command == "conformance":
