@@ -9,9 +9,13 @@ import sys
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.app import Gateway
+from gateway.config import load_config
 from otv_sdk.client import PartnerClient
+from otv_sdk.errors import PermissionDenied
 from otv_sdk.signing import load_key_file
 
 OTV = [sys.executable, "-m", "otv_cli.main"]
@@ -115,3 +119,46 @@ async def test_keys_and_partner_commands(tmp_path: Path) -> None:
     code, _, err = await _run("partner", "revoke-key", "--config", str(config), "--key-id", key_id)
     assert code == 2
     assert "no active key" in err
+
+
+async def test_a_revoked_grant_refuses_the_partners_next_calls_and_counts_them(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        '[gateway]\nlisten = "127.0.0.1:0"\nshutdown_grace_seconds = 0\nstate_store = "sqlite:///state.sqlite"\n'
+        '[practices.demo.adapter]\nplugin = "reference"\n'
+        '[practices.demo.adapter.settings]\ndemo = true\ndatabase = ":memory:"\n'
+    )
+    key = tmp_path / "alpha.key"
+    assert (await _run("keys", "generate", "--partner", "alpha", "--out", str(key)))[0] == 0
+    code, _, err = await _run("partner", "add", "--config", str(config), "--id", "alpha", "--key-file", str(key),
+                              "--grant", "demo")  # fmt: skip
+    assert code == 0, err
+    gateway = await Gateway.start(load_config(config))
+
+    def denied() -> float:
+        return gateway.metrics.registry.get_sample_value("otv_refused_calls_total", {"reason": "denied"}) or 0.0
+
+    try:
+        async with PartnerClient.connect(gateway.address, signer=load_key_file(key)) as client:
+            assert (await client.list_calendars("demo")).columns  # granted: served, over a session
+            before = denied()
+            code, out, err = await _run("partner", "revoke-grant", "--config", str(config), "--id", "alpha",
+                                        "--practice", "demo")  # fmt: skip
+            assert code == 0, err
+            assert "withdrawn" in out
+            # Another process changed the registry: the gateway sees it within 5 s (its registry's age).
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 7
+            while True:
+                try:
+                    await client.list_calendars("demo")
+                except PermissionDenied:
+                    break
+                assert loop.time() < deadline, "calls still served 7 s after the grant was withdrawn"
+                await asyncio.sleep(0.1)
+            assert denied() == before + 1
+            with pytest.raises(PermissionDenied):  # and it stays withdrawn
+                await client.get_practice("demo")
+            assert denied() == before + 2
+    finally:
+        await gateway.stop(0)
