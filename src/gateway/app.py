@@ -119,7 +119,8 @@ class Gateway:
                 staff_page = PracticeWeb(
                     router.store, router_desks(router), router.practice_ids, secure=config.gateway.tls is not None
                 )
-                http = HttpApi(calls, authenticator, staff_page.app(), metrics if config.gateway.metrics else None)
+                observed = metrics if config.gateway.metrics else None
+                http = HttpApi(calls, authenticator, staff_page.app(), observed, tracing)
             tls = config.gateway.tls
             if tls is None:
                 port = otv_server.server.add_insecure_port(config.gateway.listen)
