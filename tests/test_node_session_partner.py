@@ -118,8 +118,10 @@ async def test_node_partner_calls_through_a_session(node: str, gateway: Gateway,
     # The same call sent again, byte for byte: refused as a replay, not as an unknown session,
     # and the session stays usable for the next number.
     assert summary["replay"]["status"] == "UNAUTHENTICATED"
-    assert summary["replay"]["reason"] != "SESSION_UNKNOWN"
+    assert summary["replay"]["reason"] != "otv.dev/SESSION_UNKNOWN"
     assert summary["after_replay"]["status"] == "OK"
+    # A session this gateway never opened: the documented signal to open one.
+    assert summary["unknown_session"] == {"status": "UNAUTHENTICATED", "reason": "otv.dev/SESSION_UNKNOWN"}
 
 
 async def test_node_partner_with_another_audience_cannot_open_a_session(

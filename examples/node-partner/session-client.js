@@ -11,7 +11,8 @@
  * It opens a session (OpenSession signed with otv-ed25519-v1, with `x-otv-session`), derives the
  * session key (X25519 + HKDF-SHA256), calls GetPractice and ListCalendars with otv-session-v1,
  * then sends the GetPractice call again with exactly the same bytes and metadata (a replay), which
- * the gateway must refuse with UNAUTHENTICATED, and finally one more fresh call, which must pass.
+ * the gateway must refuse with UNAUTHENTICATED, then one more fresh call, which must pass, and a
+ * call naming a session the gateway never opened (UNAUTHENTICATED, ErrorInfo SESSION_UNKNOWN).
  * It prints one JSON line summarising what it saw and exits 0 only when everything went as the
  * document says (1 otherwise, 2 on a usage error).
  *
@@ -183,17 +184,20 @@ function unary(client, definition, bytes, headers) {
   });
 }
 
-/** The google.rpc.ErrorInfo reason of a failed call, if its status details carry one. */
-function errorReason(error) {
+/** The google.rpc.ErrorInfo of a failed call as "domain/reason", if its status details carry one. */
+export function errorReason(error) {
   const details = error.metadata?.get('grpc-status-details-bin')?.[0];
   if (details == null) return null;
-  // Minimal protobuf reading of google.rpc.Status{details: [Any{type_url, value: ErrorInfo{reason}}]}.
+  // Minimal protobuf reading of google.rpc.Status{details (3): [Any{type_url (1), value (2)}]}
+  // and ErrorInfo{reason (1), domain (2)}.
   for (const any of fields(details).filter(([n]) => n === 3)) {
     const parts = fields(any[1]);
     const typeUrl = parts.find(([n]) => n === 1)?.[1]?.toString('utf8') ?? '';
     const value = parts.find(([n]) => n === 2)?.[1];
     if (typeUrl.endsWith('/google.rpc.ErrorInfo') && value != null) {
-      return fields(value).find(([n]) => n === 1)?.[1]?.toString('utf8') ?? null;
+      const info = fields(value);
+      const text = (number) => info.find(([n]) => n === number)?.[1]?.toString('utf8') ?? '';
+      return `${text(2)}/${text(1)}`;
     }
   }
   return null;
@@ -360,11 +364,22 @@ export async function run(summary, failures, keyFile, target, practice = 'demo')
     const replay = await session.resend(practiceCall.sent);
     summary.replay = { status: replay.status, sequence: 1, message: replay.message ?? null, reason: replay.reason ?? null };
     if (replay.status !== 'UNAUTHENTICATED') failures.push(`the replayed call answered ${replay.status}, not UNAUTHENTICATED`);
-    if (replay.reason === 'SESSION_UNKNOWN') failures.push('the replay was refused as SESSION_UNKNOWN, not as a replay');
+    if (replay.reason === 'otv.dev/SESSION_UNKNOWN') failures.push('the replay was refused as SESSION_UNKNOWN, not as a replay');
 
     const after = await session.call('GetPractice', { name });
     summary.after_replay = { status: after.result.status, sequence: 3 };
     if (after.result.status !== 'OK') failures.push(`the call after the replay answered ${after.result.status}`);
+
+    // A session id this gateway never opened: UNAUTHENTICATED with ErrorInfo otv.dev/SESSION_UNKNOWN,
+    // the signal to open a new session and send the call again.
+    const stranger = new Session(client, methods, key);
+    stranger.sessionId = b64url(crypto.randomBytes(16));
+    stranger.sessionKey = crypto.randomBytes(32);
+    const unknown = (await stranger.call('GetPractice', { name })).result;
+    summary.unknown_session = { status: unknown.status, reason: unknown.reason ?? null };
+    if (unknown.status !== 'UNAUTHENTICATED' || unknown.reason !== 'otv.dev/SESSION_UNKNOWN') {
+      failures.push(`a call of an unknown session answered ${unknown.status} ${unknown.reason}, not SESSION_UNKNOWN`);
+    }
   } finally {
     client.close();
   }
