@@ -161,7 +161,7 @@ async def test_a_call_replayed_under_another_session_is_refused(gateway: Gateway
 
 @pytest.mark.parametrize(
     "tamper",
-    ["body", "method", "timestamp", "sequence", "mac", "digest"],
+    ["body", "method", "timestamp", "sequence", "leading_zero", "mac", "digest"],
 )
 async def test_tampered_calls_are_refused(gateway: Gateway, tamper: str) -> None:
     partner = _Partner(gateway)
@@ -178,6 +178,8 @@ async def test_tampered_calls_are_refused(gateway: Gateway, tamper: str) -> None
         headers = _edit(headers, TIMESTAMP_HEADER, str(int(dict(headers)[TIMESTAMP_HEADER]) - 1))
     elif tamper == "sequence":
         headers = _edit(headers, SEQUENCE_HEADER, str(int(dict(headers)[SEQUENCE_HEADER]) + 1000))
+    elif tamper == "leading_zero":  # one number, one spelling: the MAC covers the text
+        headers = _edit(headers, SEQUENCE_HEADER, "0" + dict(headers)[SEQUENCE_HEADER])
     elif tamper == "mac":
         mac = dict(headers)[MAC_HEADER]
         headers = _edit(headers, MAC_HEADER, ("A" if mac[0] != "A" else "B") + mac[1:])
@@ -235,7 +237,11 @@ async def test_open_session_needs_an_ed25519_signature_not_a_session(gateway: Ga
 
 @pytest.mark.parametrize(
     ("session_id", "public_key", "field"),
-    [("short", KeyAgreement().public_key, "session_id"), (new_session_id(), b"\x01" * 31, "client_public_key")],
+    [
+        ("short", KeyAgreement().public_key, "session_id"),
+        (new_session_id(), b"\x01" * 31, "client_public_key"),
+        (new_session_id(), bytes(32), "client_public_key"),  # a low-order point: no shared secret
+    ],
 )
 async def test_a_malformed_handshake_is_invalid_argument_naming_the_field(
     gateway: Gateway, session_id: str, public_key: bytes, field: str
@@ -248,6 +254,21 @@ async def test_a_malformed_handshake_is_invalid_argument_naming_the_field(
             await stub.OpenSession(request, metadata=signer.headers(OPEN_SESSION, request.SerializeToString()))
     assert invalid.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert (invalid.value.details() or "").startswith(field)
+
+
+async def test_a_handshake_routed_under_another_session_id_is_invalid(gateway: Gateway) -> None:
+    """The x-otv-session header is what a load balancer routes by: it must name the session opened."""
+    signer = Signer(KEY_ID, PRIVATE_KEY, AUDIENCE)
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        stub = session_service_pb2_grpc.SessionServiceStub(channel)
+        request = session_service_pb2.OpenSessionRequest(
+            session_id=new_session_id(), client_public_key=KeyAgreement().public_key
+        )
+        metadata = [(SESSION_HEADER, new_session_id()), *signer.headers(OPEN_SESSION, request.SerializeToString())]
+        with pytest.raises(grpc.aio.AioRpcError) as invalid:
+            await stub.OpenSession(request, metadata=metadata)
+    assert invalid.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert (invalid.value.details() or "").startswith(SESSION_HEADER)
 
 
 async def test_a_session_of_a_revoked_key_is_refused_at_once_when_revoked_here(gateway: Gateway) -> None:
@@ -339,6 +360,10 @@ def test_the_replay_window_accepts_each_number_once_and_refuses_what_fell_out() 
     assert not window.accept(9)
     assert window.accept(10_000)
     assert not window.accept(10)
+    edge = ReplayWindow(8)  # accepted: fewer than 8 below the highest
+    assert edge.accept(100)
+    assert edge.accept(93)
+    assert not edge.accept(92)
 
 
 def test_a_session_expires_and_a_partner_holds_a_bounded_number() -> None:

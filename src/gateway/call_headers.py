@@ -77,8 +77,9 @@ def _missing(values: dict[str, str], names: Sequence[str]) -> None:
 
 def _timestamp(text: str, now: float, skew: int) -> int:
     # ASCII digits of a plausible Unix time: other scripts' digits and huge numbers are not one.
-    plausible = text.isascii() and text.isdigit() and len(text) <= _MAX_TIMESTAMP_DIGITS
-    if not plausible or abs(int(text) - int(now)) > skew:
+    if not (text.isascii() and text.isdigit() and len(text) <= _MAX_TIMESTAMP_DIGITS):
+        raise unauthenticated(f"{TIMESTAMP_HEADER} is not a Unix time in whole seconds (ASCII digits)")
+    if abs(int(text) - int(now)) > skew:
         raise unauthenticated(
             f"{TIMESTAMP_HEADER} is not within {skew} seconds of the gateway's clock; check your clock"
         )
@@ -104,10 +105,12 @@ def read_headers(
         session_id, sequence, mac = values[SESSION_HEADER], values[SEQUENCE_HEADER], values[MAC_HEADER]
         if not is_valid_session_id(session_id):
             raise unauthenticated(f"{SESSION_HEADER} is not a session id (22 base64url characters)")
-        if not (sequence.isascii() and sequence.isdigit() and len(sequence) <= 16) or not (
-            0 < int(sequence) <= MAX_SEQUENCE
-        ):
-            raise unauthenticated(f"{SEQUENCE_HEADER} is not a whole number from 1 to {MAX_SEQUENCE}")
+        # The MAC covers the number as written: one number has one spelling (no sign, no leading zeros).
+        canonical = sequence.isascii() and sequence.isdigit() and len(sequence) <= 16 and sequence[0] != "0"
+        if not canonical or int(sequence) > MAX_SEQUENCE:
+            raise unauthenticated(
+                f"{SEQUENCE_HEADER} is not a whole number from 1 to {MAX_SEQUENCE} in decimal without leading zeros"
+            )
         if len(mac) > 64:
             raise unauthenticated(f"{MAC_HEADER} is too long")
         return SessionHeaders(session_id, int(sequence), timestamp, mac, _digest(values, raw))

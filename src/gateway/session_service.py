@@ -14,7 +14,7 @@ from google.protobuf import timestamp_pb2
 from gateway.authentication import VERIFIED
 from gateway.sessions import SessionBook, SessionsExhausted, SessionTaken
 from otv.v1 import session_service_pb2, session_service_pb2_grpc
-from otv_sdk.session_scheme import is_valid_session_id
+from otv_sdk.session_scheme import SESSION_HEADER, is_valid_session_id
 
 __all__ = ["add_session_servicer"]
 
@@ -33,6 +33,9 @@ class _SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             )
             raise AssertionError("abort raises")
         sessions = self._sessions
+        routed = [v for k, v in context.invocation_metadata() or () if k == SESSION_HEADER]
+        if routed and routed[0] != request.session_id:  # a load balancer would route it elsewhere
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{SESSION_HEADER}: must equal session_id")
         if not is_valid_session_id(request.session_id):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "session_id: must be 16 random bytes, base64url without padding"
@@ -41,7 +44,8 @@ class _SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             opened = sessions.open(verified.partner_id, verified.key_id, request.session_id, request.client_public_key)
         except ValueError:
             await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "client_public_key: must be an X25519 public key (32 bytes)"
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "client_public_key: must be a fresh X25519 public key (32 bytes; not a low-order point)",
             )
         except SessionTaken:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, "session_id: is in use; choose another at random")

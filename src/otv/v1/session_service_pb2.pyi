@@ -54,8 +54,8 @@ class OpenSessionResponse(_message.Message):
     server_public_key: _builtins.bytes
     """The gateway's fresh X25519 public key for this session (32 bytes)."""
     replay_window: _builtins.int
-    """How far behind the highest sequence number seen a call's sequence number may be and still be
-    accepted (calls in flight overtake each other); every number is accepted at most once.
+    """A call's sequence number must be less than this far below the highest one seen to be accepted
+    (calls in flight overtake each other); every number is accepted at most once.
     """
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
