@@ -443,10 +443,15 @@ def test_write_and_delete_are_idempotent(loaded: NodeAdapter) -> None:
     assert loaded.data.WriteCalendarEntry(on_top, metadata=meta()).extra
 
     delete = pb.DeleteCalendarEntryRequest(parent=P, entry_id=first.entry_id)
-    removed = loaded.data.DeleteCalendarEntry(delete, metadata=meta())
+    removed = loaded.data.DeleteCalendarEntry(delete, metadata=meta(PARTNER_B))
     assert removed.deleted
     assert removed.column == col("dr-a")
     assert removed.interval == write.interval
+    # Returned as stored: what the write asked, and the partner it was written for as its source.
+    as_written = (write.reference, write.appointment_type, write.patient, write.category, PARTNER_A)
+    assert (removed.reference, removed.appointment_type, removed.patient, removed.category, removed.source_partner) == (
+        as_written
+    )
     assert booked not in entries(loaded, *day)[col("dr-a")]
     again = loaded.data.DeleteCalendarEntry(delete, metadata=meta())
     assert not again.deleted

@@ -21,7 +21,7 @@ from otv.v1 import practice_data_service_pb2 as pd
 from otv_sdk import conversion as cv
 from otv_sdk.adapter_server import AdapterServer, serve_adapters
 from otv_sdk.changes import AppointmentChanged, BusyTimeChanged, CalendarConfigChanged, Change, ChangeOutbox
-from otv_sdk.data_conversion import DataCapability
+from otv_sdk.data_conversion import DataCapability, removed_entry_from_proto
 from otv_sdk.errors import InternalError, InvalidArgument, NotFound, Unimplemented
 from otv_sdk.models import (
     Absence,
@@ -309,10 +309,26 @@ async def test_calendar_writes_are_made_for_the_booking_partner_and_idempotent(e
     assert await writer.write_appointment(ctx(), entry) == first
     assert env.writer.entries["ref-1"][1] == entry  # partner_id from the entry, not the call
 
-    removed = await writer.delete_appointment(ctx(), first.pvs_id)
-    assert removed is not None
-    assert (removed.column_id, removed.interval) == ("berg", slot)
+    removed = await writer.delete_appointment(ctx("another-partner"), first.pvs_id)
+    assert removed == entry  # as stored: the source is the writing partner, not the deleting one
     assert await writer.delete_appointment(ctx(), first.pvs_id) is None
+
+
+def test_a_delete_answer_without_the_written_fields_reads_them_as_empty_and_bad_names_are_refused() -> None:
+    """A PVS built before the response carried the written entry still works for the gateway's
+    cancellations (certification then fails on the empty fields); a wrong name is the PVS's error."""
+    slot = Interval(MONDAY, MONDAY + timedelta(minutes=20))
+    older = pd.DeleteCalendarEntryResponse(
+        deleted=True, column=f"practices/{PRACTICE}/columns/berg", interval=cv.interval_to_proto(slot)
+    )
+    assert removed_entry_from_proto(PRACTICE, older) == CalendarEntry("", "berg", "", slot, "", "", "")
+    for field, value in (("patient", "practices/other/patients/p1"), ("appointment_type", "kontrolle")):
+        wrong = pd.DeleteCalendarEntryResponse()
+        wrong.CopyFrom(older)
+        setattr(wrong, field, value)
+        with pytest.raises(InvalidArgument) as raised:
+            removed_entry_from_proto(PRACTICE, wrong)
+        assert [v.field for v in raised.value.violations] == [field]
 
 
 async def test_patient_records_round_trip_and_creation_is_idempotent(env: Env) -> None:

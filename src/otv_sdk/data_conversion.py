@@ -233,25 +233,43 @@ def removed_entry_to_proto(practice_id: str, removed: CalendarEntry | None) -> p
         deleted=True,
         column=format_name(practice_id, "columns", removed.column_id),
         interval=cv.interval_to_proto(removed.interval),
+        reference=removed.reference,
+        appointment_type=_optional_name(practice_id, "appointmentTypes", removed.appointment_type_id),
+        patient=_optional_name(practice_id, "patients", removed.patient_id),
+        source_partner=removed.partner_id,
+        category=removed.category,
     )
 
 
 def removed_entry_from_proto(
-    practice_id: str, msg: pd.DeleteCalendarEntryResponse, partner_id: str
+    practice_id: str, msg: pd.DeleteCalendarEntryResponse, partner_id: str = ""
 ) -> CalendarEntry | None:
-    """What the wire carries of the removed entry: its column and time. Reference, type, patient
-    and category are not sent (the gateway knows them from its own booking) and come back empty."""
+    """The removed entry exactly as the PVS returns it, so a certification run sees what was stored.
+
+    Column and interval are required. The rest may be empty (a PVS built before they were added to
+    the contract): the gateway's booking does not depend on them, and certification fails on them.
+    `partner_id`, the partner the delete is made for, is not the entry's source and is not used.
+    """
     if not msg.deleted:
         return None
+    p = practice_id
     return CalendarEntry(
-        reference="",
-        column_id=parse_practice_child(msg.column, "column", "columns", practice_id),
-        appointment_type_id="",
+        reference=cv.bounded_text(msg.reference, "reference", MAX_TOKEN),
+        column_id=parse_practice_child(msg.column, "column", "columns", p),
+        appointment_type_id=_optional_child(msg.appointment_type, "appointment_type", "appointmentTypes", p),
         interval=_required_interval(msg, "interval"),
-        patient_id="",
-        partner_id=partner_id,
-        category="",
+        patient_id=_optional_child(msg.patient, "patient", "patients", p),
+        partner_id=cv.bounded_text(msg.source_partner, "source_partner", MAX_TOKEN),
+        category=cv.bounded_text(msg.category, "category", MAX_TOKEN),
     )
+
+
+def _optional_name(practice_id: str, collection: str, child_id: str) -> str:
+    return format_name(practice_id, collection, child_id) if child_id else ""
+
+
+def _optional_child(name: str, field: str, collection: str, practice_id: str) -> str:
+    return parse_practice_child(name, field, collection, practice_id) if name else ""
 
 
 def _required_interval(msg: pd.WriteCalendarEntryRequest | pd.DeleteCalendarEntryResponse, name: str) -> Interval:

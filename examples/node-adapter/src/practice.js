@@ -153,8 +153,11 @@ export class Practice {
   }
 
   /**
-   * Remove an entry; null if there is none with that id (already deleted, or never written).
-   * @returns {{columnId: string, start: number, end: number} | null}
+   * Remove an entry and return it as it was stored (the gateway and the certification read back
+   * what was written from it); null if there is none with that id (already deleted, or never written).
+   * @returns {{id: string, columnId: string, start: number, end: number, appointmentTypeId: string | null,
+   *   patientId: string | null, reference: string | null, partner: string | null, category: string | null,
+   *   extra: boolean, kind: string} | null}
    */
   deleteEntry(entryId) {
     const { entries, entryByReference } = this.tables;
@@ -163,7 +166,7 @@ export class Practice {
     entries.delete(entryId);
     if (entry.reference !== null) entryByReference.delete(entry.reference);
     this.publish({ type: 'entries', columnId: entry.columnId, added: [], removed: [{ start: entry.start, end: entry.end }] });
-    return { columnId: entry.columnId, start: entry.start, end: entry.end };
+    return { ...entry };
   }
 
   // --- patients ------------------------------------------------------------------------------

@@ -315,7 +315,18 @@ export function createHandlers(practicesById, { version, heartbeatSeconds }) {
       const entryId = text(req.entry_id, 'entry_id', MAX_TOKEN, { required: true });
       const removed = practice.deleteEntry(entryId);
       if (removed === null) return { deleted: false }; // already gone: no error, so retries are safe
-      return { deleted: true, column: childName(practice.id, 'columns', removed.columnId), interval: intervalOut(removed) };
+      // The entry as stored, not as this request could echo it: the source partner is the one it was
+      // written for, whoever deletes it.
+      return {
+        deleted: true,
+        column: childName(practice.id, 'columns', removed.columnId),
+        interval: intervalOut(removed),
+        reference: removed.reference ?? '',
+        appointment_type: optionalChildName(practice.id, 'appointmentTypes', removed.appointmentTypeId),
+        patient: optionalChildName(practice.id, 'patients', removed.patientId),
+        source_partner: removed.partner ?? '',
+        category: removed.category ?? '',
+      };
     }),
 
     ListPatientsBornOn: unary((req, partner) => {

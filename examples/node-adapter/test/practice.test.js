@@ -48,7 +48,9 @@ test('a delete removes the entry once; later deletes find nothing', () => {
   const { entryId } = p.writeEntry(booking);
   const changes = [];
   p.subscribe((change) => changes.push(change));
-  assert.deepEqual(p.deleteEntry(entryId), { columnId: 'dr-a', start: 3600, end: 4800 });
+  const { id, ...removed } = p.deleteEntry(entryId);
+  assert.equal(id, entryId);
+  assert.deepEqual(removed, { ...booking, kind: 'appointment', extra: false }, 'returned as stored, with its source');
   assert.equal(p.deleteEntry(entryId), null);
   assert.equal(p.deleteEntry('never-written'), null);
   assert.deepEqual(p.entries({ start: 0, end: 86400 }, ['dr-a']), []);

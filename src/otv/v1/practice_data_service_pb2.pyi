@@ -471,15 +471,36 @@ Global___DeleteCalendarEntryRequest: _TypeAlias = DeleteCalendarEntryRequest  # 
 
 @_typing.final
 class DeleteCalendarEntryResponse(_message.Message):
+    """The removed entry as the PVS held it: the fields of the WriteCalendarEntryRequest that wrote it,
+    read from the PVS's own record rather than echoed, so what was written can be checked exactly.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DELETED_FIELD_NUMBER: _builtins.int
     COLUMN_FIELD_NUMBER: _builtins.int
     INTERVAL_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    APPOINTMENT_TYPE_FIELD_NUMBER: _builtins.int
+    PATIENT_FIELD_NUMBER: _builtins.int
+    SOURCE_PARTNER_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
     deleted: _builtins.bool
-    """False if the entry was already gone."""
+    """False if the entry was already gone; then nothing else is set."""
     column: _builtins.str
     """Column resource name of the removed entry."""
+    reference: _builtins.str
+    """The `reference` it was written with."""
+    appointment_type: _builtins.str
+    """Appointment type resource name it is stored under."""
+    patient: _builtins.str
+    """Patient resource name it is stored for."""
+    source_partner: _builtins.str
+    """The partner it was written for (the `otv-partner-id` of its WriteCalendarEntry, which may
+    differ from the partner the delete is made for): the booking's source as staff see it.
+    """
+    category: _builtins.str
+    """The `category` it was written with."""
     @_builtins.property
     def interval(self) -> _time_pb2.TimeInterval: ...
     def __init__(
@@ -488,10 +509,15 @@ class DeleteCalendarEntryResponse(_message.Message):
         deleted: _builtins.bool = ...,
         column: _builtins.str = ...,
         interval: _time_pb2.TimeInterval | None = ...,
+        reference: _builtins.str = ...,
+        appointment_type: _builtins.str = ...,
+        patient: _builtins.str = ...,
+        source_partner: _builtins.str = ...,
+        category: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "deleted", b"deleted", "interval", b"interval"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appointment_type", b"appointment_type", "category", b"category", "column", b"column", "deleted", b"deleted", "interval", b"interval", "patient", b"patient", "reference", b"reference", "source_partner", b"source_partner"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

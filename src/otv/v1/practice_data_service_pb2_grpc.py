@@ -189,7 +189,8 @@ class PracticeDataServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteCalendarEntry(self, request, context):
-        """Removes an entry written by WriteCalendarEntry; an entry already gone is no error.
+        """Removes an entry written by WriteCalendarEntry and returns it as stored; an entry already gone
+        is no error.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -62,7 +62,9 @@ class PracticeDataServiceStub:
     WriteCalendarEntry: _grpc.UnaryUnaryMultiCallable[_practice_data_service_pb2.WriteCalendarEntryRequest, _practice_data_service_pb2.WriteCalendarEntryResponse]
     """Writes an online booking into the calendar; a repeated reference returns the entry written."""
     DeleteCalendarEntry: _grpc.UnaryUnaryMultiCallable[_practice_data_service_pb2.DeleteCalendarEntryRequest, _practice_data_service_pb2.DeleteCalendarEntryResponse]
-    """Removes an entry written by WriteCalendarEntry; an entry already gone is no error."""
+    """Removes an entry written by WriteCalendarEntry and returns it as stored; an entry already gone
+    is no error.
+    """
     ListPatientsBornOn: _grpc.UnaryUnaryMultiCallable[_practice_data_service_pb2.ListPatientsBornOnRequest, _practice_data_service_pb2.ListPatientsBornOnResponse]
     """Patients born on one date, with names, contacts, whether active, and the partner's consent."""
     CreatePatient: _grpc.UnaryUnaryMultiCallable[_practice_data_service_pb2.CreatePatientRequest, _practice_data_service_pb2.CreatePatientResponse]
@@ -112,7 +114,9 @@ class PracticeDataServiceAsyncStub(PracticeDataServiceStub):
     WriteCalendarEntry: _aio.UnaryUnaryMultiCallable[_practice_data_service_pb2.WriteCalendarEntryRequest, _practice_data_service_pb2.WriteCalendarEntryResponse]  # type: ignore[assignment]
     """Writes an online booking into the calendar; a repeated reference returns the entry written."""
     DeleteCalendarEntry: _aio.UnaryUnaryMultiCallable[_practice_data_service_pb2.DeleteCalendarEntryRequest, _practice_data_service_pb2.DeleteCalendarEntryResponse]  # type: ignore[assignment]
-    """Removes an entry written by WriteCalendarEntry; an entry already gone is no error."""
+    """Removes an entry written by WriteCalendarEntry and returns it as stored; an entry already gone
+    is no error.
+    """
     ListPatientsBornOn: _aio.UnaryUnaryMultiCallable[_practice_data_service_pb2.ListPatientsBornOnRequest, _practice_data_service_pb2.ListPatientsBornOnResponse]  # type: ignore[assignment]
     """Patients born on one date, with names, contacts, whether active, and the partner's consent."""
     CreatePatient: _aio.UnaryUnaryMultiCallable[_practice_data_service_pb2.CreatePatientRequest, _practice_data_service_pb2.CreatePatientResponse]  # type: ignore[assignment]
@@ -207,7 +211,9 @@ class PracticeDataServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _practice_data_service_pb2.DeleteCalendarEntryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_practice_data_service_pb2.DeleteCalendarEntryResponse, _abc.Awaitable[_practice_data_service_pb2.DeleteCalendarEntryResponse]]:
-        """Removes an entry written by WriteCalendarEntry; an entry already gone is no error."""
+        """Removes an entry written by WriteCalendarEntry and returns it as stored; an entry already gone
+        is no error.
+        """
 
     @_abc_1.abstractmethod
     def ListPatientsBornOn(
