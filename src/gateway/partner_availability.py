@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Generator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.encryption import FieldCipher
 from gateway.forwarding_reader import ForwardingReader
 from gateway.practice_reader import PracticeReader
+from gateway.sliced_work import run_sliced
 from otv_sdk.errors import InvalidArgument
 from otv_sdk.models import ColumnIntervals, Interval, Slot
 from otv_sdk.ports import CallContext, Page, SlotQuery
@@ -46,6 +47,7 @@ __all__ = ["ClaimAwareReader", "ClaimSource", "PartnerAvailability"]
 
 # The associated data the slot page tokens are sealed with: a sealed value from elsewhere does not open.
 _TOKEN_PURPOSE = "otv.FindSlots.page_token"
+_SLOTS_PER_STEP = 250
 
 
 class ClaimSource(Protocol):
@@ -55,6 +57,15 @@ class ClaimSource(Protocol):
         """Valid claims overlapping [lo, hi) per column (all columns if none are named), sorted by
         start; `ignore` leaves out one owner's claim, `written=False` the bookings already in the PVS."""
         ...
+
+
+def _slots(triples: Sequence[tuple[str, int, int]]) -> Generator[None, None, list[Slot]]:
+    """The page's slots as objects, a few hundred per step (a page of 1000 takes about 2 ms)."""
+    slots: list[Slot] = []
+    for at in range(0, len(triples), _SLOTS_PER_STEP):
+        slots.extend(Slot(c, to_datetime(s), to_datetime(e)) for c, s, e in triples[at : at + _SLOTS_PER_STEP])
+        yield
+    return slots
 
 
 def _query_key(query: SlotQuery) -> str:
@@ -124,7 +135,7 @@ class PartnerAvailability:
         if more and page:
             last_column, last_start, _ = page[-1]
             token = self._token(query, (last_start, found.column_ids.index(last_column)))
-        return Page([Slot(c, to_datetime(s), to_datetime(e)) for c, s, e in page], token)
+        return Page(await run_sliced(_slots(page)), token)
 
     def _token(self, query: SlotQuery, after: tuple[int, int]) -> str:
         payload = json.dumps({"q": _query_key(query), "s": after[0], "c": after[1]}, separators=(",", ":"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from gateway.sliced_work import run_sliced
 from otv_rules.availability import AvailabilityEngine, SlotArray, SlotPolicy
 from otv_rules.availability_service import EngineKeeper, engine_for_window, find_slots_from, free_time_from
 from otv_rules.working_time import working_time
@@ -127,7 +128,9 @@ class PracticeReader(ReaderPort):
         after: tuple[int, int] | None,
         taken: Mapping[str, IntervalArray],
     ) -> SlotArray:
-        """Slots with more busy time for this query (the gateway's claims), from position `after` on."""
+        """Slots with more busy time for this query (the gateway's claims), from position `after` on.
+
+        A column at a time, in slices that let other calls in between (sliced_work.py)."""
         engine = await self._engine(ctx, window)
         lo, hi = from_datetime(window.start), from_datetime(window.end)
-        return engine.slots(type_id, lo, hi, column_ids, limit=limit, after=after, taken=taken)
+        return await run_sliced(engine.slot_steps(type_id, lo, hi, column_ids, limit=limit, after=after, taken=taken))

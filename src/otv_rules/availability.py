@@ -24,8 +24,9 @@ the booking areas' wall-clock spans (`wallclock.py`, exact on daylight-saving da
 from __future__ import annotations
 
 import time as _time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +38,20 @@ from otv_sdk.timeline import EMPTY, IntervalArray, Seconds, intersect, normalize
 
 __all__ = ["AvailabilityEngine", "OutsideHorizon", "SlotArray", "SlotPolicy"]
 
+T = TypeVar("T")
+
 _MINUTE = 60
+# How often a paused slot search starts over after a change before it runs to the end at once.
+_RESTARTS = 3
+
+
+def _finish(steps: Generator[None, None, T]) -> T:
+    """Run a stepwise computation to its end at once."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return cast(T, done.value)
 
 
 class OutsideHorizon(ValueError):
@@ -190,6 +204,7 @@ class AvailabilityEngine:
         self._position = {c: i for i, c in enumerate(self._order)}
         self._types = {t.id: t for t in calendar.appointment_types}
         self._holds: dict[str, tuple[str, int, int, int]] = {}
+        self._version = 0  # bumped by every change: a search paused in between starts over
         self._columns: dict[str, _Column] = {}
         lo, hi = horizon
         for column_id in self._order:
@@ -307,6 +322,49 @@ class AvailabilityEngine:
         `taken`: more busy time per column for this query only (the gateway's claims: holds and
         bookings in flight), blocking exactly as busy time does, buffer included.
         """
+        return _finish(self._slot_pass(type_id, lo, hi, column_ids, limit, after, taken))
+
+    def slot_steps(
+        self,
+        type_id: str,
+        lo: int,
+        hi: int,
+        column_ids: Sequence[str] = (),
+        *,
+        limit: int | None = None,
+        after: tuple[int, int] | None = None,
+        taken: Mapping[str, IntervalArray] | None = None,
+    ) -> Generator[None, None, SlotArray]:
+        """`slots` one column at a time: the generator pauses after each column, and returns what
+        `slots` would. A page over every column of a practice takes milliseconds; a caller on an
+        event loop runs a few steps at a time and lets other work in between.
+
+        The answer is that of one state of the engine: a change between two steps (a booking,
+        a hold) starts the search over, and after a few such restarts the last pass runs without
+        pausing, so a busy practice still gets its answer."""
+        for _ in range(_RESTARTS):
+            version = self._version
+            steps = self._slot_pass(type_id, lo, hi, column_ids, limit, after, taken)
+            try:
+                while True:
+                    next(steps)
+                    yield
+                    if self._version != version:
+                        break
+            except StopIteration as done:
+                return cast(SlotArray, done.value)
+        return _finish(self._slot_pass(type_id, lo, hi, column_ids, limit, after, taken))
+
+    def _slot_pass(
+        self,
+        type_id: str,
+        lo: int,
+        hi: int,
+        column_ids: Sequence[str],
+        limit: int | None,
+        after: tuple[int, int] | None,
+        taken: Mapping[str, IntervalArray] | None,
+    ) -> Generator[None, None, SlotArray]:
         self._check_window(lo, hi)
         kind = self.appointment_type(type_id)
         if column_ids:
@@ -351,6 +409,7 @@ class AvailabilityEngine:
                 found += int(column_starts.shape[0])
                 if limit is not None and found >= limit:
                     cutoff = int(np.partition(np.concatenate(starts), limit - 1)[limit - 1])
+                yield
         if not starts:
             return SlotArray(tuple(self._order), np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64), duration)
         # One int64 key per slot, (start - lo) shifted left with the column position in the low bits,
@@ -420,6 +479,7 @@ class AvailabilityEngine:
         """Something now occupies [start, end) in the column (appointment, reservation, absence)."""
         column = self._column_for_change(column_id, start, end)
         at = int(np.searchsorted(column.blocked_starts, start, side="left"))
+        self._version += 1
         column.blocked_starts = np.insert(column.blocked_starts, at, start)
         column.blocked_ends = np.insert(column.blocked_ends, at, end)
         column.longest_block = max(column.longest_block, end - start)
@@ -430,6 +490,7 @@ class AvailabilityEngine:
         """What occupied [start, end) is gone (cancelled, moved, deleted)."""
         column = self._column_for_change(column_id, start, end)
         lo = int(np.searchsorted(column.blocked_starts, start, side="left"))
+        self._version += 1
         hi = int(np.searchsorted(column.blocked_starts, start, side="right"))
         matches = np.flatnonzero(column.blocked_ends[lo:hi] == end)
         if matches.shape[0] == 0:
@@ -451,9 +512,11 @@ class AvailabilityEngine:
         """A provisional hold blocks like busy time until `expire`; expired holds block nothing."""
         self._column_for_change(column_id, start, end)
         self._holds[hold_id] = (column_id, start, end, expire)
+        self._version += 1
 
     def remove_hold(self, hold_id: str) -> None:
         self._holds.pop(hold_id, None)
+        self._version += 1
 
     def _column_for_change(self, column_id: str, start: int, end: int) -> _Column:
         column = self._columns.get(column_id)
