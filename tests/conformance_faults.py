@@ -70,7 +70,7 @@ from otv_sdk.reference.sandbox import ReferenceSandbox, insert_practice
 from otv_sdk.reference.writer import ReferenceCalendarWriter
 from otv_sdk.timeline import IntervalArray, concatenate, from_datetime, to_datetime
 
-__all__ = ["FAULTS", "IN_PROCESS_ONLY", "SERVER_FAULTS", "UNCAUGHT", "reference"]
+__all__ = ["FAULTS", "SERVER_FAULTS", "UNCAUGHT", "reference"]
 
 T = TypeVar("T")
 
@@ -1463,12 +1463,17 @@ def extra_appointments_unannounced() -> Adapter:
     return _build(writer=_ExtraUnannounced)
 
 
-# Faults no check can see through the remote transport, with why: the contract does not carry what
-# they get wrong back to the gateway. tests/test_conformance_remote.py runs every other fault remotely.
-IN_PROCESS_ONLY: dict[str, str] = {
-    name: "the contract reads no category, source partner or type of a written entry back"
-    for name in ("writes_without_category", "source_partner_of_first_write", "writes_one_appointment_type")
-}
+class _SourceFromDeletingCall(ReferenceCalendarWriter):
+    async def delete_appointment(self, ctx: CallContext, pvs_id: str) -> CalendarEntry | None:
+        removed = await super().delete_appointment(ctx, pvs_id)
+        return None if removed is None else replace(removed, partner_id=ctx.partner_id)
+
+
+@fault("pvs.write.source")
+def source_partner_of_deleting_call() -> Adapter:
+    """The delete answers with the partner of its own call (otv-partner-id) as the entry's source
+    instead of the one stored: an entry cancelled for another partner names the wrong source."""
+    return _build(writer=_SourceFromDeletingCall)
 
 
 def reference() -> Adapter:

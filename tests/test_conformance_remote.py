@@ -4,10 +4,11 @@ Vendors certify remote adapters with `otv conformance run --remote`; what the su
 the gateway's PracticeDataService client, a real gRPC link and the change stream, not the Python
 ports. So each faulty adapter of conformance_faults.py is also served by the SDK's adapter server
 (`serve_adapters`, what `otv adapter serve` runs) and certified remotely, and must fail with the
-case that names its rule, exactly as in-process (test_conformance.py). The few faults the contract
-cannot carry back to the gateway (`IN_PROCESS_ONLY`) are run too and must still be certified with
-the case's note saying why: a visible limit of the contract, not a silent one. `SERVER_FAULTS` are
-bugs of the server rather than of the data access (no heartbeats), which exist only remotely.
+case that names its rule, exactly as in-process (test_conformance.py). Every fault runs remotely:
+what a written entry was stored with (source partner, category, appointment type) comes back in
+DeleteCalendarEntryResponse since suite 1.3.0, and `SOURCE_FAULTS` must fail naming the field they
+get wrong. `SERVER_FAULTS` are bugs of the server rather than of the data access (no heartbeats),
+which exist only remotely.
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ from otv_sdk.ports import Adapter
 # The watch's idle heartbeat: the vendor guide's 15 s would make every run wait that long for
 # pvs.changes.heartbeat; the case's budget (20 s) is what matters, and `no_heartbeats` tests it.
 HEARTBEAT_SECONDS = 0.5
-REMOTE_FAULTS = sorted(set(conformance_faults.FAULTS) - set(conformance_faults.IN_PROCESS_ONLY))
+# The faults of the written entry's source, with the field each must be failed on: before the delete
+# answer carried the stored entry, these passed remotely (issue 19).
+SOURCE_FAULTS = {
+    "writes_without_category": "category",
+    "source_partner_of_first_write": "source partner",
+    "source_partner_of_deleting_call": "source partner",
+    "writes_one_appointment_type": "appointment type",
+}
+REMOTE_FAULTS = sorted(set(conformance_faults.FAULTS) - set(SOURCE_FAULTS))  # SOURCE_FAULTS run below
 
 
 async def _certify_remotely(adapter: Adapter, **serve_options: Any) -> RunResult:
@@ -45,11 +54,11 @@ def _failed(run: RunResult) -> set[str]:
     return {r.case.id for r in run.results if r.result in (Result.FAIL, Result.ERROR)}
 
 
-def test_every_fault_runs_remotely_or_says_why_not_and_every_group_is_covered() -> None:
+def test_every_fault_runs_remotely_and_every_group_is_covered() -> None:
     faults = conformance_faults.FAULTS
-    assert set(conformance_faults.IN_PROCESS_ONLY) <= set(faults)
-    assert all(reason for reason in conformance_faults.IN_PROCESS_ONLY.values())
-    assert len(REMOTE_FAULTS) >= 60
+    assert set(SOURCE_FAULTS) <= set(faults)
+    assert all(faults[name][1] == "pvs.write.source" for name in SOURCE_FAULTS)
+    assert len(REMOTE_FAULTS) + len(SOURCE_FAULTS) == len(faults) >= 60
     cases = {c.id: c for c in all_cases()}
     groups = {cases[faults[name][1]].group.value for name in REMOTE_FAULTS}
     assert groups == {"reader", "writer", "pvs", "patients", "consent"}
@@ -85,12 +94,15 @@ async def test_every_uncaught_fault_is_still_certified_remotely(name: str) -> No
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(conformance_faults.IN_PROCESS_ONLY))
-async def test_in_process_only_faults_pass_remotely_with_the_limit_stated(name: str) -> None:
-    """The contract reads no category or source partner back: the case says so in the report rather
-    than passing silently. When the contract grows, this fails and the fault moves to REMOTE_FAULTS."""
+@pytest.mark.parametrize("name", sorted(SOURCE_FAULTS))
+async def test_a_written_entrys_source_type_and_category_are_certified_remotely(name: str) -> None:
+    """What the write sent comes back in the delete's answer as the PVS stored it, so a PVS that drops
+    the category or records the wrong source or type fails on exactly that field, not on a note."""
     factory, expected = conformance_faults.FAULTS[name]
     run = await _certify_remotely(factory("sandbox", {}))
-    assert run.certified, _not_passed(run)
+    assert not run.certified
+    assert _failed(run) == {expected}, _not_passed(run)  # everything else it does right
     result = next(r for r in run.results if r.case.id == expected)
-    assert result.message.startswith("not checkable remotely"), result.message
+    assert result.result is Result.FAIL
+    assert f"with {SOURCE_FAULTS[name]} " in result.message, result.message
+    assert "the PVS returned" in result.message, result.message

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SUITE_VERSION", "Case", "CheckFailed", "Group", "Result", "all_cases", "case", "check"]
 
-SUITE_VERSION = "1.2.0"  # 1.2.0: change feed over both transports, write source, slots in every column (issue 19)
+SUITE_VERSION = "1.3.0"  # 1.3.0: the written entry's source, type and category checked remotely too (issue 19)
 
 
 class Group(enum.Enum):

@@ -55,7 +55,7 @@ REQUIREMENTS: dict[str, str] = {
     "PV-11": "The sandbox reset leaves nothing: no calendar entries, no patients, none shared.",
     "PV-12": (
         "A write is stored with what the contract carries for it: appointment type, patient, reference, the"
-        " calling partner as its source and the online category."
+        " writing partner as its source and the online category; its delete returns it so, whoever deletes it."
     ),
     "PV-13": "An idle WatchDataChanges stream carries a heartbeat at least every 20 s and stays open.",
     "PA-1": "An existing patient is found by name and birth date, and not created again.",

@@ -191,27 +191,22 @@ async def write_exact(session: Session) -> None:
 
 
 @case("pvs.write.source", "PV-12", G)
-async def write_source(session: Session) -> str | None:
+async def write_source(session: Session) -> None:
     """Writes for partner A (S+6, a check-up) and partner B (F+6, a first consultation) are stored with
-    their appointment type, patient, reference, source partner and category: the delete returns the
-    entry as written."""
-    if session.remote:
-        return (
-            "not checkable remotely: the contract sends the source partner (otv-partner-id) and the category"
-            " with WriteCalendarEntry but reads neither back (DeleteCalendarEntryResponse has column and"
-            " interval only, checked by pvs.write.exact); checked for in-process adapters"
-        )
+    their appointment type, patient, reference, source partner and category: the delete, made for the
+    other partner, returns the entry as written (remotely: DeleteCalendarEntryResponse)."""
     writer = _writer(session)
     writes = (
-        ("S+6", session.partner_a, "dr-a", "kontrolle", "11:20"),
-        ("F+6", session.partner_b, "dr-b", "erstberatung", "11:30"),
+        ("S+6", session.partner_a, session.partner_b, "dr-a", "kontrolle", "11:20"),
+        ("F+6", session.partner_b, session.partner_a, "dr-b", "erstberatung", "11:30"),
     )
-    for day, partner, column_id, type_id, end in writes:
+    for day, partner, other, column_id, type_id, end in writes:
         entry = _entry(session, f"{day} 11:00", f"{day} {end}", column_id)
         entry = replace(entry, partner_id=partner, appointment_type_id=type_id)
-        ctx = CallContext(partner_id=partner, request_id=str(uuid.uuid4()))
-        written = await writer.write_appointment(ctx, entry)
-        removed = await writer.delete_appointment(ctx, written.pvs_id)
+        written = await writer.write_appointment(CallContext(partner_id=partner, request_id=str(uuid.uuid4())), entry)
+        removed = await writer.delete_appointment(
+            CallContext(partner_id=other, request_id=str(uuid.uuid4())), written.pvs_id
+        )
         asked = f"{_show(session, *_pair(entry))} in {column_id}"
         check(removed is not None, f"the delete of {asked} found nothing")
         assert removed is not None
@@ -222,8 +217,10 @@ async def write_source(session: Session) -> str | None:
             ("patient", entry.patient_id, removed.patient_id),
             ("reference", entry.reference, removed.reference),
         ):
-            check(got == want, f"written {asked} with {what} {want!r}; the PVS stored {got!r}")
-    return None
+            check(
+                got == want,
+                f"written {asked} for {partner} with {what} {want!r}; deleted for {other}, the PVS returned {got!r}",
+            )
 
 
 @case("pvs.delete.exact", "PV-7", G)
