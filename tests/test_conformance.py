@@ -119,6 +119,13 @@ def test_cli_exit_codes_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "CERTIFIED" in printed
     assert main(["conformance", "verify", str(out / "report.json")]) == 0
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    # Every note a passing test carries in the report is printed under its line too.
+    lines = printed.splitlines()
+    noted = [t for t in report["tests"] if t["result"] == "pass" and t["message"]]
+    assert noted  # in-process, the heartbeat test passes with a note (the adapter server sends them)
+    for test in noted:
+        at = next(i for i, line in enumerate(lines) if line.split()[:2] == ["PASS", test["id"]])
+        assert lines[at + 1].strip() == f"note: {test['message']}"
     report["tests"][0]["duration_ms"] += 1
     (tmp_path / "modified.json").write_text(json.dumps(report), encoding="utf-8")
     assert main(["conformance", "verify", str(tmp_path / "modified.json")]) == 1

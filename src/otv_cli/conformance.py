@@ -61,10 +61,13 @@ def _signer(args: argparse.Namespace) -> Signer:
 
 
 def _progress(outcome: CaseResult) -> None:
+    """One line per test, and below it the test's message whatever the result: a failure's reason,
+    or the note a passing test carries (what it could not apply, and why), which the vendor must see
+    on the console as well as in the report."""
     mark = _MARK[outcome.result]
     line = f"  {mark:<5} {outcome.case.id:<42} {outcome.duration * 1000:7.0f} ms"
-    if outcome.result in (Result.FAIL, Result.ERROR):
-        line += f"\n        {outcome.message}"
+    if outcome.message:
+        line += f"\n        {'note: ' if outcome.result is Result.PASS else ''}{outcome.message}"
     print(line, flush=True)
 
 
