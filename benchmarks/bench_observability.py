@@ -29,10 +29,12 @@ from signed_partner import NO_PARTNER_LIMITS
 from otv_sdk.signing import Signer, generate_key_pair
 
 MODES = ("off", "on")
+# What each server observes: metrics, and tracing (its sample ratio) or none.
+OBSERVES = {"off": (False, None), "on": (True, 1.0), "metrics": (True, None), "tracing": (False, 1.0)}
 TARGET = 0.95
 
 
-async def _serve(mode: str, folder: Path) -> None:
+async def _serve(mode: str, folder: Path, sample_ratio: float | None = None) -> None:
     from gateway.app import Gateway
     from gateway.config import parse_config
     from gateway.partners import PartnerRegistry
@@ -41,10 +43,11 @@ async def _serve(mode: str, folder: Path) -> None:
         "listen": "127.0.0.1:0",
         "state_store": f"sqlite:///{folder / mode}.sqlite",
         "rate_limit": NO_PARTNER_LIMITS,
-        "metrics": mode == "on",
+        "metrics": OBSERVES[mode][0],
     }
-    if mode == "on":
-        section["tracing"] = {"sample_ratio": 1.0}  # no endpoint: no exporter
+    ratio = OBSERVES[mode][1] if sample_ratio is None or OBSERVES[mode][1] is None else sample_ratio
+    if ratio is not None:
+        section["tracing"] = {"sample_ratio": ratio}  # no endpoint: no exporter
     practices = {"demo": {"adapter": {"plugin": "bench_signing:echo_adapter"}}}
     gateway = await Gateway.start(parse_config({"gateway": section, "practices": practices}, folder))
     registry = PartnerRegistry(gateway.router.store)
@@ -78,7 +81,8 @@ def run(seconds: float, concurrency: int, rounds: int) -> dict[str, Any]:
             for index in range(rounds):
                 for mode in MODES if index % 2 == 0 else tuple(reversed(MODES)):
                     process, port = servers[mode]
-                    samples[mode].append(asyncio.run(_load(port, seconds, concurrency, signer, process.pid)))
+                    load = _load(port, seconds, concurrency, "session", signer, process.pid)
+                    samples[mode].append(asyncio.run(load))
         finally:
             for process, _ in servers.values():
                 process.terminate()
@@ -102,11 +106,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=128, help="calls in flight")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=list(OBSERVES), help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--sample-ratio", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
-        asyncio.run(_serve(args.serve, args.folder))
+        asyncio.run(_serve(args.serve, args.folder, args.sample_ratio))
         return
     result = run(args.seconds, args.concurrency, args.rounds)
     print(f"signed GetPractice, medians of {args.rounds} rounds; CPU per call: gateway process / load generator")

@@ -11,16 +11,18 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gateway.state_store import Row, StateStore, Tx
-from otv_sdk.call_observation import End, ObservingInterceptor
+from otv_sdk.call_observation import Begin, End, ObservingInterceptor
 from otv_sdk.errors import OtvError
 from otv_sdk.ports import Adapter
 
@@ -32,6 +34,7 @@ __all__ = ["CONTENT_TYPE", "GatewayMetrics", "PracticeGauges"]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # From a cached read (sub-millisecond) to a PVS that takes its time; the call deadline is 30 s at most.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_BOUNDS = (*(repr(bound) for bound in _BUCKETS), "+Inf")  # the `le` labels, spelt as prometheus_client does
 _DATA_PORTS = ("calendar", "calendar_writer", "patients", "consents")
 
 
@@ -60,24 +63,65 @@ class _GaugeCollector(Collector):
             yield family
 
 
+class _MethodCalls:
+    """One method's calls: started, handled by code, and the handling-time histogram.
+
+    Plain numbers, no lock: they are changed only by the event loop's thread (grpc.aio runs every
+    handler there) and read at a scrape, which runs there too. A prometheus_client child would
+    take a lock for each of the four updates of a call."""
+
+    __slots__ = ("codes", "counts", "labels", "started", "total")
+
+    def __init__(self, labels: tuple[str, str, str]) -> None:
+        self.labels = labels
+        self.started = 0
+        self.counts = [0] * (len(_BUCKETS) + 1)  # per bucket, not cumulative; the last is +Inf
+        self.total = 0.0
+        self.codes: dict[grpc.StatusCode, int] = {}
+
+    def begin(self, context: object) -> float:
+        self.started += 1
+        return time.perf_counter()
+
+    def end(self, at: float, code: grpc.StatusCode) -> None:
+        seconds = time.perf_counter() - at
+        self.counts[bisect_left(_BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
+        self.total += seconds
+        codes = self.codes
+        codes[code] = codes.get(code, 0) + 1
+
+
+class _CallCollector(Collector):
+    """grpc_server_started_total, grpc_server_handled_total and grpc_server_handling_seconds."""
+
+    def __init__(self) -> None:
+        self.methods: dict[str, _MethodCalls] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["grpc_type", "grpc_service", "grpc_method"]
+        started = CounterMetricFamily("grpc_server_started", "RPCs started on the server", labels=labels)
+        handled = CounterMetricFamily(
+            "grpc_server_handled", "RPCs completed on the server, whatever their status", labels=[*labels, "grpc_code"]
+        )
+        handling = HistogramMetricFamily(
+            "grpc_server_handling_seconds",
+            "time from the start of an RPC to its status (streams: their whole life)",
+            labels=labels,
+        )
+        for calls in list(self.methods.values()):
+            started.add_metric(calls.labels, calls.started)
+            for code, count in list(calls.codes.items()):
+                handled.add_metric([*calls.labels, code.name], count)
+            cumulative = list(accumulate(calls.counts))
+            handling.add_metric(calls.labels, list(zip(_BOUNDS, cumulative, strict=True)), calls.total)
+        yield from (started, handled, handling)
+
+
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        labels = ["grpc_type", "grpc_service", "grpc_method"]
-        self.started = Counter("grpc_server_started", "RPCs started on the server", labels, registry=self.registry)
-        self.handled = Counter(
-            "grpc_server_handled",
-            "RPCs completed on the server, whatever their status",
-            [*labels, "grpc_code"],
-            registry=self.registry,
-        )
-        self.handling = Histogram(
-            "grpc_server_handling_seconds",
-            "time from the start of an RPC to its status (streams: their whole life)",
-            labels,
-            buckets=_BUCKETS,
-            registry=self.registry,
-        )
+        self.calls = _CallCollector()
+        self.registry.register(self.calls)
         self.port_seconds = Histogram(
             "otv_adapter_call_seconds",
             "data-port calls to a practice's adapter (in-process plugin, remote adapter server or connector)",
@@ -107,42 +151,28 @@ class GatewayMetrics:
         )
         self.gauges = PracticeGauges()
         self.registry.register(_GaugeCollector(self.gauges))
-        self._kinds: dict[str, str] = {}
         self._ports: dict[tuple[str, str], tuple[Any, _MeteredPort]] = {}
         self._practices: tuple[str, ...] = ()
         self._store: StateStore | None = None
 
     def interceptor(self) -> grpc.aio.ServerInterceptor:
         """Started, handled and handling time of every call; outermost but request decoding."""
-        started, handled, handling = self.started, self.handled, self.handling
-        # Label children looked up once per method (and code): `labels()` takes a lock and hashes.
-        children: dict[str, tuple[Any, Any, tuple[str, str, str]]] = {}
-        outcomes: dict[tuple[str, grpc.StatusCode], Any] = {}
+        methods = self.calls.methods
 
-        def begin(method: str, context: grpc.aio.ServicerContext[Any, Any]) -> End:
-            known = children.get(method)
-            if known is None:
+        def hooks(method: str, kind: str) -> tuple[Begin, End]:
+            calls = methods.get(method)
+            if calls is None:
                 service, _, name = method[1:].partition("/")
-                labels = (self._kinds.get(method, "unary"), service, name)
-                known = children[method] = (started.labels(*labels), handling.labels(*labels), labels)
-            count, timer, labels = known
-            count.inc()
-            at = time.perf_counter()
+                calls = methods[method] = _MethodCalls((kind, service, name))
+            return calls.begin, calls.end
 
-            def end(code: grpc.StatusCode) -> None:
-                timer.observe(time.perf_counter() - at)
-                outcome = outcomes.get((method, code))
-                if outcome is None:
-                    outcome = outcomes[(method, code)] = handled.labels(*labels, code.name)
-                outcome.inc()
+        def unknown(method: str) -> None:  # one series for them all: a caller cannot add labels
+            calls = methods.get("")
+            if calls is None:
+                calls = methods[""] = _MethodCalls(("unknown", "unknown", "unknown"))
+            calls.end(calls.begin(None), grpc.StatusCode.UNIMPLEMENTED)
 
-            return end
-
-        def unknown(method: str) -> None:
-            started.labels("unknown", "unknown", "unknown").inc()
-            handled.labels("unknown", "unknown", "unknown", grpc.StatusCode.UNIMPLEMENTED.name).inc()
-
-        return _KindAware(begin, unknown, self._kinds)
+        return ObservingInterceptor(hooks, unknown)
 
     def watch_practices(
         self, practice_ids: Sequence[str], store: StateStore, watchers: Callable[[], dict[str, int]]
@@ -202,44 +232,6 @@ class GatewayMetrics:
                 self._ports[(practice_id, port)] = known
             replaced[port] = known[1]
         return dataclasses.replace(adapter, **replaced)
-
-
-class _KindAware(ObservingInterceptor):
-    """Learns each method's call type (unary, server_stream, bidi_stream) from its handler."""
-
-    def __init__(
-        self,
-        begin: Callable[[str, grpc.aio.ServicerContext[Any, Any]], End],
-        unknown: Callable[[str], None],
-        kinds: dict[str, str],
-    ) -> None:
-        super().__init__(begin, unknown)
-        self._kinds = kinds
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        method: str = handler_call_details.method
-        if method not in self._kinds:
-
-            async def learning(details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
-                handler = await continuation(details)
-                if handler is not None:
-                    self._kinds[method] = (
-                        "unary"
-                        if handler.unary_unary is not None
-                        else "server_stream"
-                        if handler.unary_stream is not None
-                        else "client_stream"
-                        if handler.stream_unary is not None
-                        else "bidi_stream"
-                    )
-                return handler
-
-            return await super().intercept_service(learning, handler_call_details)
-        return await super().intercept_service(continuation, handler_call_details)
 
 
 class _MeteredPort:

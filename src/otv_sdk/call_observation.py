@@ -1,26 +1,35 @@
 """Server interceptors that watch calls begin and end, for metrics and traces.
 
-`ObservingInterceptor` wraps every registered handler once per method (the handler's types and
-serializers are kept) and tells `begin` when a call starts; the function `begin` returns is told
-the call's final status code when it ends: OK, the code a handler aborted with, CANCELLED when the
-client went away, UNKNOWN for an exception no one turned into a status.
+`ObservingInterceptor` asks its `hooks(method, kind)` once per method for a `begin` and an `end`
+function, and wraps the method's handler once (its types and serializers kept). Per call the
+wrapper calls `begin(context)` as the call starts and `end(state, code)` as it ends, `state` being
+what `begin` returned, `code` the call's final status: OK, the code a handler aborted with,
+CANCELLED when the client went away, UNKNOWN for an exception no one turned into a status.
+
+Observation sits on every call, so its cost is kept to plain calls: no closure, coroutine or
+lock per call, and observers stacked in one server share one wrapper. When an observing
+interceptor's continuation is another's wrapper (metrics outside tracing, say), it wraps the
+handler underneath once with both observers' hooks (its own begin first, end last) instead of
+adding a second layer of coroutines around the call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
-__all__ = ["Begin", "End", "ObservingInterceptor", "final_code"]
+__all__ = ["Begin", "End", "Hooks", "ObservingInterceptor", "call_kind", "final_code"]
 
 _Context = grpc.aio.ServicerContext[Any, Any]
-End = Callable[[grpc.StatusCode], None]
-# (full method name, call context) -> the function told the call's final code
-Begin = Callable[[str, _Context], End]
+# told the call's context as it starts; returns the call's state
+Begin = Callable[[_Context], Any]
+# told that state and the call's final code as it ends
+End = Callable[[Any, grpc.StatusCode], None]
+# (full method name, call kind) -> the method's begin and end
+Hooks = Callable[[str, str], tuple[Begin, End]]
 
 
 def final_code(context: _Context, error: BaseException | None) -> grpc.StatusCode:
@@ -33,71 +42,111 @@ def final_code(context: _Context, error: BaseException | None) -> grpc.StatusCod
     return grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
 
 
+def call_kind(handler: grpc.RpcMethodHandler[Any, Any]) -> str:
+    """unary, server_stream, client_stream or bidi_stream (the grpc_type label's values)."""
+    if handler.unary_unary is not None:
+        return "unary"
+    if handler.unary_stream is not None:
+        return "server_stream"
+    return "client_stream" if handler.stream_unary is not None else "bidi_stream"
+
+
+def _joined(outer: tuple[Begin, End], inner: tuple[Begin, End]) -> tuple[Begin, End]:
+    first_begin, first_end = outer
+    then_begin, then_end = inner
+
+    def begin(context: _Context) -> tuple[Any, Any]:
+        return first_begin(context), then_begin(context)
+
+    def end(states: tuple[Any, Any], code: grpc.StatusCode) -> None:
+        try:
+            then_end(states[1], code)
+        finally:
+            first_end(states[0], code)
+
+    return begin, end
+
+
 async def _results(outcome: Any) -> AsyncIterator[Any]:
     if hasattr(outcome, "__aiter__"):
         async for item in outcome:
             yield item
-    elif inspect.isawaitable(outcome):
+    elif hasattr(outcome, "__await__"):
         await outcome
     elif outcome is not None:
         for item in outcome:
             yield item
 
 
-def _observed(handler: Any, method: str, begin: Begin) -> grpc.RpcMethodHandler[Any, Any]:
-    decode = handler.request_deserializer
-    encode = handler.response_serializer
+class _Observed(grpc.RpcMethodHandler):  # type: ignore[type-arg]
+    """A handler wrapped with hooks; `inner` and `hooks` let an outer observer join them."""
 
-    def single(call: Callable[[Any, _Context], Any]) -> Callable[[Any, _Context], Awaitable[Any]]:
-        async def answer(request: Any, context: _Context) -> Any:
-            end = begin(method, context)
-            error: BaseException | None = None
-            try:
-                outcome = call(request, context)
-                return await outcome if inspect.isawaitable(outcome) else outcome
-            except BaseException as failure:
-                error = failure
-                raise
-            finally:
-                end(final_code(context, error))
+    def __init__(self, inner: Any, hooks: tuple[Begin, End]) -> None:
+        self.inner = inner
+        self.hooks = hooks
+        self.request_streaming = inner.request_streaming
+        self.response_streaming = inner.response_streaming
+        self.request_deserializer = inner.request_deserializer
+        self.response_serializer = inner.response_serializer
+        self.unary_unary: Any = None
+        self.unary_stream: Any = None
+        self.stream_unary: Any = None
+        self.stream_stream: Any = None
+        begin, end = hooks
+        if inner.unary_unary is not None:
+            self.unary_unary = _single(inner.unary_unary, begin, end)
+        elif inner.unary_stream is not None:
+            self.unary_stream = _streaming(inner.unary_stream, begin, end)
+        elif inner.stream_unary is not None:
+            self.stream_unary = _single(inner.stream_unary, begin, end)
+        else:
+            self.stream_stream = _streaming(inner.stream_stream, begin, end)
 
-        return answer
 
-    def streaming(call: Callable[[Any, _Context], Any]) -> Callable[[Any, _Context], AsyncIterator[Any]]:
-        # grpc.aio tells an async generator handler from the others by its function: this must be one.
-        async def stream(request: Any, context: _Context) -> AsyncIterator[Any]:
-            end = begin(method, context)
-            error: BaseException | None = None
-            try:
-                async for item in _results(call(request, context)):
-                    yield item
-            except BaseException as failure:
-                error = failure
-                raise
-            finally:
-                end(final_code(context, error))
+def _single(call: Callable[[Any, _Context], Any], begin: Begin, end: End) -> Callable[[Any, _Context], Awaitable[Any]]:
+    async def answer(request: Any, context: _Context) -> Any:
+        state = begin(context)
+        try:
+            outcome = call(request, context)
+            if hasattr(outcome, "__await__"):
+                outcome = await outcome
+        except BaseException as failure:
+            end(state, final_code(context, failure))
+            raise
+        end(state, final_code(context, None))
+        return outcome
 
-        return stream
+    return answer
 
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(single(handler.unary_unary), decode, encode)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), decode, encode)
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(single(handler.stream_unary), decode, encode)
-    return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), decode, encode)
+
+def _streaming(call: Callable[[Any, _Context], Any], begin: Begin, end: End) -> Callable[[Any, _Context], Any]:
+    # grpc.aio tells an async generator handler from the others by its function: this must be one.
+    async def stream(request: Any, context: _Context) -> AsyncIterator[Any]:
+        state = begin(context)
+        error: BaseException | None = None
+        try:
+            async for item in _results(call(request, context)):
+                yield item
+        except BaseException as failure:
+            error = failure
+            raise
+        finally:
+            end(state, final_code(context, error))
+
+    return stream
 
 
 class ObservingInterceptor(grpc.aio.ServerInterceptor):
-    """Calls `begin(method, context)` as each call starts and its result as the call ends.
+    """Calls each method's `begin` as its calls start and `end` as they end (see the module).
 
     `unknown(method)`, when given, is told of calls to methods no handler serves (the server then
     answers UNIMPLEMENTED)."""
 
-    def __init__(self, begin: Begin, unknown: Callable[[str], None] | None = None) -> None:
-        self._begin = begin
+    def __init__(self, hooks: Hooks, unknown: Callable[[str], None] | None = None) -> None:
+        self._hooks = hooks
         self._unknown = unknown
-        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+        # per method: the handler the continuation gave, and its wrapper
+        self._wrapped: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
 
     async def intercept_service(
         self,
@@ -110,8 +159,13 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
             if self._unknown is not None:
                 self._unknown(method)
             return None
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:
-            wrapped = _observed(handler, method, self._begin)
-            self._wrapped[method] = wrapped
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        hooks = self._hooks(method, call_kind(handler))
+        if isinstance(handler, _Observed):  # another observer's wrapper: one wrapper for both
+            wrapped = _Observed(handler.inner, _joined(hooks, handler.hooks))
+        else:
+            wrapped = _Observed(handler, hooks)
+        self._wrapped[method] = (handler, wrapped)
         return wrapped

@@ -18,14 +18,15 @@ from typing import Any
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from otv_sdk.call_observation import End, ObservingInterceptor
+from otv_sdk.call_observation import Begin, End, ObservingInterceptor
 
 __all__ = ["TracingServerInterceptor", "client_interceptors"]
 
 _INSTRUMENTATION = "otv"
 _EMPTY = otel_context.Context()  # no caller's span: the call starts a trace
+_RANDOM_TRACE_ID = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
 
 
 def _split(method: str) -> tuple[str, str]:
@@ -34,14 +35,62 @@ def _split(method: str) -> tuple[str, str]:
 
 
 def _finish(span: Span, code: grpc.StatusCode) -> None:
+    if not span.is_recording():  # carried, not recorded: nothing to write down
+        return
     span.set_attribute("rpc.grpc.status_code", code.value[0])
     if code is not grpc.StatusCode.OK:
         span.set_status(Status(StatusCode.ERROR, code.name))
     span.end()
 
 
-def _tracer(provider: trace.TracerProvider | None) -> trace.Tracer:
-    return (provider or trace.get_tracer_provider()).get_tracer(_INSTRUMENTATION)
+class _Spans:
+    """Starts the spans of calls with one provider.
+
+    A recorded span costs the OpenTelemetry SDK some 10 to 30 µs; a gateway that traces without
+    an exporter (to carry partners' trace context to its adapters and trace ids into its logs)
+    would pay that on every call for spans no one ever sees. So when the provider is the SDK's and
+    no span processor is registered (checked per call: one can be added later), a span is only
+    carried: a non-recording span with the ids and sampling decision the SDK would have given it
+    (the caller's trace id, or a new one; a new span id; the provider's sampler asked), which is
+    what goes downstream in `traceparent` and into log lines. Any other provider starts its spans."""
+
+    def __init__(self, provider: trace.TracerProvider | None) -> None:
+        provider = provider or trace.get_tracer_provider()
+        self._tracer = provider.get_tracer(_INSTRUMENTATION)
+        # The SDK's TracerProvider keeps its processors here (not public API: checked, else recorded).
+        self._processors: Any = getattr(provider, "_active_span_processor", None)
+        self._sampler: Any = getattr(provider, "sampler", None)
+        self._ids: Any = getattr(provider, "id_generator", None)
+        layout_known = isinstance(getattr(self._processors, "_span_processors", None), tuple)
+        if not layout_known or self._sampler is None or self._ids is None:
+            self._processors = None
+
+    def start(self, name: str, parent: otel_context.Context | None, kind: SpanKind, attributes: Any) -> Span:
+        processors = self._processors
+        if processors is None or processors._span_processors:
+            return self._tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+        return self._carried(name, parent, kind)
+
+    def _carried(self, name: str, parent: otel_context.Context | None, kind: SpanKind) -> Span:
+        ids, sampler = self._ids, self._sampler  # both there: checked in __init__
+        caller = trace.get_current_span(parent).get_span_context()
+        if caller.is_valid:
+            trace_id = caller.trace_id
+            random_id = bool(getattr(caller.trace_flags, "random_trace_id", False))
+        else:
+            trace_id = ids.generate_trace_id()
+            random_id = ids.is_trace_id_random()
+        sampling = sampler.should_sample(parent, trace_id, name, kind)
+        flags = (TraceFlags.SAMPLED if sampling.decision.is_sampled() else 0) | (_RANDOM_TRACE_ID if random_id else 0)
+        return NonRecordingSpan(
+            SpanContext(
+                trace_id,
+                ids.generate_span_id(),
+                is_remote=False,
+                trace_flags=TraceFlags(flags),
+                trace_state=sampling.trace_state,
+            )
+        )
 
 
 class TracingServerInterceptor(ObservingInterceptor):
@@ -49,37 +98,41 @@ class TracingServerInterceptor(ObservingInterceptor):
     handler runs (each grpc.aio call runs in a task, with a context, of its own)."""
 
     def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
-        tracer = _tracer(tracer_provider)
+        spans = _Spans(tracer_provider)
 
-        def begin(method: str, context: grpc.aio.ServicerContext[Any, Any]) -> End:
+        def hooks(method: str, kind: str) -> tuple[Begin, End]:
             service, name = _split(method)
-            metadata = context.invocation_metadata() or ()
-            parent = _EMPTY
-            if any(key == "traceparent" for key, _ in metadata):
-                parent = propagate.extract({k: v for k, v in metadata if isinstance(v, str)})
-            span = tracer.start_span(
-                f"{service}/{name}",
-                context=parent,
-                kind=SpanKind.SERVER,
-                attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
-            )
-            otel_context.attach(trace.set_span_in_context(span, parent))  # never detached: the task ends
-            return lambda code: _finish(span, code)
+            span_name = f"{service}/{name}"
+            attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
-        super().__init__(begin)
+            def begin(context: grpc.aio.ServicerContext[Any, Any]) -> Span:
+                metadata = context.invocation_metadata() or ()
+                parent = _EMPTY
+                for key, _ in metadata:
+                    if key == "traceparent":
+                        parent = propagate.extract({k: v for k, v in metadata if isinstance(v, str)})
+                        break
+                span = spans.start(span_name, parent, SpanKind.SERVER, attributes)
+                otel_context.attach(trace.set_span_in_context(span, parent))  # never detached: the task ends
+                return span
+
+            return begin, _finish
+
+        super().__init__(hooks)
 
 
 class _Client:
-    def __init__(self, tracer: trace.Tracer) -> None:
-        self._tracer = tracer
+    def __init__(self, spans: _Spans) -> None:
+        self._spans = spans
 
     def _start(self, details: grpc.aio.ClientCallDetails) -> tuple[Span, grpc.aio.ClientCallDetails]:
         method = details.method.decode() if isinstance(details.method, bytes) else str(details.method)
         service, name = _split(method)
-        span = self._tracer.start_span(
+        span = self._spans.start(
             f"{service}/{name}",
-            kind=SpanKind.CLIENT,
-            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+            None,
+            SpanKind.CLIENT,
+            {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
         )
         carrier: dict[str, str] = {}
         propagate.inject(carrier, context=trace.set_span_in_context(span))
@@ -133,5 +186,5 @@ class _UnaryStream(_Client, grpc.aio.UnaryStreamClientInterceptor):
 
 def client_interceptors(tracer_provider: trace.TracerProvider | None = None) -> list[grpc.aio.ClientInterceptor]:
     """For a grpc.aio channel: a CLIENT span per call, its context sent in `traceparent`."""
-    tracer = _tracer(tracer_provider)
-    return [_UnaryUnary(tracer), _UnaryStream(tracer)]
+    spans = _Spans(tracer_provider)
+    return [_UnaryUnary(spans), _UnaryStream(spans)]
