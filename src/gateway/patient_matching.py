@@ -186,6 +186,12 @@ def _candidate(record: PatientRecord) -> Candidate:
     )
 
 
+def _settled(task: asyncio.Task[Any]) -> None:
+    """Marks a side read's failure as seen: the call already failed with its own error."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _digest(material: object) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
@@ -236,10 +242,17 @@ class PatientMatcher(PatientLookupPort):
             + [f"{c.kind.value}:{c.value}" for c in query.contacts]
         )
         async with self._lock(normalized.key):
-            # The partner's earlier answer (a retry) and the candidates are read at once.
-            seen, records = await asyncio.gather(
-                self._seen(ctx, fingerprint), self._data.list_patients_born_on(ctx, query.birth_date)
-            )
+            # The partner's earlier answer (a retry) is read from the store while the PVS reads the
+            # candidates: one task beside this one (gather would make two and a future).
+            reading = self._start_seen(ctx, fingerprint)
+            try:
+                records = await self._data.list_patients_born_on(ctx, query.birth_date)
+            except BaseException:
+                if reading is not None:
+                    reading.add_done_callback(_settled)
+                    reading.cancel()
+                raise
+            seen = None if reading is None else await reading
             if seen is not None:
                 patient_id, outcome = seen
                 earlier = next((r for r in records if r.id == patient_id and r.active), None)
@@ -299,11 +312,16 @@ class PatientMatcher(PatientLookupPort):
         sent = query.contacts if outcome is MatchOutcome.CREATED else None
         return _patient(ctx, record, sent), outcome
 
-    async def _seen(self, ctx: CallContext, fingerprint: str) -> tuple[str, str] | None:
-        """The patient and outcome this partner's request id was answered with, if it was."""
+    def _start_seen(self, ctx: CallContext, fingerprint: str) -> asyncio.Task[tuple[str, str] | None] | None:
+        """The store read of `_seen` under way, or None when there is no request id to look up."""
         if self._store is None or ctx.request_id is None:
             return None
-        request_id = ctx.request_id
+        return asyncio.ensure_future(self._seen(self._store, ctx, ctx.request_id, fingerprint))
+
+    async def _seen(
+        self, store: StateStore, ctx: CallContext, request_id: str, fingerprint: str
+    ) -> tuple[str, str] | None:
+        """The patient and outcome this partner's request id was answered with, if it was."""
 
         def read(tx: Tx) -> tuple[str, str] | None:
             row = tx.one(
@@ -317,7 +335,7 @@ class PatientMatcher(PatientLookupPort):
             stored = json.loads(str(row["result"]))
             return str(stored["patient"]), str(stored["outcome"])
 
-        return await self._store.run(read, durable=False)
+        return await store.run(read, durable=False)
 
     async def _remember(
         self, ctx: CallContext, fingerprint: str, patient_id: str, outcome: MatchOutcome | None, query: PatientQuery
@@ -344,11 +362,10 @@ class PatientMatcher(PatientLookupPort):
                 store_sent(tx, cipher, self._practice, patient_id, ctx.partner_id, sent, now)
             if request_id is None:
                 return
-            if tx.one("SELECT 1 FROM requests WHERE partner = ? AND request_id = ?", (ctx.partner_id, request_id)):
-                return  # another replica answered the same retry first; its answer stands
+            # Another replica may have answered the same retry first: its answer stands.
             tx.execute(
                 "INSERT INTO requests (partner, request_id, method, fingerprint, result, create_s)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (partner, request_id) DO NOTHING",
                 (ctx.partner_id, request_id, _METHOD, fingerprint, result, now),
             )
 

@@ -15,8 +15,8 @@ birth date), so the decision costs one index lookup however many patients the pr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 
 from otv_rules.contact_values import ContactValueError, normalize_email, normalize_phone
@@ -49,6 +49,10 @@ class Candidate:
     consent: ConsentState
 
 
+# A contact value as typed, told apart only by whether it is read as an e-mail or a phone number.
+_Spelling = tuple[bool, str]
+
+
 @dataclass(frozen=True, slots=True)
 class NormalizedQuery:
     given: tuple[str, ...]
@@ -57,16 +61,26 @@ class NormalizedQuery:
     phones: frozenset[str]
     emails: frozenset[str]
     contacts: tuple[Contact, ...]  # as normalised values, for storing
+    # The booking's contacts as typed, with their normalised values: a candidate's contact spelled
+    # the same way (the common case, a patient booking with what the practice has) is not parsed again.
+    spellings: Mapping[_Spelling, str] = field(default_factory=dict, compare=False)
 
     @property
     def key(self) -> str:
         return f"{self.family}|{self.birth_date.isoformat()}"
 
 
-def _normalize_contact(contact: Contact) -> Contact:
-    if contact.kind is ContactKind.EMAIL:
-        return Contact(contact.kind, normalize_email(contact.value))
-    return Contact(contact.kind, normalize_phone(contact.value))
+def _spelling(contact: Contact) -> _Spelling:
+    return contact.kind is ContactKind.EMAIL, contact.value
+
+
+def _normalized_value(contact: Contact, known: Mapping[_Spelling, str]) -> str:
+    """The comparable value; ContactValueError if it cannot be read as its kind."""
+    spelling = _spelling(contact)
+    value = known.get(spelling)
+    if value is None:
+        value = normalize_email(contact.value) if spelling[0] else normalize_phone(contact.value)
+    return value
 
 
 def normalize_query(query: PatientQuery) -> NormalizedQuery:
@@ -77,11 +91,14 @@ def normalize_query(query: PatientQuery) -> NormalizedQuery:
     if not family:
         raise InvalidArgument.field("family_name", "has no letters once titles and particles are removed")
     contacts: list[Contact] = []
+    spellings: dict[_Spelling, str] = {}
     for index, contact in enumerate(query.contacts):
         try:
-            contacts.append(_normalize_contact(contact))
+            value = _normalized_value(contact, spellings)
         except ContactValueError as error:
             raise InvalidArgument.field(f"contacts[{index}].value", str(error)) from None
+        spellings[_spelling(contact)] = value
+        contacts.append(Contact(contact.kind, value))
     return NormalizedQuery(
         given=given,
         family=family,
@@ -89,16 +106,17 @@ def normalize_query(query: PatientQuery) -> NormalizedQuery:
         phones=frozenset(c.value for c in contacts if c.kind is not ContactKind.EMAIL),
         emails=frozenset(c.value for c in contacts if c.kind is ContactKind.EMAIL),
         contacts=tuple(dict.fromkeys(contacts)),
+        spellings=spellings,
     )
 
 
-def _comparable(contacts: Iterable[Contact]) -> tuple[set[str], set[str]]:
+def _comparable(contacts: Iterable[Contact], query: NormalizedQuery) -> tuple[set[str], set[str]]:
     """A stored patient's contacts in comparable form; values that cannot be read are ignored."""
     phones: set[str] = set()
     emails: set[str] = set()
     for contact in contacts:
         try:
-            value = _normalize_contact(contact).value
+            value = _normalized_value(contact, query.spellings)
         except ContactValueError:
             continue
         (emails if contact.kind is ContactKind.EMAIL else phones).add(value)
@@ -106,7 +124,7 @@ def _comparable(contacts: Iterable[Contact]) -> tuple[set[str], set[str]]:
 
 
 def _shares_contact(candidate: Candidate, query: NormalizedQuery) -> bool:
-    phones, emails = _comparable(candidate.contacts)
+    phones, emails = _comparable(candidate.contacts, query)
     return bool(phones & query.phones or emails & query.emails)
 
 
@@ -130,5 +148,5 @@ def decide(query: NormalizedQuery, candidates: Iterable[Candidate]) -> Candidate
 
 def new_contacts(query: NormalizedQuery, patient_contacts: Sequence[Contact]) -> tuple[Contact, ...]:
     """Contacts from the booking that the patient's record does not have (for a note, never stored over)."""
-    phones, emails = _comparable(patient_contacts)
+    phones, emails = _comparable(patient_contacts, query)
     return tuple(c for c in query.contacts if c.value not in (emails if c.kind is ContactKind.EMAIL else phones))
