@@ -20,9 +20,8 @@ import asyncio
 import contextvars
 import time
 import types
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -211,18 +210,34 @@ class PartnerRateLimits:
         """What `take` would say, without taking: to refuse a call cheaply before verifying it."""
         return self._of(partner_id).bucket.wait()
 
-    @asynccontextmanager
-    async def turn(
-        self, partner_id: str, patience: float | None = None, meter: CpuMeter | None = None
-    ) -> AsyncIterator[CpuMeter]:
+    def turn(self, partner_id: str, patience: float | None = None, meter: CpuMeter | None = None) -> _Turn:
         """Serve the call once it is the partner's turn: in arrival order, and once the partner's
         share of the replica's time is no longer overdrawn. Overloaded if too many calls wait, or
         if the share would be back only after `patience` seconds (the call's remaining deadline).
         The call is charged what the meter it gets counts (run it with `metered`), which may already
-        hold what admitting the call cost."""
-        state = self._of(partner_id)
+        hold what admitting the call cost. (An object, not a generator: it runs on every call.)"""
+        return _Turn(self._of(partner_id), patience, meter or CpuMeter())
+
+
+# A call does not wait longer than this for its partner's share; it is refused with RetryInfo.
+_MAX_WAIT = 5.0
+
+
+class _Turn:
+    """One call's turn (PartnerRateLimits.turn): `async with` it around serving the call."""
+
+    __slots__ = ("_meter", "_patience", "_state", "_token")
+
+    def __init__(self, state: _Partner, patience: float | None, meter: CpuMeter) -> None:
+        self._state = state
+        self._patience = patience
+        self._meter = meter
+        self._token: contextvars.Token[CpuMeter | None] | None = None
+
+    async def __aenter__(self) -> CpuMeter:
+        state = self._state
         if state.turns.locked() and state.waiting >= state.queued:
-            raise Overloaded(self._MAX_WAIT)
+            raise Overloaded(_MAX_WAIT)
         state.waiting += 1
         try:
             await state.turns.acquire()
@@ -234,19 +249,19 @@ class PartnerRateLimits:
                 # Wait for the share, while the partner's other calls wait behind this one. A call that
                 # would wait too long is refused only after waiting what it could: refusing at once
                 # would let a partner that ignores RetryInfo make the refusals themselves the load.
-                wait = min(debt, self._MAX_WAIT, max(0.0, patience - 0.05) if patience is not None else debt)
+                patience = self._patience
+                wait = min(debt, _MAX_WAIT, max(0.0, patience - 0.05) if patience is not None else debt)
                 await asyncio.sleep(wait)
                 if debt > wait:
                     raise Overloaded(debt - wait)
-            meter = meter or CpuMeter()
-            token = CURRENT_METER.set(meter)
-            try:
-                yield meter
-            finally:
-                CURRENT_METER.reset(token)
-                state.budget.charge(meter.seconds)
-        finally:
+        except BaseException:
             state.turns.release()
+            raise
+        self._token = CURRENT_METER.set(self._meter)
+        return self._meter
 
-    # A call does not wait longer than this for its partner's share; it is refused with RetryInfo.
-    _MAX_WAIT = 5.0
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            CURRENT_METER.reset(self._token)
+        self._state.budget.charge(self._meter.seconds)
+        self._state.turns.release()
