@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -22,6 +23,8 @@ from patient_env import as_partner
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import Gateway
+from gateway.config import TracingConfig
+from gateway.metrics import GatewayMetrics
 from gateway.observability import JsonFormatter
 from otv_sdk.adapter_server import serve_adapters
 from otv_sdk.client import PartnerClient
@@ -194,3 +197,111 @@ def test_json_lines_carry_the_active_spans_ids() -> None:
     assert event["trace_id"] == format(span.get_span_context().trace_id, "032x")
     assert event["span_id"] == format(span.get_span_context().span_id, "016x")
     assert "trace_id" not in json.loads(JsonFormatter().format(record))
+
+
+CALLER_TRACE, CALLER_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize(
+    ("traceparent", "sample_ratio", "adapter_traces"),
+    [
+        (f"00-{CALLER_TRACE}-{CALLER_SPAN}-01", 0.0, "caller's"),  # the caller sampled: followed, ratio or not
+        (f"00-{CALLER_TRACE}-{CALLER_SPAN}-00", 1.0, "none"),  # the caller did not sample: nor does anyone after
+        (None, 1.0, "new"),
+        (None, 0.0, "none"),
+    ],
+)
+async def test_a_gateway_tracing_without_an_exporter_carries_the_trace_to_its_adapters(
+    traceparent: str | None, sample_ratio: float, adapter_traces: str
+) -> None:
+    """[gateway.tracing] without an endpoint: the gateway records nothing (no one would see it),
+    but its adapters see the trace, the sampling decision and span ids of the gateway's own."""
+    exporter = InMemorySpanExporter()
+    adapter_tracing = TracerProvider()
+    adapter_tracing.add_span_processor(SimpleSpanProcessor(exporter))
+    remote = await serve_adapters(
+        {PRACTICE: create_adapter(PRACTICE, reference_settings())},
+        interceptors=[TracingServerInterceptor(adapter_tracing)],
+    )
+    base = gateway_config({PRACTICE: {"adapter": {"remote": {"address": f"127.0.0.1:{remote.port}"}}}})
+    tracing = TracingConfig(sample_ratio=sample_ratio)
+    gateway = await Gateway.start(
+        base.model_copy(update={"gateway": base.gateway.model_copy(update={"tracing": tracing})})
+    )
+    register_test_partner(gateway)
+    called = time.time_ns()  # the gateway's own calls as it starts are traces of their own
+    try:
+        async with PartnerClient.connect(gateway.address, signer=signer()) as client:
+            metadata = None if traceparent is None else [("traceparent", traceparent)]
+            await client.get_practice(PRACTICE, metadata=metadata)
+    finally:
+        await gateway.stop(0)
+        await remote.stop(0)
+    spans = exporter.get_finished_spans()
+    # and so is its change watch, which it opens in the background
+    own = [s for s in spans if (s.start_time or 0) < called or s.name.endswith("/WatchDataChanges")]
+    adapter_side = [s for s in spans if s.kind is SpanKind.SERVER and s not in own]
+    if adapter_traces == "none":
+        assert adapter_side == []
+        return
+    assert adapter_side
+    trace_ids = {s.context.trace_id for s in adapter_side}
+    assert len(trace_ids) == 1  # one partner call, one trace
+    if adapter_traces == "caller's":
+        assert trace_ids == {int(CALLER_TRACE, 16)}
+    else:
+        assert trace_ids != {int(CALLER_TRACE, 16)}
+    for span in adapter_side:  # each the child of a span of the gateway's, not of the caller's
+        assert span.parent is not None
+        assert span.parent.is_remote
+        assert span.parent.span_id != int(CALLER_SPAN, 16)
+
+
+async def test_metrics_and_tracing_together_see_each_call_and_its_code() -> None:
+    """Stacked in one server (metrics outside tracing), they share one wrapper: both are told."""
+    exporter = InMemorySpanExporter()
+    tracing = TracerProvider()
+    tracing.add_span_processor(SimpleSpanProcessor(exporter))
+    gateway = await Gateway.start(gateway_config(REFERENCE), tracer_provider=tracing)
+    register_test_partner(gateway)
+    try:
+        async with PartnerClient.connect(gateway.address, signer=signer()) as client:
+            await client.get_practice(PRACTICE)
+            with pytest.raises(PermissionDenied):
+                await client.get_practice("no-such-practice")
+        samples = _samples(gateway.metrics.exposition().decode())
+    finally:
+        await gateway.stop(0)
+    calls = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER and s.name.endswith("/GetPractice")]
+    codes = sorted((s.attributes or {})["rpc.grpc.status_code"] for s in calls)
+    assert codes == [grpc.StatusCode.OK.value[0], grpc.StatusCode.PERMISSION_DENIED.value[0]]
+    handled = {
+        dict(labels)["grpc_code"]: value
+        for (name, labels), value in samples.items()
+        if name == "grpc_server_handled_total" and dict(labels)["grpc_method"] == "GetPractice"
+    }
+    assert handled == {"OK": 1, "PERMISSION_DENIED": 1}
+    count = [v for (name, labels), v in samples.items() if name == "grpc_server_handling_seconds_count"]
+    assert sum(count) >= 2
+
+
+def test_the_handling_histogram_counts_each_call_in_its_bucket_and_above() -> None:
+    metrics = GatewayMetrics()
+    method = "/otv.v1.ReaderService/GetPractice"
+    begin, end = metrics.interceptor()._hooks(method, "unary")  # type: ignore[attr-defined]
+    end(begin(None), grpc.StatusCode.OK)  # a quick call
+    end(time.perf_counter() - 0.0126, grpc.StatusCode.NOT_FOUND)  # one that took longer than 12.6 ms
+    samples = _samples(metrics.exposition().decode())
+    labels = {"grpc_type": "unary", "grpc_service": "otv.v1.ReaderService", "grpc_method": "GetPractice"}
+
+    def bucket(le: str) -> float:
+        return samples[("grpc_server_handling_seconds_bucket", frozenset({**labels, "le": le}.items()))]
+
+    assert bucket("0.01") <= 1  # the slow call is not in it, whatever the quick one took
+    assert bucket("30.0") == 2
+    assert bucket("+Inf") == 2
+    assert samples[("grpc_server_handling_seconds_count", frozenset(labels.items()))] == 2
+    assert samples[("grpc_server_handling_seconds_sum", frozenset(labels.items()))] >= 0.0126
+    assert samples[("grpc_server_started_total", frozenset(labels.items()))] == 1
+    for code in ("OK", "NOT_FOUND"):
+        assert samples[("grpc_server_handled_total", frozenset({**labels, "grpc_code": code}.items()))] == 1

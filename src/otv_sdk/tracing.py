@@ -18,7 +18,16 @@ from typing import Any
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
 from otv_sdk.call_observation import Begin, End, ObservingInterceptor
 
@@ -43,6 +52,30 @@ def _finish(span: Span, code: grpc.StatusCode) -> None:
     span.end()
 
 
+def _root_decision(sampler: Any) -> Callable[[int], bool] | None:
+    """For the SDK's usual sampler, `ParentBased` with its default delegates (a caller's decision
+    is followed) around a ratio or a constant: the root's decision as a plain comparison, which
+    is what `should_sample` computes for it (asking it costs a few µs per call). Else None."""
+    try:
+        from opentelemetry.sdk.trace import sampling
+    except ImportError:  # the API alone: no SDK sampler to know
+        return None
+    if type(sampler) is not sampling.ParentBased:
+        return None
+    delegates = (fields := vars(sampler)).get("_remote_parent_sampled"), fields.get("_local_parent_sampled")
+    refusals = fields.get("_remote_parent_not_sampled"), fields.get("_local_parent_not_sampled")
+    if any(d is not sampling.ALWAYS_ON for d in delegates) or any(r is not sampling.ALWAYS_OFF for r in refusals):
+        return None
+    root = fields.get("_root")
+    if type(root) is sampling.TraceIdRatioBased:
+        bound, limit = root.bound, sampling.TraceIdRatioBased.TRACE_ID_LIMIT
+        return lambda trace_id: trace_id & limit < bound
+    if root is sampling.ALWAYS_ON or root is sampling.ALWAYS_OFF:
+        decision = root is sampling.ALWAYS_ON
+        return lambda trace_id: decision
+    return None
+
+
 class _Spans:
     """Starts the spans of calls with one provider.
 
@@ -64,6 +97,7 @@ class _Spans:
         layout_known = isinstance(getattr(self._processors, "_span_processors", None), tuple)
         if not layout_known or self._sampler is None or self._ids is None:
             self._processors = None
+        self._root_sampled = _root_decision(self._sampler)
 
     def start(self, name: str, parent: otel_context.Context | None, kind: SpanKind, attributes: Any) -> Span:
         processors = self._processors
@@ -72,25 +106,25 @@ class _Spans:
         return self._carried(name, parent, kind)
 
     def _carried(self, name: str, parent: otel_context.Context | None, kind: SpanKind) -> Span:
-        ids, sampler = self._ids, self._sampler  # both there: checked in __init__
-        caller = trace.get_current_span(parent).get_span_context()
+        ids = self._ids  # there: checked in __init__
+        caller = INVALID_SPAN_CONTEXT if parent is _EMPTY else trace.get_current_span(parent).get_span_context()
         if caller.is_valid:
             trace_id = caller.trace_id
             random_id = bool(getattr(caller.trace_flags, "random_trace_id", False))
         else:
             trace_id = ids.generate_trace_id()
             random_id = ids.is_trace_id_random()
-        sampling = sampler.should_sample(parent, trace_id, name, kind)
-        flags = (TraceFlags.SAMPLED if sampling.decision.is_sampled() else 0) | (_RANDOM_TRACE_ID if random_id else 0)
-        return NonRecordingSpan(
-            SpanContext(
-                trace_id,
-                ids.generate_span_id(),
-                is_remote=False,
-                trace_flags=TraceFlags(flags),
-                trace_state=sampling.trace_state,
-            )
-        )
+        root_sampled = self._root_sampled
+        if root_sampled is None:  # a sampler of another kind: asked as the SDK asks it
+            sampling = self._sampler.should_sample(parent, trace_id, name, kind)
+            sampled, trace_state = sampling.decision.is_sampled(), sampling.trace_state
+        elif caller.is_valid:  # ParentBased with its default delegates: the caller decided
+            sampled, trace_state = caller.trace_flags.sampled, caller.trace_state
+        else:
+            sampled, trace_state = root_sampled(trace_id), None
+        flags = (TraceFlags.SAMPLED if sampled else 0) | (_RANDOM_TRACE_ID if random_id else 0)
+        context = SpanContext(trace_id, ids.generate_span_id(), False, TraceFlags(flags), trace_state)
+        return NonRecordingSpan(context)
 
 
 class TracingServerInterceptor(ObservingInterceptor):
