@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.encryption import FieldCipher
@@ -68,6 +68,22 @@ def _slots(triples: Sequence[tuple[str, int, int]]) -> Generator[None, None, lis
     return slots
 
 
+def _per_column(
+    computed: Sequence[ColumnIntervals],
+    claims: Mapping[str, IntervalArray],
+    combine: Callable[[IntervalArray, IntervalArray], IntervalArray],
+) -> Generator[None, None, list[ColumnIntervals]]:
+    """Each column with its claims combined in, one column per step (sliced_work.py)."""
+    result = []
+    for column in computed:
+        claimed = claims.get(column.column_id)
+        result.append(
+            column if claimed is None else ColumnIntervals(column.column_id, combine(column.intervals, claimed))
+        )
+        yield
+    return result
+
+
 def _query_key(query: SlotQuery) -> str:
     material = json.dumps(
         ["slots", query.appointment_type_id, query.window.start.isoformat(), query.window.end.isoformat(),
@@ -90,24 +106,14 @@ class PartnerAvailability:
         busy = await self._reader.list_busy_times(ctx, window, column_ids)
         lo, hi = from_datetime(window.start), from_datetime(window.end)
         pending = await self._claims(column_ids, lo, hi, written=False)
-        return [
-            ColumnIntervals(c.column_id, concatenate(c.intervals, pending[c.column_id].clipped(lo, hi)))
-            if c.column_id in pending
-            else c
-            for c in busy
-        ]
+        return await run_sliced(_per_column(busy, pending, lambda c, p: concatenate(c, p.clipped(lo, hi))))
 
     async def get_free_time(
         self, ctx: CallContext, window: Interval, column_ids: Sequence[str], ignore: str | None = None
     ) -> list[ColumnIntervals]:
         free = await self._reader.get_free_time(ctx, window, column_ids)
         claimed = await self._claims(column_ids, from_datetime(window.start), from_datetime(window.end), ignore)
-        return [
-            ColumnIntervals(c.column_id, subtract(c.intervals, normalize(claimed[c.column_id])))
-            if c.column_id in claimed
-            else c
-            for c in free
-        ]
+        return await run_sliced(_per_column(free, claimed, lambda c, p: subtract(c, normalize(p))))
 
     async def find_slots(self, ctx: CallContext, query: SlotQuery, ignore: str | None = None) -> Page[Slot]:
         calendar = await self._reader.list_calendars(ctx)
