@@ -2,7 +2,8 @@
 
     python benchmarks/bench_flood.py [--seconds 20] [--rounds 3] [--quiet-partners 3] [--quiet-rate 20]
         [--concurrency 64] [--flooder-rate PER_SECOND[:BURST]] [--kinds NAME,...] [--json PATH]
-        [--gateway-profile PATH] [--slow-callback-ms MS]
+        [--scheme session|ed25519] [--loop-steps] [--gateway-profile PATH] [--slow-callback-ms MS]
+        [--switch-interval-ms MS]
 
 Issue 15's acceptance point: while one partner sends requests at the maximum allowed sizes as fast
 as it can, the other partners' p99 latency for ListCalendars stays within 2x of its value without
@@ -11,7 +12,9 @@ that load.
 One signed gateway, in its own process, serves the availability benchmark's practice (scenario.py:
 20 columns, 730 days, ~30,000 appointments) in-process through the reference adapter, with its
 state in a SQLite file. Four partners are registered, each with its own key: a flooder and (by
-default) three quiet partners. Two more processes generate load, so neither measures the other's
+default) three quiet partners. Partners authenticate as the partner client does by default, with an
+otv-session-v1 session per channel (--scheme ed25519: a signature per call, whose nonce the gateway
+stores, as in the figures before 2026-11-30 23:00). Two more processes generate load, so neither measures the other's
 client CPU: the quiet process calls ListCalendars for each quiet partner on its own channel in an
 open loop, at a fixed interval (20 calls/s each by default, staggered), and times each call from
 the moment it was due, so a late start counts against the gateway (no coordinated omission). The
@@ -41,11 +44,20 @@ jobs waited for asyncio.to_thread's default executor (the admissions' store tran
 reference adapter's SQLite reads both go through it). The verdict compares the median of the
 per-round p99s of B with that of A; target: at most 2x.
 
+--loop-steps counts, in the gateway, the steps of its event loop (a callback, one step of a call's
+task) that took 1 ms or more of the loop thread's CPU time, per phase and by task (gRPC names a
+call's task after its method): what a quiet call can be stuck behind. Thread CPU time rather than
+wall time, so other work on the machine hardly changes it; it costs the loop a few microseconds a
+step.
+
 The gateway uses the configured default rate limit unless --flooder-rate gives the flooder its own
 (`gateway.partner_rate_limits`); --kinds floods with some of the requests only. For diagnosis:
 --gateway-profile writes cProfile statistics of the gateway's event-loop thread during the flood
 phases; --slow-callback-ms runs the gateway's loop in asyncio debug mode and lists, by task, the
-steps that held it longer (both slow the gateway: do not read the latency figures of such a run).
+steps that held it longer (both slow the gateway: do not read the latency figures of such a run);
+--switch-interval-ms sets the gateway process's GIL switch interval (sys.setswitchinterval; Python's
+default is 5 ms), to see how much the loop waits for the GIL while worker threads (the reference
+PVS's SQLite reads, admissions) hold it.
 
 Measured on the 2-core development machine (2026-11-30): before the per-partner limits, three runs
 with the defaults gave quiet ListCalendars p99 14.1 / 20.5 / 22.6 ms without the flood and 4775 /
@@ -59,6 +71,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import json
 import logging
 import os
@@ -74,7 +87,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -98,6 +111,7 @@ from otv_sdk.limits import (
     MAX_REQUEST_ID,
 )
 from otv_sdk.models import Interval
+from otv_sdk.session_signer import SessionSigner
 from otv_sdk.signing import Signer, generate_key_pair
 from otv_sdk.timewindow import add_months
 
@@ -109,6 +123,7 @@ PADDED_BYTES = 65_500  # just under MAX_PARTNER_REQUEST_BYTES (65,536)
 FLOOD_LEAD_SECONDS = 1.5  # the flood reaches its steady state before the quiet calls are timed
 LAG_TICK_SECONDS = 0.01
 TARGET_RATIO = 2.0
+LONG_STEP_MS = 1.0  # --loop-steps records steps of the gateway's loop at least this long (thread CPU)
 
 Raw = grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]  # bytes in and out: no (de)serialising
 
@@ -257,9 +272,59 @@ def _signers(folder: Path) -> dict[str, Signer]:
     return {p: Signer(k["key_id"], k["private"], "otv") for p, k in keys.items()}
 
 
-async def _serve(folder: Path, profile: Path | None, slow_callback_ms: float | None) -> None:
+Authenticate = Callable[[str, bytes], Awaitable[list[tuple[str, str]]]]
+
+
+def _authenticator(signer: Signer, channel: grpc.aio.Channel, scheme: str) -> Authenticate:
+    """Metadata for one call: otv-session-v1 (the partner client's default: a session per
+    channel, an HMAC per call) or otv-ed25519-v1 (a signature per call, a nonce the gateway stores)."""
+    if scheme == "session":
+        return SessionSigner(signer, channel).headers
+
+    async def signed(method: str, body: bytes) -> list[tuple[str, str]]:
+        return signer.headers(method, body)
+
+    return signed
+
+
+def _time_loop_steps(long_steps: list[tuple[float, float, str]]) -> None:
+    """Record every step of the loop (a callback, a task's step) that took LONG_STEP_MS of the loop
+    thread's CPU time or more: (when, CPU ms, the task's name or the callback's). CPU time of the
+    thread, not wall time, so what other processes on the machine do hardly changes the figure.
+    Patches asyncio's Handle: diagnosis only."""
+    run = asyncio.events.Handle._run
+
+    def timed(handle: asyncio.Handle) -> None:
+        began = time.thread_time()
+        run(handle)
+        took = (time.thread_time() - began) * 1000
+        if took >= LONG_STEP_MS:
+            callback = handle._callback  # type: ignore[attr-defined]
+            owner = getattr(callback, "__self__", None)  # a task's step or wakeup
+            name = owner.get_name() if isinstance(owner, asyncio.Task) else getattr(callback, "__qualname__", "?")
+            long_steps.append((time.time(), took, name))
+
+    asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+    collecting: list[float] = []
+
+    def collections(phase: str, info: dict[str, int]) -> None:
+        """Garbage collections of LONG_STEP_MS or more, as steps named after their generation."""
+        if phase == "start":
+            collecting[:] = [time.thread_time()]
+        elif collecting:
+            took = (time.thread_time() - collecting[0]) * 1000
+            if took >= LONG_STEP_MS:
+                long_steps.append((time.time(), took, f"(garbage collection, generation {info['generation']})"))
+
+    gc.callbacks.append(collections)
+
+
+async def _serve(folder: Path, profile: Path | None, slow_callback_ms: float | None, loop_steps: bool) -> None:
     """The gateway process: start, register the partners, tick, and stop on SIGTERM."""
     loop = asyncio.get_running_loop()
+    long_steps: list[tuple[float, float, str]] = []
+    if loop_steps:
+        _time_loop_steps(long_steps)
     if slow_callback_ms is not None:
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
         loop.set_debug(True)
@@ -295,6 +360,7 @@ async def _serve(folder: Path, profile: Path | None, slow_callback_ms: float | N
     tick.cancel()
     await gateway.stop(0)
     (folder / "ticks.json").write_text(json.dumps(ticks))
+    (folder / "steps.json").write_text(json.dumps(long_steps))
     if profiler is not None and profile is not None:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -306,15 +372,18 @@ def _ready_then_go() -> float:
     return float(sys.stdin.readline())
 
 
-async def _quiet(port: int, folder: Path, partners: list[str], rate: float, seconds: float) -> dict[str, Any]:
+async def _quiet(
+    port: int, folder: Path, partners: list[str], rate: float, seconds: float, scheme: str
+) -> dict[str, Any]:
     """Each quiet partner calls ListCalendars every 1/rate s on its own channel; times from when due."""
     signers = _signers(folder)
     body = reader_service_pb2.ListCalendarsRequest(parent=PARENT).SerializeToString()
     channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for _ in partners]
     calls: list[Raw] = [channel.unary_unary(QUIET_METHOD) for channel in channels]
-    for call, partner in zip(calls, partners, strict=True):  # connect, and check the answer once
+    auths = [_authenticator(signers[p], c, scheme) for p, c in zip(partners, channels, strict=True)]
+    for call, auth in zip(calls, auths, strict=True):  # connect (and open the session), check the answer
         for _ in range(3):
-            raw = await call(body, timeout=30, metadata=signers[partner].headers(QUIET_METHOD, body))
+            raw = await call(body, timeout=30, metadata=await auth(QUIET_METHOD, body))
         assert len(reader_service_pb2.ListCalendarsResponse.FromString(raw).columns) == len(COLUMNS)
     start_at = await asyncio.to_thread(_ready_then_go)
     cpu = _own_cpu_seconds()
@@ -323,17 +392,17 @@ async def _quiet(port: int, folder: Path, partners: list[str], rate: float, seco
     send_lags: list[float] = []
     codes: Counter[str] = Counter()
 
-    async def one(call: Raw, signer: Signer, due: float) -> None:
+    async def one(call: Raw, auth: Authenticate, due: float) -> None:
         send_lags.append((time.perf_counter() - due) * 1000)
         try:
-            await call(body, timeout=30, metadata=signer.headers(QUIET_METHOD, body))
+            await call(body, timeout=30, metadata=await auth(QUIET_METHOD, body))
             codes["OK"] += 1
             latencies.append((time.perf_counter() - due) * 1000)
         except grpc.aio.AioRpcError as error:
             codes[error.code().name] += 1
 
     async def partner_loop(index: int) -> None:
-        call, signer = calls[index], signers[partners[index]]
+        call, auth = calls[index], auths[index]
         offset = index / (rate * len(partners))  # staggered, so the partners' calls do not coincide
         tasks = []
         k = 0
@@ -341,7 +410,7 @@ async def _quiet(port: int, folder: Path, partners: list[str], rate: float, seco
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(call, signer, due)))
+            tasks.append(asyncio.create_task(one(call, auth, due)))
             k += 1
         await asyncio.gather(*tasks)
 
@@ -353,17 +422,19 @@ async def _quiet(port: int, folder: Path, partners: list[str], rate: float, seco
 
 
 async def _flood(
-    port: int, folder: Path, concurrency: int, seconds: float, seed: int, only: frozenset[str]
+    port: int, folder: Path, concurrency: int, seconds: float, seed: int, only: frozenset[str], scheme: str
 ) -> dict[str, Any]:
     """Keep `concurrency` calls in flight, round robin over the flood kinds, until the time is up."""
     signer = _signers(folder)[FLOODER]
     kinds = flood_kinds(seed, only)
     channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(4)]
     calls: list[dict[str, Raw]] = [{k.method: channel.unary_unary(k.method) for k in kinds} for channel in channels]
+    auths = [_authenticator(signer, channel, scheme) for channel in channels]
     for kind in kinds:  # connect (and, on the first run, let the gateway build its engine)
-        body = kind.body()
-        with contextlib.suppress(grpc.aio.AioRpcError):
-            await calls[0][kind.method](body, timeout=60, metadata=signer.headers(kind.method, body))
+        for index in range(len(channels)):
+            body = kind.body()
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await calls[index][kind.method](body, timeout=60, metadata=await auths[index](kind.method, body))
     start_at = await asyncio.to_thread(_ready_then_go)
     await asyncio.sleep(max(0.0, start_at - time.time()))
     cpu = _own_cpu_seconds()
@@ -380,9 +451,8 @@ async def _flood(
             body = kind.body()
             started = time.perf_counter()
             try:
-                await calls[index % len(calls)][kind.method](
-                    body, timeout=60, metadata=signer.headers(kind.method, body)
-                )
+                channel = index % len(calls)
+                await calls[channel][kind.method](body, timeout=60, metadata=await auths[channel](kind.method, body))
                 outcomes[kind.name, "OK"] += 1
                 ok_ms[kind.name].append((time.perf_counter() - started) * 1000)
             except grpc.aio.AioRpcError as error:
@@ -412,8 +482,9 @@ async def _flood(
 class Child:
     """A load process: started, waits until it says ready, goes when told, leaves its result."""
 
-    def __init__(self, role: str, folder: Path, port: int, extra: list[str]) -> None:
-        command = [sys.executable, __file__, "--role", role, "--folder", str(folder), "--port", str(port), *extra]
+    def __init__(self, role: str, folder: Path, port: int, scheme: str, extra: list[str]) -> None:
+        command = [sys.executable, __file__, "--role", role, "--folder", str(folder), "--port", str(port)]
+        command += ["--scheme", scheme, *extra]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def wait_ready(self) -> None:
@@ -461,6 +532,29 @@ def _tick_stats(ticks: list[tuple[float, float, int]], start: float, end: float)
     }
 
 
+def _step_stats(steps: list[tuple[float, float, str]], start: float, end: float) -> dict[str, Any]:
+    """Loop steps of LONG_STEP_MS CPU or more in the window: how many per second, the longest, and
+    by task (gRPC names a call's task after its method) the count and longest of those of 2 ms or more."""
+    took = [ms for at, ms, _ in steps if start <= at <= end]
+    seconds = end - start
+    by_task: dict[str, list[float]] = {}
+    for at, ms, name in steps:
+        if start <= at <= end and ms >= 2:
+            by_task.setdefault(re.sub(r"^Task-\d+$", "Task-N", name), []).append(ms)
+    return {
+        "long_steps_by_task": {
+            name: {"steps": len(ms), "max_ms": round(max(ms), 2)}
+            for name, ms in sorted(by_task.items(), key=lambda item: -len(item[1]))
+        },
+        "steps_over_1ms_per_s": round(sum(ms >= 1 for ms in took) / seconds, 2),
+        "steps_over_2ms_per_s": round(sum(ms >= 2 for ms in took) / seconds, 2),
+        "steps_over_5ms_per_s": round(sum(ms >= 5 for ms in took) / seconds, 2),
+        "step_max_ms": round(max(took, default=0.0), 2),
+        # CPU time of the loop spent in such steps, per second of the phase.
+        "long_step_fraction": round(sum(took) / 1000 / seconds, 4),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     seconds: float
@@ -471,6 +565,9 @@ class Settings:
     flooder_rate: RateLimitConfig | None
     profile: Path | None
     slow_callback_ms: float | None
+    switch_interval_ms: float | None
+    scheme: str
+    loop_steps: bool
     kinds: frozenset[str]
 
 
@@ -482,6 +579,7 @@ def _phase(
         "quiet",
         folder,
         port,
+        settings.scheme,
         [
             "--partners",
             ",".join(quiet_ids),
@@ -498,6 +596,7 @@ def _phase(
             "flood",
             folder,
             port,
+            settings.scheme,
             [
                 *("--concurrency", str(settings.concurrency), "--seconds", str(flood_seconds)),
                 *("--seed", str(seed), "--kinds", ",".join(sorted(settings.kinds))),
@@ -560,6 +659,10 @@ def _start_gateway(folder: Path, settings: Settings) -> tuple[subprocess.Popen[b
         command += ["--gateway-profile", str(settings.profile.resolve())]
     if settings.slow_callback_ms is not None:
         command += ["--slow-callback-ms", str(settings.slow_callback_ms)]
+    if settings.switch_interval_ms is not None:
+        command += ["--switch-interval-ms", str(settings.switch_interval_ms)]
+    if settings.loop_steps:
+        command += ["--loop-steps"]
     log = (folder / "gateway.log").open("wb")
     process = subprocess.Popen(command, stderr=log)
     port_file = folder / "gateway.port"
@@ -608,7 +711,9 @@ def run(settings: Settings) -> dict[str, Any]:
         phases: list[dict[str, Any]] = []
         try:
             # Warm-up: connections, the reader's 25-month engine, the first patients; not measured.
-            warm = Child("flood", folder, port, ["--concurrency", "4", "--seconds", "2", "--seed", "0"])
+            warm = Child(
+                "flood", folder, port, settings.scheme, ["--concurrency", "4", "--seconds", "2", "--seed", "0"]
+            )
             warm.wait_ready()
             warm.go(time.time())
             time.sleep(2)
@@ -628,9 +733,15 @@ def run(settings: Settings) -> dict[str, Any]:
         ticks: list[tuple[float, float, int]] = (
             json.loads((folder / "ticks.json").read_text()) if (folder / "ticks.json").exists() else []
         )
+        long_steps: list[tuple[float, float, str]] = (
+            json.loads((folder / "steps.json").read_text()) if settings.loop_steps else []
+        )
         slow = (folder / "gateway.log").read_text(errors="replace") if settings.slow_callback_ms is not None else ""
     for row in phases:
-        row["gateway"] = _tick_stats(ticks, *row.pop("window"))
+        window = row.pop("window")
+        row["gateway"] = _tick_stats(ticks, *window)
+        if settings.loop_steps:
+            row["gateway"].update(_step_stats(long_steps, *window))
     return _summary(phases, settings, sizes, scenario_s, parsed.rate_limit, flooder_limit, slow)
 
 
@@ -672,6 +783,9 @@ def _summary(
             "flooder_rate_limit": flooder_limit.model_dump(),
             "flood_request_bytes": {k: v for k, v in sizes.items() if not settings.kinds or k in settings.kinds},
             "cpus": os.cpu_count(),
+            "scheme": settings.scheme,
+            "loop_steps": settings.loop_steps,
+            "gateway_switch_interval_ms": settings.switch_interval_ms or sys.getswitchinterval() * 1000,
             "scenario_generated_s": round(scenario_s, 1),
         },
         "baseline_p99_ms": round(baseline, 2),
@@ -734,7 +848,7 @@ def _print(result: dict[str, Any]) -> None:
         f"{config['quiet_partners']} quiet partners x {config['quiet_rate_per_partner']:g} ListCalendars/s (open loop);"
         f" flooder: {config['flooder_concurrency']} in flight, rate limit {limit['per_second']:g}/s"
         f" burst {limit['burst']}; {config['rounds']} rounds of {config['seconds_per_phase']:g} s per phase;"
-        f" {config['cpus']} CPUs shared by gateway, flooder and quiet partners"
+        f" {config['cpus']} CPUs shared by gateway, flooder and quiet partners; {config['scheme']} calls"
     )
     print(
         f"{'round':>5} {'phase':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'calls':>6}"
@@ -750,6 +864,17 @@ def _print(result: dict[str, Any]) -> None:
             f" {gateway.get('executor_queue_median', float('nan')):>11.0f}"
             f" {flood.get('ok_per_s', 0):>10.1f} {flood.get('calls_per_s', 0):>8.1f}"
         )
+    if result["configuration"]["loop_steps"]:
+        print("gateway loop steps by thread CPU time (--loop-steps):")
+        for row in result["phases"]:
+            gateway = row["gateway"]
+            print(
+                f"  round {row['round']} {row['phase']}: per second {gateway['steps_over_1ms_per_s']:6.1f} >= 1 ms,"
+                f" {gateway['steps_over_2ms_per_s']:6.1f} >= 2 ms, {gateway['steps_over_5ms_per_s']:5.1f} >= 5 ms;"
+                f" longest {gateway['step_max_ms']:6.2f} ms; {gateway['long_step_fraction']:.1%} of the loop's time"
+            )
+            for name, count in gateway["long_steps_by_task"].items():
+                print(f"      >= 2 ms: {count['steps']:5d} steps, longest {count['max_ms']:6.2f} ms  {name}")
     print(
         "(gw cores: gateway CPU seconds per second; lag: how late the gateway's loop woke from a 10 ms sleep;"
         " to_thread q: jobs waiting for the default executor, median)"
@@ -798,6 +923,18 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--gateway-profile", type=Path, default=None, help="cProfile of the gateway's loop thread")
     parser.add_argument("--slow-callback-ms", type=float, default=None, help="asyncio debug mode in the gateway")
+    parser.add_argument(
+        "--switch-interval-ms", type=float, default=None, help="the gateway's GIL switch interval (default 5 ms)"
+    )
+    parser.add_argument(
+        "--scheme",
+        choices=["session", "ed25519"],
+        default="session",
+        help="how partners authenticate calls: otv-session-v1 (the client's default) or otv-ed25519-v1",
+    )
+    parser.add_argument(
+        "--loop-steps", action="store_true", help="count the gateway loop's steps of 1 ms CPU or more, per phase"
+    )
     parser.add_argument("--role", choices=["gateway", "quiet", "flood"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -805,15 +942,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "gateway":
-        asyncio.run(_serve(args.folder, args.gateway_profile, args.slow_callback_ms))
+        if args.switch_interval_ms is not None:
+            sys.setswitchinterval(args.switch_interval_ms / 1000)
+        asyncio.run(_serve(args.folder, args.gateway_profile, args.slow_callback_ms, args.loop_steps))
         return
     if args.role == "quiet":
         partners = args.partners.split(",")
-        result = asyncio.run(_quiet(args.port, args.folder, partners, args.quiet_rate, args.seconds))
+        result = asyncio.run(_quiet(args.port, args.folder, partners, args.quiet_rate, args.seconds, args.scheme))
         print(json.dumps(result))
         return
     if args.role == "flood":
-        flood = _flood(args.port, args.folder, args.concurrency, args.seconds, args.seed, args.kinds)
+        flood = _flood(args.port, args.folder, args.concurrency, args.seconds, args.seed, args.kinds, args.scheme)
         print(json.dumps(asyncio.run(flood)))
         return
     settings = Settings(
@@ -825,6 +964,9 @@ def main() -> None:
         flooder_rate=args.flooder_rate,
         profile=args.gateway_profile,
         slow_callback_ms=args.slow_callback_ms,
+        switch_interval_ms=args.switch_interval_ms,
+        scheme=args.scheme,
+        loop_steps=args.loop_steps,
         kinds=args.kinds,
     )
     result = run(settings)
