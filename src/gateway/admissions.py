@@ -97,6 +97,12 @@ class Admissions:
         key = self._registry.keys.get(key_id)
         return None if key is None or key.revoked else key.partner
 
+    def fresh(self) -> _Registry | None:
+        """The registry if it is young enough to judge a call by, else None (then await `current`)."""
+        if self._clock() - self._read_at < REGISTRY_MAX_AGE and self._local_changes == local_changes():
+            return self._registry
+        return None
+
     async def current(self) -> _Registry:
         """Keys and grants as the store held them at most REGISTRY_MAX_AGE seconds ago.
 

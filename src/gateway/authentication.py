@@ -45,7 +45,7 @@ from google.protobuf.message import DecodeError
 
 from gateway.admissions import Admissions, allows
 from gateway.call_headers import SessionHeaders, SignedHeaders, read_headers, refused_key_id
-from gateway.rate_limits import CpuMeter, Overloaded, PartnerRateLimits, Rate, TokenBucket, metered
+from gateway.rate_limits import CpuMeter, Overloaded, PartnerRateLimits, Rate, TokenBucket, _Turn, metered
 from gateway.refusals import RateLimited, Refused, refusal_status, unauthenticated
 from gateway.sessions import SessionBook
 from gateway.state_store import StateStore
@@ -91,14 +91,31 @@ class Verified:
 VERIFIED: contextvars.ContextVar[Verified | None] = contextvars.ContextVar("otv_verified", default=None)
 
 
+_PRACTICES_OF_NAMES: dict[str, str | None] = {}
+
+
 def _practice_of(request: Any) -> str | None:
     """The practice a request addresses, if its name or parent is well formed (else the handler says so)."""
     hello = getattr(request, "hello", None)  # a connector's first message
     name = getattr(request, "parent", "") or getattr(request, "name", "") or getattr(hello, "parent", "")
-    parts = name.split("/") if isinstance(name, str) else []
-    if len(parts) >= 2 and parts[0] == "practices" and is_valid_practice_id(parts[1]):
-        return parts[1]
-    return None
+    if not isinstance(name, str):
+        return None
+    known = _PRACTICES_OF_NAMES.get(name, "")
+    if known != "":  # the same few names come again and again: parse each once
+        return known
+    parts = name.split("/")
+    practice = parts[1] if len(parts) >= 2 and parts[0] == "practices" and is_valid_practice_id(parts[1]) else None
+    if len(_PRACTICES_OF_NAMES) >= 4096:  # names are the callers' to choose: keep the memory bounded
+        _PRACTICES_OF_NAMES.clear()
+    _PRACTICES_OF_NAMES[name] = practice
+    return practice
+
+
+@dataclass(slots=True)
+class _TurnHeld:
+    """The partner's turn a call took, if it took one (rate_limits.PartnerRateLimits.turn)."""
+
+    turn: _Turn | None = None
 
 
 class SignatureAuthenticator(grpc.aio.ServerInterceptor):
@@ -150,31 +167,52 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
 
     def _unary(self, handler: Any, method: str, service: str) -> grpc.RpcMethodHandler[Any, Any]:
         async def behavior(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            admission = CpuMeter()  # parsing and admitting a call is part of what it costs its partner
-            request, verified = await metered(self._admit(handler, raw, method, service, context), admission)
-            VERIFIED.set(verified)
-            outcome = "OK"
+            # One meter for admitting and serving the call: both are what it costs its partner. The
+            # partner is charged once the meter stopped, so the call's last step counts too.
+            meter, turn = CpuMeter(), _TurnHeld()
             try:
-                if self._rate_limits is None:
-                    return await handler.unary_unary(request, context)
-                patience = context.time_remaining()
-                async with self._rate_limits.turn(verified.partner_id, patience, admission) as meter:
-                    return await metered(handler.unary_unary(request, context), meter)
-            except Overloaded as overloaded:
-                outcome = grpc.StatusCode.RESOURCE_EXHAUSTED.name
-                self.on_refused("overloaded")
-                await context.abort_with_status(refusal_status(RateLimited(overloaded.retry_after, queue=True)))
-            except BaseException:
-                code = context.code()
-                outcome = code.name if isinstance(code, grpc.StatusCode) else "ERROR"
-                raise
+                return await metered(self._serve(handler, raw, method, service, context, meter, turn), meter)
             finally:
-                if service in _AUDITED:
-                    await self._audit(verified.partner_id, _practice_of(request) or "", method, "", outcome)
+                if turn.turn is not None:
+                    turn.turn.end()
 
         return grpc.unary_unary_rpc_method_handler(
             behavior, request_deserializer=None, response_serializer=handler.response_serializer
         )
+
+    async def _serve(
+        self,
+        handler: Any,
+        raw: bytes,
+        method: str,
+        service: str,
+        context: grpc.aio.ServicerContext[Any, Any],
+        meter: CpuMeter,
+        held: _TurnHeld,
+    ) -> Any:
+        request, verified = await self._admit(handler, raw, method, service, context)
+        VERIFIED.set(verified)
+        outcome = "OK"
+        try:
+            if self._rate_limits is not None:
+                held.turn = self._rate_limits.turn(verified.partner_id, context.time_remaining(), meter)
+                try:
+                    await held.turn.begin()
+                except BaseException:
+                    held.turn = None
+                    raise
+            return await handler.unary_unary(request, context)
+        except Overloaded as overloaded:
+            outcome = grpc.StatusCode.RESOURCE_EXHAUSTED.name
+            self.on_refused("overloaded")
+            await context.abort_with_status(refusal_status(RateLimited(overloaded.retry_after, queue=True)))
+        except BaseException:
+            code = context.code()
+            outcome = code.name if isinstance(code, grpc.StatusCode) else "ERROR"
+            raise
+        finally:
+            if service in _AUDITED:
+                await self._audit(verified.partner_id, _practice_of(request) or "", method, "", outcome)
 
     def _stream(self, handler: Any, method: str, service: str) -> grpc.RpcMethodHandler[Any, Any]:
         async def behavior(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
@@ -232,11 +270,16 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, f"the request is larger than the {limit} bytes this method takes"
             )
-        metadata = tuple(context.invocation_metadata() or ())
+        metadata = context.invocation_metadata() or ()
         request: Any = None
         try:
-            headers = await self._checked_headers(raw, method, metadata)
-            self._not_over_rate(headers)
+            try:
+                headers = read_headers(raw, metadata, self._clock(), self._skew)
+            except Refused as refused:  # form, time and body hash: before the body is parsed
+                await self._refused(refused_key_id(metadata), method, None, refused)
+                raise
+            if isinstance(headers, SignedHeaders):  # a MAC costs less than this check: sessions skip it
+                self._not_over_rate(headers)
             try:
                 request = handler.request_deserializer(raw) if handler.request_deserializer else raw
             except DecodeError:
@@ -336,7 +379,7 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
                     "signature",
                 )
             else:
-                registry = await self._admissions.current()
+                registry = self._admissions.fresh() or await self._admissions.current()
                 key = registry.keys.get(session.key_id)
                 if key is None or key.revoked or key.partner != session.partner:
                     self.sessions.close(session.id)

@@ -7,7 +7,7 @@ so unsigned garbage is refused before the body is parsed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +60,7 @@ class SessionHeaders:
     digest: str
 
 
-def _values(metadata: Sequence[tuple[str, Any]]) -> dict[str, str]:
+def _values(metadata: Iterable[Any]) -> dict[str, str]:
     """The x-otv-* entries (the first of each name); bytes values (binary headers) are not ours."""
     values: dict[str, str] = {}
     for name, value in metadata:
@@ -94,7 +94,7 @@ def _digest(values: dict[str, str], raw: bytes) -> str:
 
 
 def read_headers(
-    raw: bytes, metadata: Sequence[tuple[str, Any]], now: float, skew: int
+    raw: bytes, metadata: Iterable[Any], now: float, skew: int
 ) -> SignedHeaders | SessionHeaders:
     """The call's headers of either scheme, or Refused (UNAUTHENTICATED)."""
     values = _values(metadata)
@@ -124,7 +124,7 @@ def read_headers(
     return SignedHeaders(key_id, timestamp, nonce, signature, _digest(values, raw))
 
 
-def refused_key_id(metadata: Sequence[tuple[str, Any]]) -> str:
+def refused_key_id(metadata: Iterable[Any]) -> str:
     """The key id a refused call named, for the audit (bounded; a session call names none)."""
     values = _values(metadata)
     return values.get(KEY_ID_HEADER, "")[:128]

@@ -234,7 +234,8 @@ class _Turn:
         self._meter = meter
         self._token: contextvars.Token[CpuMeter | None] | None = None
 
-    async def __aenter__(self) -> CpuMeter:
+    async def begin(self) -> CpuMeter:
+        """Wait for the turn (or Overloaded); from here the meter counts for the partner."""
         state = self._state
         if state.turns.locked() and state.waiting >= state.queued:
             raise Overloaded(_MAX_WAIT)
@@ -260,8 +261,17 @@ class _Turn:
         self._token = CURRENT_METER.set(self._meter)
         return self._meter
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._token is not None:
-            CURRENT_METER.reset(self._token)
+    def end(self) -> None:
+        """Charge the partner what the meter counted and give the turn back (once, after begin)."""
+        if self._token is None:
+            return
+        CURRENT_METER.reset(self._token)
+        self._token = None
         self._state.budget.charge(self._meter.seconds)
         self._state.turns.release()
+
+    async def __aenter__(self) -> CpuMeter:
+        return await self.begin()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.end()

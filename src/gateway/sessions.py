@@ -52,17 +52,18 @@ class ReplayWindow:
     to WINDOW numbers; every number is accepted at most once; older ones are refused.
     """
 
-    __slots__ = ("_seen", "_top", "_window")
+    __slots__ = ("_mask", "_seen", "_top", "_window")
 
     def __init__(self, window: int = REPLAY_WINDOW) -> None:
         self._top = 0
         self._seen = 0  # bit i: number top - i was accepted
         self._window = window
+        self._mask = (1 << window) - 1
 
     def accept(self, sequence: int) -> bool:
         if sequence > self._top:
             shift = sequence - self._top
-            self._seen = ((self._seen << shift) | 1) & ((1 << self._window) - 1) if shift < self._window else 1
+            self._seen = ((self._seen << shift) | 1) & self._mask if shift < self._window else 1
             self._top = sequence
             return True
         offset = self._top - sequence
