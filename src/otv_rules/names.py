@@ -80,10 +80,18 @@ PARTICLES = frozenset(
 
 
 def normalize_words(text: str) -> tuple[str, ...]:
-    """Rules 1-6 (without name additions, see below): the words of a name, comparable across spellings."""
-    text = unicodedata.normalize("NFC", text).casefold().translate(_TRANSLITERATION)
-    decomposed = unicodedata.normalize("NFD", text)
-    text = "".join(c for c in decomposed if not unicodedata.combining(c))
+    """Rules 1-6 (without name additions, see below): the words of a name, comparable across spellings.
+
+    Rules 1-4 change nothing but case in ASCII text (composition, transliteration and accents are
+    all about other letters), so ASCII skips them, and so does what transliteration left ASCII:
+    most names, on the matcher's path once for the booking and once per candidate."""
+    if text.isascii():
+        text = text.lower()
+    else:
+        text = unicodedata.normalize("NFC", text).casefold().translate(_TRANSLITERATION)
+        if not text.isascii():
+            decomposed = unicodedata.normalize("NFD", text)
+            text = "".join(c for c in decomposed if not unicodedata.combining(c))
     text = _APOSTROPHES.sub("", text)
     kept: list[str] = []
     after_title = False
