@@ -55,10 +55,14 @@ class CalendarCache(CalendarDataPort):
         self._profile = profile
 
     async def list_calendars(self, ctx: CallContext) -> Calendar:
-        return await self._kept(self._calendar, lambda: self._inner.list_calendars(ctx), self._keep_calendar)
+        if self._calendar is not None:  # the common case, on every call: nothing to build
+            return self._calendar
+        return await self._kept(None, lambda: self._inner.list_calendars(ctx), self._keep_calendar)
 
     async def get_practice(self, ctx: CallContext) -> PracticeProfile:
-        return await self._kept(self._profile, lambda: self._inner.get_practice(ctx), self._keep_profile)
+        if self._profile is not None:
+            return self._profile
+        return await self._kept(None, lambda: self._inner.get_practice(ctx), self._keep_profile)
 
     async def list_working_time_rules(self, ctx: CallContext, window: Interval) -> WorkingTimeRules:
         return await self._inner.list_working_time_rules(ctx, window)

@@ -9,8 +9,6 @@ state. Partners must be able to tell: the ports report the age of what they serv
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 __all__ = ["DATA_AGE_METADATA_KEY", "DataAge", "collect_data_age", "report_data_age"]
 
@@ -41,11 +39,20 @@ def report_data_age(seconds: float) -> None:
         current.add(seconds)
 
 
-@contextmanager
-def collect_data_age() -> Iterator[DataAge]:
-    age = DataAge()
-    token = _CURRENT.set(age)
-    try:
-        yield age
-    finally:
-        _CURRENT.reset(token)
+def collect_data_age() -> _Collecting:
+    """`with collect_data_age() as age:` collects the ages reported while the block runs."""
+    return _Collecting()
+
+
+class _Collecting:
+    """Every call of every servicer enters one: a plain object, not a generator-based context manager."""
+
+    __slots__ = ("_age", "_token")
+
+    def __enter__(self) -> DataAge:
+        self._age = DataAge()
+        self._token = _CURRENT.set(self._age)
+        return self._age
+
+    def __exit__(self, *exc_info: object) -> None:
+        _CURRENT.reset(self._token)

@@ -38,7 +38,7 @@ from otv_sdk.changes import ChangeEvent
 from otv_sdk.errors import InvalidArgument, OtvError, Unimplemented
 from otv_sdk.freshness import DATA_AGE_METADATA_KEY, collect_data_age
 from otv_sdk.limits import MAX_COLUMNS, MAX_CONTACTS, MAX_REQUEST_ID
-from otv_sdk.models import Calendar, ColumnIntervals, Interval, Practice
+from otv_sdk.models import AdapterInfo, Calendar, Capability, ColumnIntervals, Interval, Practice, PracticeProfile
 from otv_sdk.ports import (
     Adapter,
     AppointmentQuery,
@@ -186,6 +186,9 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
     def __init__(self, resolver: AdapterResolver, identify: Identify) -> None:
         super().__init__(resolver, identify)
         self._calendars: dict[str, tuple[Calendar, reader_service_pb2.ListCalendarsResponse]] = {}
+        self._practices: dict[
+            str, tuple[PracticeProfile, frozenset[Capability], AdapterInfo, reader_service_pb2.GetPracticeResponse]
+        ] = {}
 
     async def GetPractice(
         self, request: reader_service_pb2.GetPracticeRequest, context: _ServicerContext
@@ -194,14 +197,20 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
             practice_id = cv.practice_from_parent(request.name, "name")
             adapter = await self._adapter(practice_id, ctx, "name")
             profile = await _reader(adapter).get_practice(ctx)
+            capabilities = adapter.capabilities
+            made = self._practices.get(practice_id)
+            if made is not None and made[0] is profile and made[1] == capabilities and made[2] is adapter.info:
+                return made[3]  # converted once while the profile is the same object (a kept one)
             practice = Practice(
                 id=practice_id,
                 display_name=profile.display_name,
                 time_zone=profile.time_zone,
-                capabilities=adapter.capabilities,
+                capabilities=capabilities,
                 adapter=adapter.info,
             )
-            return reader_service_pb2.GetPracticeResponse(practice=cv.practice_to_proto(practice))
+            response = reader_service_pb2.GetPracticeResponse(practice=cv.practice_to_proto(practice))
+            self._practices[practice_id] = (profile, capabilities, adapter.info, response)
+            return response
 
         return await self._run(context, "GetPractice", handle)
 
