@@ -335,7 +335,7 @@ class PatientMatcher(PatientLookupPort):
             stored = json.loads(str(row["result"]))
             return str(stored["patient"]), str(stored["outcome"])
 
-        return await store.run(read, durable=False)
+        return await store.run(read)  # a read: nothing to commit, so no durability to trade away
 
     async def _remember(
         self, ctx: CallContext, fingerprint: str, patient_id: str, outcome: MatchOutcome | None, query: PatientQuery
