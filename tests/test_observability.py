@@ -6,7 +6,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from gateway.config import TracingConfig
 from gateway.metrics import GatewayMetrics
 from gateway.observability import JsonFormatter
 from otv_sdk.adapter_server import serve_adapters
+from otv_sdk.call_observation import Begin, End, ObservingInterceptor, joined
 from otv_sdk.client import PartnerClient
 from otv_sdk.errors import PermissionDenied, Unauthenticated
 from otv_sdk.models import Contact, ContactKind
@@ -305,3 +306,71 @@ def test_the_handling_histogram_counts_each_call_in_its_bucket_and_above() -> No
     assert samples[("grpc_server_started_total", frozenset(labels.items()))] == 1
     for code in ("OK", "NOT_FOUND"):
         assert samples[("grpc_server_handled_total", frozenset({**labels, "grpc_code": code}.items()))] == 1
+
+
+def _observer(name: str, log: list[str]) -> ObservingInterceptor:
+    def hooks(method: str, kind: str) -> tuple[Begin, End]:
+        def begin(context: object) -> str:
+            log.append(f"{name} begins {method} {kind}")
+            return name
+
+        def end(state: str, code: grpc.StatusCode) -> None:
+            log.append(f"{state} ends {code.name}")
+
+        return begin, end
+
+    return ObservingInterceptor(hooks, lambda method: log.append(f"{name} unknown {method}"))
+
+
+@pytest.mark.parametrize("stacking", ["stacked", "joined"])
+async def test_observers_stacked_or_joined_begin_in_order_end_in_reverse_with_the_code(stacking: str) -> None:
+    log: list[str] = []
+    outer, inner = _observer("outer", log), _observer("inner", log)
+
+    async def echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        if request == b"missing":
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+        return request
+
+    async def count(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> AsyncIterator[bytes]:
+        for item in (b"1", b"2"):
+            yield item
+
+    server = grpc.aio.server(interceptors=[outer, inner] if stacking == "stacked" else [joined(outer, inner)])
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "t.Test",
+                {
+                    "Echo": grpc.unary_unary_rpc_method_handler(echo),
+                    "Count": grpc.unary_stream_rpc_method_handler(count),
+                },
+            )
+        ]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            assert await channel.unary_unary("/t.Test/Echo")(b"hello") == b"hello"
+            with pytest.raises(grpc.aio.AioRpcError):
+                await channel.unary_unary("/t.Test/Echo")(b"missing")
+            assert [item async for item in channel.unary_stream("/t.Test/Count")(b"")] == [b"1", b"2"]
+            with pytest.raises(grpc.aio.AioRpcError):
+                await channel.unary_unary("/t.Test/Nothing")(b"")
+    finally:
+        await server.stop(0)
+    call = ["outer begins /t.Test/Echo unary", "inner begins /t.Test/Echo unary"]
+    stream = ["outer begins /t.Test/Count server_stream", "inner begins /t.Test/Count server_stream"]
+    assert log[:12] == [
+        *call,
+        "inner ends OK",
+        "outer ends OK",
+        *call,
+        "inner ends NOT_FOUND",
+        "outer ends NOT_FOUND",
+        *stream,
+        "inner ends OK",
+        "outer ends OK",
+    ]
+    assert sorted(log[12:]) == ["inner unknown /t.Test/Nothing", "outer unknown /t.Test/Nothing"]

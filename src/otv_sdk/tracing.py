@@ -36,6 +36,12 @@ __all__ = ["TracingServerInterceptor", "client_interceptors"]
 _INSTRUMENTATION = "otv"
 _EMPTY = otel_context.Context()  # no caller's span: the call starts a trace
 _RANDOM_TRACE_ID = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
+# (sampled, random trace id) -> the span's flags, made once
+_FLAGS = {
+    (sampled, random_id): TraceFlags((TraceFlags.SAMPLED if sampled else 0) | (_RANDOM_TRACE_ID if random_id else 0))
+    for sampled in (False, True)
+    for random_id in (False, True)
+}
 
 
 def _split(method: str) -> tuple[str, str]:
@@ -98,6 +104,7 @@ class _Spans:
         if not layout_known or self._sampler is None or self._ids is None:
             self._processors = None
         self._root_sampled = _root_decision(self._sampler)
+        self._random_ids = bool(self._ids is not None and self._ids.is_trace_id_random())
 
     def start(self, name: str, parent: otel_context.Context | None, kind: SpanKind, attributes: Any) -> Span:
         processors = self._processors
@@ -113,7 +120,7 @@ class _Spans:
             random_id = bool(getattr(caller.trace_flags, "random_trace_id", False))
         else:
             trace_id = ids.generate_trace_id()
-            random_id = ids.is_trace_id_random()
+            random_id = self._random_ids
         root_sampled = self._root_sampled
         if root_sampled is None:  # a sampler of another kind: asked as the SDK asks it
             sampling = self._sampler.should_sample(parent, trace_id, name, kind)
@@ -122,8 +129,7 @@ class _Spans:
             sampled, trace_state = caller.trace_flags.sampled, caller.trace_state
         else:
             sampled, trace_state = root_sampled(trace_id), None
-        flags = (TraceFlags.SAMPLED if sampled else 0) | (_RANDOM_TRACE_ID if random_id else 0)
-        context = SpanContext(trace_id, ids.generate_span_id(), False, TraceFlags(flags), trace_state)
+        context = SpanContext(trace_id, ids.generate_span_id(), False, _FLAGS[sampled, random_id], trace_state)
         return NonRecordingSpan(context)
 
 
