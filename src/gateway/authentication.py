@@ -38,7 +38,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -80,8 +80,9 @@ _REFUSALS_AUDITED = Rate(per_second=5, burst=50)
 SESSION_UNKNOWN = "SESSION_UNKNOWN"
 
 
-@dataclass(frozen=True, slots=True)
-class Verified:
+class Verified(NamedTuple):
+    """Who a call was verified to come from (a tuple: made on every call)."""
+
     partner_id: str
     method: str
     key_id: str = ""  # the signing key of an otv-ed25519-v1 call (a session is opened for it)
