@@ -21,6 +21,11 @@ Measured, each as the median (and p99):
                                  served by `serve_adapters` (PracticeDataService) and configured as
                                  a remote; --gateway-runs bookings after a warm-up. Target: at most
                                  5 ms. The adapter server runs in this process, as in the tests.
+  grpc_find_or_create_remote_own_process
+                                 the same with the adapter server in a process of its own, as a
+                                 practice's PVS runs on a machine of its own: the gateway's loop no
+                                 longer also runs the PVS's side of each call. For information.
+The machine's 1-minute load average before and after the run is part of the result.
 Each measurement gets bookings of its own (the same mix), so one's creations do not turn the next
 one's new people into matches. Nothing is asserted here; the table says whether each target is met.
 """
@@ -30,11 +35,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import secrets
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -342,9 +350,43 @@ async def in_process(name: str, data: PatientDataPort, queries: list[PatientQuer
     return _row(name, samples, outcomes)
 
 
-async def through_gateway(path: Path, queries: list[PatientQuery], warm_up: list[PatientQuery]) -> dict[str, Any]:
-    """FindOrCreatePatient calls over an otv-session-v1 session, each with its own request_id, to a remote practice."""
+async def serve_in_process(path: Path) -> tuple[str, Callable[[], Awaitable[None]]]:
+    """The practice's adapter server on this event loop: its address and how to stop it."""
     server = await serve_adapters({"bench": create_adapter("bench", {"database": str(path), "demo": False})})
+    return f"127.0.0.1:{server.port}", lambda: server.stop(0)
+
+
+async def serve_own_process(path: Path) -> tuple[str, Callable[[], Awaitable[None]]]:
+    """The practice's adapter server in a process of its own (this script with --serve-adapter)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--serve-adapter", str(path), stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    port = int(await asyncio.wait_for(process.stdout.readline(), 30))
+
+    async def stop() -> None:
+        process.terminate()
+        await process.wait()
+
+    return f"127.0.0.1:{port}", stop
+
+
+async def serve_adapter_forever(path: Path) -> None:
+    """Serve the practice until terminated, after printing the port (--serve-adapter)."""
+    server = await serve_adapters({"bench": create_adapter("bench", {"database": str(path), "demo": False})})
+    print(server.port, flush=True)
+    await server.wait_for_termination()
+
+
+async def through_gateway(
+    path: Path,
+    queries: list[PatientQuery],
+    warm_up: list[PatientQuery],
+    name: str = "grpc_find_or_create_remote",
+    serve: Callable[[Path], Awaitable[tuple[str, Callable[[], Awaitable[None]]]]] = serve_in_process,
+) -> dict[str, Any]:
+    """FindOrCreatePatient calls over an otv-session-v1 session, each with its own request_id, to a remote practice."""
+    address, stop_server = await serve(path)
     config = parse_config(
         {
             "gateway": {
@@ -353,9 +395,7 @@ async def through_gateway(path: Path, queries: list[PatientQuery], warm_up: list
                 "secret_key": secrets.token_hex(32),
                 "rate_limit": NO_PARTNER_LIMITS,
             },
-            "practices": {
-                "bench": {"adapter": {"remote": {"address": f"127.0.0.1:{server.port}", "practice": "bench"}}}
-            },
+            "practices": {"bench": {"adapter": {"remote": {"address": address, "practice": "bench"}}}},
         }
     )
     gateway = await Gateway.start(config)
@@ -373,12 +413,13 @@ async def through_gateway(path: Path, queries: list[PatientQuery], warm_up: list
                 outcomes[outcome.value] += 1
     finally:
         await gateway.stop(0)
-        await server.stop(0)
-    return _row("grpc_find_or_create_remote", samples, outcomes)
+        await stop_server()
+    return _row(name, samples, outcomes)
 
 
 async def run(runs: int, gateway_runs: int) -> dict[str, Any]:
     rng = random.Random(7)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "patients.sqlite"
         started = time.perf_counter()
@@ -395,7 +436,21 @@ async def run(runs: int, gateway_runs: int) -> dict[str, Any]:
         await adapter.aclose()
         warm_up = bookings(rng, people, 20)
         rows.append(await through_gateway(path, bookings(rng, people, gateway_runs), warm_up))
-    return {"patients": PATIENTS, "built_s": round(built_s, 1), **{row["name"]: row for row in rows}}
+        rows.append(
+            await through_gateway(
+                path,
+                bookings(rng, people, gateway_runs),
+                bookings(rng, people, len(warm_up)),
+                "grpc_find_or_create_remote_own_process",
+                serve_own_process,
+            )
+        )
+    return {
+        "patients": PATIENTS,
+        "built_s": round(built_s, 1),
+        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        **{row["name"]: row for row in rows},
+    }
 
 
 def main() -> None:
@@ -403,16 +458,26 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2000, help="bookings decided in process")
     parser.add_argument("--gateway-runs", type=int, default=1000, help="bookings through the gateway")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--serve-adapter", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_adapter is not None:
+        asyncio.run(serve_adapter_forever(args.serve_adapter))
+        return
     result = asyncio.run(run(args.runs, args.gateway_runs))
-    print(f"practice: {result['patients']} patients, built in {result['built_s']} s")
-    print(f"{'benchmark':34} {'median ms':>10} {'p99 ms':>10} {'target':>8}  {'met':>4}  outcomes")
-    for name in ("find_or_create_decision", "find_or_create_with_pvs_write", "grpc_find_or_create_remote"):
+    before, after = result["load_average_1m"]
+    print(f"practice: {result['patients']} patients, built in {result['built_s']} s; load average {before} -> {after}")
+    print(f"{'benchmark':38} {'median ms':>10} {'p99 ms':>10} {'target':>8}  {'met':>4}  outcomes")
+    for name in (
+        "find_or_create_decision",
+        "find_or_create_with_pvs_write",
+        "grpc_find_or_create_remote",
+        "grpc_find_or_create_remote_own_process",
+    ):
         row = result[name]
         met = {True: "yes", False: "NO", None: "-"}[row["meets_target"]]
         target = "-" if row["target_ms"] is None else row["target_ms"]
         outcomes = ", ".join(f"{k}={v}" for k, v in row["outcomes"].items())
-        print(f"{name:34} {row['median_ms']:>10.3f} {row['p99_ms']:>10.3f} {target:>8}  {met:>4}  {outcomes}")
+        print(f"{name:38} {row['median_ms']:>10.3f} {row['p99_ms']:>10.3f} {target:>8}  {met:>4}  {outcomes}")
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2))
 
