@@ -362,13 +362,20 @@ async def serve_own_process(path: Path) -> tuple[str, Callable[[], Awaitable[Non
         sys.executable, __file__, "--serve-adapter", str(path), stdout=asyncio.subprocess.PIPE
     )
     assert process.stdout is not None
-    port = int(await asyncio.wait_for(process.stdout.readline(), 30))
 
     async def stop() -> None:
-        process.terminate()
+        if process.returncode is None:
+            process.terminate()
         await process.wait()
 
-    return f"127.0.0.1:{port}", stop
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+    except TimeoutError:
+        line = b""
+    if not line.strip().isdigit():
+        await stop()
+        raise RuntimeError("the adapter server process did not start (its errors are above)")
+    return f"127.0.0.1:{int(line)}", stop
 
 
 async def serve_adapter_forever(path: Path) -> None:
