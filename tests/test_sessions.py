@@ -42,6 +42,8 @@ from otv_sdk.session_scheme import (
     SEQUENCE_HEADER,
     SESSION_HEADER,
     KeyAgreement,
+    call_mac,
+    derive_session_key,
     new_session_id,
 )
 from otv_sdk.session_signer import SessionSigner
@@ -380,3 +382,23 @@ def test_a_session_expires_and_a_partner_holds_a_bounded_number() -> None:
     assert book.get(first.id) is None
     book.open("p", "p-1", new_session_id(), KeyAgreement().public_key)  # the expired ones made room
     assert len(book) == 1
+
+
+def test_the_gateways_keyed_mac_is_the_schemes_mac() -> None:
+    """The gateway keys HMAC once per session; it must give what every partner computes."""
+    agreement = KeyAgreement()
+    book = SessionBook("otv")
+    opened = book.open("p", "p-1", new_session_id(), agreement.public_key)
+    session = book.get(opened.id)
+    assert session is not None
+    key = derive_session_key(
+        agreement.shared_secret(opened.server_public_key),
+        opened.id,
+        "p-1",
+        "otv",
+        agreement.public_key,
+        opened.server_public_key,
+    )
+    assert key == session.key
+    for canonical in (b"a", b"otv-session-v1\nx\notv\n/m\n1\n2\n" + b"0" * 64, b""):
+        assert session.mac(canonical) == call_mac(key, canonical)

@@ -52,7 +52,7 @@ from gateway.state_store import StateStore
 from otv_sdk.errors import InvalidArgument
 from otv_sdk.limits import MAX_PARTNER_REQUEST_BYTES, MAX_REQUEST_BYTES
 from otv_sdk.resources import is_valid_practice_id
-from otv_sdk.session_scheme import SESSION_HEADER, call_mac
+from otv_sdk.session_scheme import SESSION_HEADER
 from otv_sdk.session_scheme import canonical_string as session_canonical
 from otv_sdk.signing import KEY_ID_HEADER, canonical_string
 
@@ -374,7 +374,7 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
                 str(headers.sequence),
                 headers.digest,
             )
-            if not hmac.compare_digest(call_mac(session.key, canonical), headers.mac):
+            if not hmac.compare_digest(session.mac(canonical), headers.mac):
                 refused = unauthenticated(
                     "the MAC does not verify: check the session key, the audience, the method and the canonical string",
                     "signature",

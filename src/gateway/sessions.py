@@ -14,6 +14,9 @@ partner holds at most MAX_SESSIONS_PER_PARTNER at once.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,6 +84,16 @@ class Session:
     key: bytes
     expire_s: float
     window: ReplayWindow = field(default_factory=ReplayWindow)
+    _keyed: hmac.HMAC | None = None
+
+    def mac(self, canonical: bytes) -> str:
+        """HMAC-SHA256 of a call's canonical string (otv_sdk.session_scheme.call_mac), from a state
+        keyed once per session: copying it costs less than keying HMAC anew on every call."""
+        if self._keyed is None:
+            self._keyed = hmac.new(self.key, digestmod=hashlib.sha256)
+        keyed = self._keyed.copy()
+        keyed.update(canonical)
+        return base64.urlsafe_b64encode(keyed.digest()).decode().rstrip("=")
 
 
 @dataclass(frozen=True, slots=True)
