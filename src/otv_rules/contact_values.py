@@ -6,9 +6,10 @@ is ambiguous: read as a German national number it would silently become a differ
 valid, number. Such input is refused, not guessed.
 
 `phonenumbers` fetches each metadata pattern through `re.compile` on every parse, from the `re`
-module's cache (small, shared with the whole process, and recompiling whatever dropped out). Its own
-pattern cache keeps them compiled: a number costs about a tenth fewer instructions (callgrind),
-and find-or-create reads one per booking contact and per candidate contact.
+module's cache (small, shared with the whole process, and recompiling whatever dropped out). Its
+documented pattern cache (`phonenumbers.enable_pattern_cache`) keeps them compiled: a number costs
+about a tenth fewer instructions (callgrind), and find-or-create reads one per booking contact and
+per candidate contact.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ from __future__ import annotations
 import re
 
 import phonenumbers
-from phonenumbers import re_util
 
 __all__ = ["ContactValueError", "normalize_email", "normalize_phone"]
 
 DEFAULT_REGION = "DE"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _VISUAL = re.compile(r"[\s()./-]")
-re_util.enable_pattern_cache()  # the patterns come from fixed metadata: a bounded set
+phonenumbers.enable_pattern_cache()  # the patterns come from fixed metadata: a bounded set
 
 
 class ContactValueError(ValueError):
