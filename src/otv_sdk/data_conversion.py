@@ -241,14 +241,11 @@ def removed_entry_to_proto(practice_id: str, removed: CalendarEntry | None) -> p
     )
 
 
-def removed_entry_from_proto(
-    practice_id: str, msg: pd.DeleteCalendarEntryResponse, partner_id: str = ""
-) -> CalendarEntry | None:
+def removed_entry_from_proto(practice_id: str, msg: pd.DeleteCalendarEntryResponse) -> CalendarEntry | None:
     """The removed entry exactly as the PVS returns it, so a certification run sees what was stored.
 
     Column and interval are required. The rest may be empty (a PVS built before they were added to
     the contract): the gateway's booking does not depend on them, and certification fails on them.
-    `partner_id`, the partner the delete is made for, is not the entry's source and is not used.
     """
     if not msg.deleted:
         return None

@@ -239,7 +239,7 @@ class RemoteCalendarWriter(_Remote, CalendarWriterPort):
             request,
             ctx.partner_id,
             ctx.time_remaining(),
-            lambda r: dc.removed_entry_from_proto(c.practice_id, r, ctx.partner_id),
+            lambda r: dc.removed_entry_from_proto(c.practice_id, r),
         )
 
 
