@@ -29,7 +29,7 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 
-from otv_sdk.call_observation import Begin, End, ObservingInterceptor
+from otv_sdk.call_observation import Begin, End, ObservingInterceptor, call_metadata
 
 __all__ = ["TracingServerInterceptor", "client_interceptors"]
 
@@ -146,7 +146,7 @@ class TracingServerInterceptor(ObservingInterceptor):
             attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
             def begin(context: grpc.aio.ServicerContext[Any, Any]) -> Span:
-                metadata = context.invocation_metadata() or ()
+                metadata = call_metadata(context)
                 parent = _EMPTY
                 for key, _ in metadata:
                     if key == "traceparent":
