@@ -7,7 +7,8 @@ few microseconds per call cannot be seen in it. Instructions can: each gateway o
 bench_observability.py (same configuration, same signed partner) runs under
 `valgrind --tool=callgrind` with instrumentation off while it starts; this process then switches
 it on, warms the gateway with calls, zeroes the counters, makes `--calls` signed GetPractice calls
-one after the other (otv-session-v1, a SessionSigner on one channel, as the partner client does),
+one after the other or `--concurrency` at a time (otv-session-v1, a SessionSigner on one channel,
+as the partner client does),
 dumps the counters and divides the instructions (Ir, every thread of the process) by the calls.
 The same count for two modes, one after the other, is deterministic to a fraction of a percent.
 """
@@ -42,14 +43,18 @@ def _control(pid: int, *options: str) -> None:
     subprocess.run(["callgrind_control", *options, str(pid)], check=True, capture_output=True, timeout=120)
 
 
-async def _calls(port: int, signer: Signer, count: int) -> None:
+async def _calls(port: int, signer: Signer, count: int, concurrency: int) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         session = SessionSigner(signer, channel)
         stub = reader_service_pb2_grpc.ReaderServiceStub(channel)
         request = reader_service_pb2.GetPracticeRequest(name="practices/demo")
         body = request.SerializeToString()
-        for _ in range(count):
-            await stub.GetPractice(request, timeout=60, metadata=await session.headers(METHOD, body))
+
+        async def worker(calls: int) -> None:
+            for _ in range(calls):
+                await stub.GetPractice(request, timeout=60, metadata=await session.headers(METHOD, body))
+
+        await asyncio.gather(*(worker(count // concurrency) for _ in range(concurrency)))
 
 
 def _instructions(dump: Path) -> int:
@@ -61,7 +66,9 @@ def _instructions(dump: Path) -> int:
     raise SystemExit(f"no totals in {dump}")
 
 
-def count(mode: str, calls: int, sample_ratio: float | None, folder: Path, signer: Signer, dumps: Path) -> float:
+def count(
+    mode: str, calls: int, concurrency: int, sample_ratio: float | None, folder: Path, signer: Signer, dumps: Path
+) -> float:
     """Instructions per call of one mode's gateway; its dump stays in `dumps` (callgrind_annotate)."""
     out = dumps / f"callgrind.{mode}"
     port_file = folder / f"{mode}.port"
@@ -88,9 +95,9 @@ def count(mode: str, calls: int, sample_ratio: float | None, folder: Path, signe
             time.sleep(0.5)
         port = int(port_file.read_text())
         _control(process.pid, "--instr=on")
-        asyncio.run(_calls(port, signer, max(50, calls // 4)))  # warm: caches, label children, a session
+        asyncio.run(_calls(port, signer, max(50, calls // 4), 1))  # warm: caches, label children, a session
         _control(process.pid, "--zero")
-        asyncio.run(_calls(port, signer, calls))
+        asyncio.run(_calls(port, signer, calls, concurrency))
         _control(process.pid, "--dump")
         written = sorted(dumps.glob(f"callgrind.{mode}.{process.pid}*"), key=os.path.getmtime)
         if not written:
@@ -104,6 +111,7 @@ def count(mode: str, calls: int, sample_ratio: float | None, folder: Path, signe
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=400, help="calls counted per mode")
+    parser.add_argument("--concurrency", type=int, default=1, help="calls in flight (--calls is rounded down)")
     parser.add_argument("--modes", nargs="+", choices=list(OBSERVES), default=["off", "on"])
     parser.add_argument("--sample-ratio", type=float, default=None, help="tracing's ratio (default: the mode's)")
     parser.add_argument("--json", type=Path, default=None)
@@ -120,7 +128,8 @@ def main() -> None:
         dumps = args.dumps or folder
         dumps.mkdir(parents=True, exist_ok=True)
         for mode in args.modes:
-            result[mode] = round(count(mode, args.calls, args.sample_ratio, folder, signer, dumps))
+            calls = args.calls // args.concurrency * args.concurrency
+            result[mode] = round(count(mode, calls, args.concurrency, args.sample_ratio, folder, signer, dumps))
             print(f"{mode:8s} {result[mode]:9d} instructions per signed GetPractice", flush=True)
     if "off" in result:
         for mode, value in result.items():
