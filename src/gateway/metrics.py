@@ -63,20 +63,36 @@ class _GaugeCollector(Collector):
             yield family
 
 
-class _MethodCalls:
-    """One method's calls: started, handled by code, and the handling-time histogram.
+class _Histogram:
+    """Observations counted in `_BUCKETS`, as plain numbers without a lock.
 
-    Plain numbers, no lock: they are changed only by the event loop's thread (grpc.aio runs every
-    handler there) and read at a scrape, which runs there too. A prometheus_client child would
-    take a lock for each of the four updates of a call."""
+    They are changed only by the event loop's thread (grpc.aio runs every handler there, data-port
+    calls are coroutines) and read at a scrape, which runs there too; a prometheus_client child
+    would take a lock for each update."""
 
-    __slots__ = ("codes", "counts", "labels", "started", "total")
+    __slots__ = ("counts", "total")
 
-    def __init__(self, labels: tuple[str, str, str]) -> None:
-        self.labels = labels
-        self.started = 0
+    def __init__(self) -> None:
         self.counts = [0] * (len(_BUCKETS) + 1)  # per bucket, not cumulative; the last is +Inf
         self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(_BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
+        self.total += seconds
+
+    def buckets(self) -> list[tuple[str, int]]:
+        return list(zip(_BOUNDS, accumulate(self.counts), strict=True))
+
+
+class _MethodCalls(_Histogram):
+    """One method's calls: started, handled by code, and the handling-time histogram."""
+
+    __slots__ = ("codes", "labels", "started")
+
+    def __init__(self, labels: tuple[str, str, str]) -> None:
+        super().__init__()
+        self.labels = labels
+        self.started = 0
         self.codes: dict[grpc.StatusCode, int] = {}
 
     def begin(self, context: object) -> float:
@@ -84,18 +100,18 @@ class _MethodCalls:
         return time.perf_counter()
 
     def end(self, at: float, code: grpc.StatusCode) -> None:
-        seconds = time.perf_counter() - at
-        self.counts[bisect_left(_BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
-        self.total += seconds
+        self.observe(time.perf_counter() - at)
         codes = self.codes
         codes[code] = codes.get(code, 0) + 1
 
 
 class _CallCollector(Collector):
-    """grpc_server_started_total, grpc_server_handled_total and grpc_server_handling_seconds."""
+    """grpc_server_started_total, grpc_server_handled_total and grpc_server_handling_seconds of
+    the calls served; otv_adapter_call_seconds of the data-port calls made."""
 
     def __init__(self) -> None:
         self.methods: dict[str, _MethodCalls] = {}
+        self.ports: dict[tuple[str, str, str], _Histogram] = {}  # (practice, port, method)
 
     def collect(self) -> Iterator[Metric]:
         labels = ["grpc_type", "grpc_service", "grpc_method"]
@@ -112,9 +128,15 @@ class _CallCollector(Collector):
             started.add_metric(calls.labels, calls.started)
             for code, count in list(calls.codes.items()):
                 handled.add_metric([*calls.labels, code.name], count)
-            cumulative = list(accumulate(calls.counts))
-            handling.add_metric(calls.labels, list(zip(_BOUNDS, cumulative, strict=True)), calls.total)
-        yield from (started, handled, handling)
+            handling.add_metric(calls.labels, calls.buckets(), calls.total)
+        ports = HistogramMetricFamily(
+            "otv_adapter_call_seconds",
+            "data-port calls to a practice's adapter (in-process plugin, remote adapter server or connector)",
+            labels=["practice", "port", "method"],
+        )
+        for (practice, port, method), timings in list(self.ports.items()):
+            ports.add_metric([practice, port, method], timings.buckets(), timings.total)
+        yield from (started, handled, handling, ports)
 
 
 class GatewayMetrics:
@@ -122,13 +144,6 @@ class GatewayMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.calls = _CallCollector()
         self.registry.register(self.calls)
-        self.port_seconds = Histogram(
-            "otv_adapter_call_seconds",
-            "data-port calls to a practice's adapter (in-process plugin, remote adapter server or connector)",
-            ["practice", "port", "method"],
-            buckets=_BUCKETS,
-            registry=self.registry,
-        )
         self.port_errors = Counter(
             "otv_adapter_call_errors",
             "data-port calls that failed, by the error's gRPC code (INTERNAL for anything unexpected)",
@@ -252,10 +267,12 @@ class _MeteredPort:
         if metered is None:
             metered = self._meter(name)
             self._methods[name] = metered
+            # found as an attribute from now on: no __getattr__, no inspection per call
+            vars(self)[name] = metered
         return metered
 
     def _meter(self, name: str) -> Callable[..., Awaitable[Any]]:
-        timer = self._metrics.port_seconds.labels(self._practice, self._port, name)
+        timer = self._metrics.calls.ports.setdefault((self._practice, self._port, name), _Histogram())
         errors = self._metrics.port_errors
         inner = self._inner
         labels = (self._practice, self._port, name)
