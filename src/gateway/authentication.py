@@ -88,6 +88,9 @@ class Verified(NamedTuple):
     key_id: str = ""  # the signing key of an otv-ed25519-v1 call (a session is opened for it)
 
 
+# The metadata of the call this task serves, as the interceptor received it.
+_CALL_METADATA: contextvars.ContextVar[Any] = contextvars.ContextVar("otv_call_metadata", default=None)
+
 # Set for the duration of a verified call; read by the gateway's Identify.
 VERIFIED: contextvars.ContextVar[Verified | None] = contextvars.ContextVar("otv_verified", default=None)
 
@@ -149,6 +152,9 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or method.startswith(_OPEN):
             return handler
+        # The call's metadata as grpc.aio decoded it once for the interceptors; the handler runs in
+        # the same task, and context.invocation_metadata() would decode it all again.
+        _CALL_METADATA.set(handler_call_details.invocation_metadata)
         wrapped = self._wrapped.get(method)
         if wrapped is None:  # built once per method: the call's metadata comes from its context
             service = SERVICE_GRANTS.get(method.split("/")[1] if method.count("/") >= 2 else "", "")
@@ -271,7 +277,7 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, f"the request is larger than the {limit} bytes this method takes"
             )
-        metadata = context.invocation_metadata() or ()
+        metadata = _CALL_METADATA.get() or context.invocation_metadata() or ()
         request: Any = None
         try:
             try:
