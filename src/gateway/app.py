@@ -30,6 +30,7 @@ from gateway.replica_service import ReplicaListener
 from gateway.routing import PracticeRouter, build_router
 from gateway.session_service import add_session_servicer
 from gateway.snapshot_service import SnapshotCalls, add_snapshot_servicer
+from otv_sdk.call_observation import joined
 from otv_sdk.server import OtvServer, build_server
 from otv_sdk.servicers import Identify
 from otv_sdk.tracing import TracingServerInterceptor, client_interceptors
@@ -103,6 +104,7 @@ class Gateway:
             observers: list[grpc.aio.ServerInterceptor] = [metrics.interceptor()] if config.gateway.metrics else []
             if tracing is not None:
                 observers.append(TracingServerInterceptor(tracing))
+            observers = [joined(*observers)] if observers else []  # one wrapper per call, whatever is on
             who: Identify = signed_identity if identify is None else identify
             otv_server = build_server(
                 router,
