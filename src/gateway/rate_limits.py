@@ -237,7 +237,7 @@ class _Turn:
     async def begin(self) -> CpuMeter:
         """Wait for the turn (or Overloaded); from here the meter counts for the partner."""
         state = self._state
-        if state.turns.locked() and state.waiting >= state.queued:
+        if state.waiting >= state.queued and state.turns.locked():  # the cheap test first
             raise Overloaded(_MAX_WAIT)
         state.waiting += 1
         try:
