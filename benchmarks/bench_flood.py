@@ -3,7 +3,7 @@
     python benchmarks/bench_flood.py [--seconds 20] [--rounds 3] [--quiet-partners 3] [--quiet-rate 20]
         [--concurrency 64] [--flooder-rate PER_SECOND[:BURST]] [--kinds NAME,...] [--json PATH]
         [--scheme session|ed25519] [--loop-steps] [--gateway-profile PATH] [--slow-callback-ms MS]
-        [--switch-interval-ms MS]
+        [--switch-interval-ms MS] [--gc-freeze]
 
 Issue 15's acceptance point: while one partner sends requests at the maximum allowed sizes as fast
 as it can, the other partners' p99 latency for ListCalendars stays within 2x of its value without
@@ -57,12 +57,35 @@ phases; --slow-callback-ms runs the gateway's loop in asyncio debug mode and lis
 steps that held it longer (both slow the gateway: do not read the latency figures of such a run);
 --switch-interval-ms sets the gateway process's GIL switch interval (sys.setswitchinterval; Python's
 default is 5 ms), to see how much the loop waits for the GIL while worker threads (the reference
-PVS's SQLite reads, admissions) hold it.
+PVS's SQLite reads, admissions) hold it; --gc-freeze calls gc.freeze() in the gateway once it has
+started, so the full garbage collections the flood's allocations bring about (~50 ms each on this
+machine, visible with --loop-steps) no longer scan the objects every gateway holds from its start.
 
 Measured on the 2-core development machine (2026-11-30): before the per-partner limits, three runs
 with the defaults gave quiet ListCalendars p99 14.1 / 20.5 / 22.6 ms without the flood and 4775 /
 3773 / 5333 ms with it (339x / 184x / 236x). With calls at once and a CPU share per partner (default
 0.05 of a core): 1.53x / 2.42x / 2.05x in three runs; docs/security.md "Measured" has the figures.
+
+Then (23:00-23:45, sessions, --loop-steps, machine load 1.9-8.4 from other work: quiet p99 varied
+from 7 ms to 2 s between rounds of one run, so no ratio of that evening means anything) the flood's
+pieces of event-loop work were cut into slices (gateway/sliced_work.py: the slot search column by
+column, the page's slots, busy and free time with the claims). A figure the load hardly moves: steps
+of the gateway's loop of 5 ms CPU or more during the flood, per second (median of rounds; three
+runs each, the variants taking turns), and the longest step of any flood phase:
+
+  before (6c9d029)                                  2.0 / 1.5 / 1.5   47-71 ms (full garbage collections;
+                                                                      packing 24 months up to 12 ms)
+  slices in the gateway (536ebef)                   1.6 / 1.6 / 1.4   49-65 ms (collections); packing 24 months
+                                                                      (servicers._pack) and converting a page of
+                                                                      slots still up to 8-17 ms in one step
+  and servicers packing and converting a few
+  columns / 250 slots per step (proposed)           0.1 / 0.0 / 0.1   49-64 ms (collections); else <= 4.8 ms
+  and gc.freeze() once the gateway has started      0.0 / 0.0 / 0.0   4.3-5.0 ms
+  (proposed; --gc-freeze)
+
+The quiet p99 ratios of those runs (with the flood / without, median of rounds): before 7.4x /
+1.7x / 0.6x, slices 3.0x / 4.9x / 2.8x, with servicers 0.4x / 0.4x / 0.7x, with gc.freeze 0.2x /
+3.4x / 1.6x (the last at load ~2: 8.0 ms without the flood, 12.5 ms with it). Measure them again on a quiet machine.
 """
 
 from __future__ import annotations
@@ -319,7 +342,9 @@ def _time_loop_steps(long_steps: list[tuple[float, float, str]]) -> None:
     gc.callbacks.append(collections)
 
 
-async def _serve(folder: Path, profile: Path | None, slow_callback_ms: float | None, loop_steps: bool) -> None:
+async def _serve(
+    folder: Path, profile: Path | None, slow_callback_ms: float | None, loop_steps: bool, freeze: bool
+) -> None:
     """The gateway process: start, register the partners, tick, and stop on SIGTERM."""
     loop = asyncio.get_running_loop()
     long_steps: list[tuple[float, float, str]] = []
@@ -336,6 +361,9 @@ async def _serve(folder: Path, profile: Path | None, slow_callback_ms: float | N
         registry.add_partner(partner)
         registry.add_key(partner, key["key_id"], key["public"])
         registry.grant(partner, PRACTICE)
+    if freeze:  # what the gateway holds after its start is never garbage; full collections skip it
+        gc.collect()
+        gc.freeze()
     ticks: list[tuple[float, float, int]] = []
 
     async def ticker() -> None:
@@ -568,6 +596,7 @@ class Settings:
     switch_interval_ms: float | None
     scheme: str
     loop_steps: bool
+    gc_freeze: bool
     kinds: frozenset[str]
 
 
@@ -663,6 +692,8 @@ def _start_gateway(folder: Path, settings: Settings) -> tuple[subprocess.Popen[b
         command += ["--switch-interval-ms", str(settings.switch_interval_ms)]
     if settings.loop_steps:
         command += ["--loop-steps"]
+    if settings.gc_freeze:
+        command += ["--gc-freeze"]
     log = (folder / "gateway.log").open("wb")
     process = subprocess.Popen(command, stderr=log)
     port_file = folder / "gateway.port"
@@ -785,6 +816,7 @@ def _summary(
             "cpus": os.cpu_count(),
             "scheme": settings.scheme,
             "loop_steps": settings.loop_steps,
+            "gc_freeze": settings.gc_freeze,
             "gateway_switch_interval_ms": settings.switch_interval_ms or sys.getswitchinterval() * 1000,
             "scenario_generated_s": round(scenario_s, 1),
         },
@@ -935,6 +967,9 @@ def main() -> None:
     parser.add_argument(
         "--loop-steps", action="store_true", help="count the gateway loop's steps of 1 ms CPU or more, per phase"
     )
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="gc.freeze() in the gateway once started (fewer long collections)"
+    )
     parser.add_argument("--role", choices=["gateway", "quiet", "flood"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -944,7 +979,7 @@ def main() -> None:
     if args.role == "gateway":
         if args.switch_interval_ms is not None:
             sys.setswitchinterval(args.switch_interval_ms / 1000)
-        asyncio.run(_serve(args.folder, args.gateway_profile, args.slow_callback_ms, args.loop_steps))
+        asyncio.run(_serve(args.folder, args.gateway_profile, args.slow_callback_ms, args.loop_steps, args.gc_freeze))
         return
     if args.role == "quiet":
         partners = args.partners.split(",")
@@ -967,6 +1002,7 @@ def main() -> None:
         switch_interval_ms=args.switch_interval_ms,
         scheme=args.scheme,
         loop_steps=args.loop_steps,
+        gc_freeze=args.gc_freeze,
         kinds=args.kinds,
     )
     result = run(settings)
