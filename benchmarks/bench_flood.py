@@ -3,7 +3,7 @@
     python benchmarks/bench_flood.py [--seconds 20] [--rounds 3] [--quiet-partners 3] [--quiet-rate 20]
         [--concurrency 64] [--flooder-rate PER_SECOND[:BURST]] [--kinds NAME,...] [--json PATH]
         [--scheme session|ed25519] [--loop-steps] [--gateway-profile PATH] [--slow-callback-ms MS]
-        [--switch-interval-ms MS] [--gc-freeze]
+        [--switch-interval-ms MS] [--no-gc-freeze]
 
 Issue 15's acceptance point: while one partner sends requests at the maximum allowed sizes as fast
 as it can, the other partners' p99 latency for ListCalendars stays within 2x of its value without
@@ -968,7 +968,10 @@ def main() -> None:
         "--loop-steps", action="store_true", help="count the gateway loop's steps of 1 ms CPU or more, per phase"
     )
     parser.add_argument(
-        "--gc-freeze", action="store_true", help="gc.freeze() in the gateway once started (fewer long collections)"
+        "--gc-freeze",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gc.freeze() in the gateway once started, as `otv serve` does (--no-gc-freeze: without)",
     )
     parser.add_argument("--role", choices=["gateway", "quiet", "flood"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
