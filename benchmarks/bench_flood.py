@@ -76,16 +76,17 @@ runs each, the variants taking turns), and the longest step of any flood phase:
   before (6c9d029)                                  2.0 / 1.5 / 1.5   47-71 ms (full garbage collections;
                                                                       packing 24 months up to 12 ms)
   slices in the gateway (536ebef)                   1.6 / 1.6 / 1.4   49-65 ms (collections); packing 24 months
-                                                                      (servicers._pack) and converting a page of
+                                                                      (reader_servicer._pack) and converting a page of
                                                                       slots still up to 8-17 ms in one step
   and servicers packing and converting a few
-  columns / 250 slots per step (proposed)           0.1 / 0.0 / 0.1   49-64 ms (collections); else <= 4.8 ms
+  columns / 250 slots per step (8c38721)           0.1 / 0.0 / 0.1   49-64 ms (collections); else <= 4.8 ms
   and gc.freeze() once the gateway has started      0.0 / 0.0 / 0.0   4.3-5.0 ms
-  (proposed; --gc-freeze)
+  (8c38721; now the default)
 
 The quiet p99 ratios of those runs (with the flood / without, median of rounds): before 7.4x /
 1.7x / 0.6x, slices 3.0x / 4.9x / 2.8x, with servicers 0.4x / 0.4x / 0.7x, with gc.freeze 0.2x /
-3.4x / 1.6x (the last at load ~2: 8.0 ms without the flood, 12.5 ms with it). Measure them again on a quiet machine.
+3.4x / 1.6x (the last at load ~2: 8.0 ms without the flood, 12.5 ms with it). On a quiet machine
+(load 0.2-1.1) with all of it landed, two runs: 5.36 -> 10.49 ms (1.96x) and 4.68 -> 9.83 ms (2.10x).
 """
 
 from __future__ import annotations
