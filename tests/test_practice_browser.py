@@ -140,19 +140,28 @@ async def run(step: Callable[[], T]) -> T:
 
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], timeout: float = 15) -> Any:
+    """Until `condition` holds; an element replaced while it is read (a page being swapped) is
+    read again on the next try, not an error."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(condition)
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, timeout, ignored_exceptions=ignored).until(condition)
 
 
 def login(driver: Any, base: str, practice: str, user: str, password: str) -> str:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
 
     driver.get(f"{base}/practice/")
     driver.find_element(By.NAME, "practice").send_keys(practice)
     driver.find_element(By.NAME, "username").send_keys(user)
     driver.find_element(By.NAME, "password").send_keys(password)
+    before = driver.find_element(By.TAG_NAME, "body")
     driver.find_element(By.CSS_SELECTOR, "form.login button").click()
+    # The answer is a new page: wait until the login page is gone (its readyState was "complete"
+    # already, so waiting for that alone could read the old page while it is being replaced).
+    wait_for(driver, staleness_of(before))
     wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
     return str(driver.find_element(By.TAG_NAME, "body").text)
 

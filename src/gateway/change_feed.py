@@ -274,6 +274,8 @@ class PracticeFeed(ChangeFeedPort):
     async def _poll_loop(self) -> None:
         """Events another replica stored reach this replica's watchers within a poll interval even
         when no announcement arrives."""
+        with contextlib.suppress(Exception):  # the starting position, at once (see current_cursor)
+            await self._ensure_known()
         while True:
             listening = self._wakeups.listening
             await asyncio.sleep(self._listening_poll_seconds if listening else self._poll_seconds)
@@ -347,6 +349,10 @@ class PracticeFeed(ChangeFeedPort):
 
     async def current_cursor(self, ctx: CallContext) -> str:
         self._start()
+        # From here on this replica's listeners hear every event stored elsewhere: the feed's
+        # position must be known before the caller acts, not at the first poll, or an event stored
+        # in between would be taken as the starting point and never told.
+        await self._ensure_known()
         return _cursor(await self._last_seq())
 
     async def _start_position(self, cursor: str) -> int:
