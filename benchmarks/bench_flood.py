@@ -109,7 +109,9 @@ import string
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -148,6 +150,8 @@ FLOOD_LEAD_SECONDS = 1.5  # the flood reaches its steady state before the quiet 
 LAG_TICK_SECONDS = 0.01
 TARGET_RATIO = 2.0
 LONG_STEP_MS = 1.0  # --loop-steps records steps of the gateway's loop at least this long (thread CPU)
+STACK_SAMPLE_SECONDS = 0.0005  # --step-stacks: how often the loop thread's stack is sampled
+STACKS_SHOWN = 25
 
 Raw = grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]  # bytes in and out: no (de)serialising
 
@@ -311,16 +315,45 @@ def _authenticator(signer: Signer, channel: grpc.aio.Channel, scheme: str) -> Au
     return signed
 
 
-def _time_loop_steps(long_steps: list[tuple[float, float, str]]) -> None:
+def _sample_long_steps(running: list[float], loop_thread: int, samples: Counter[str]) -> None:
+    """Every half millisecond, while a step of the loop has run for a millisecond or more, note where
+    the loop thread is: its innermost frame and the project's frames around it (--step-stacks)."""
+    while True:
+        time.sleep(STACK_SAMPLE_SECONDS)
+        began = running[0]
+        if not began or time.perf_counter() - began < LONG_STEP_MS / 1000:
+            continue
+        frame = sys._current_frames().get(loop_thread)  # diagnosis only
+        if frame is None:
+            continue
+        stack = traceback.extract_stack(frame)
+        ours = [f for f in stack if "/src/" in f.filename]
+        inner = stack[-1]
+        names = [f"{Path(f.filename).stem}.{f.name}:{f.lineno}" for f in ours[-4:]]
+        if not ours or ours[-1] is not inner:
+            names.append(f"[{Path(inner.filename).stem}.{inner.name}]")
+        samples[" > ".join(names)] += 1
+
+
+def _time_loop_steps(long_steps: list[tuple[float, float, str]], samples: Counter[str] | None = None) -> None:
     """Record every step of the loop (a callback, a task's step) that took LONG_STEP_MS of the loop
     thread's CPU time or more: (when, CPU ms, the task's name or the callback's). CPU time of the
     thread, not wall time, so what other processes on the machine do hardly changes the figure.
     Patches asyncio's Handle: diagnosis only."""
     run = asyncio.events.Handle._run
+    running = [0.0]  # when the current step began (perf_counter), 0 between steps
+    if samples is not None:
+        sys.setswitchinterval(STACK_SAMPLE_SECONDS)  # so the sampler gets the GIL within a step
+        sampler = threading.Thread(
+            target=_sample_long_steps, args=(running, threading.get_ident(), samples), daemon=True
+        )
+        sampler.start()
 
     def timed(handle: asyncio.Handle) -> None:
         began = time.thread_time()
+        running[0] = time.perf_counter()
         run(handle)
+        running[0] = 0.0
         took = (time.thread_time() - began) * 1000
         if took >= LONG_STEP_MS:
             callback = handle._callback  # type: ignore[attr-defined]
@@ -344,13 +377,19 @@ def _time_loop_steps(long_steps: list[tuple[float, float, str]]) -> None:
 
 
 async def _serve(
-    folder: Path, profile: Path | None, slow_callback_ms: float | None, loop_steps: bool, freeze: bool
+    folder: Path,
+    profile: Path | None,
+    slow_callback_ms: float | None,
+    loop_steps: bool,
+    freeze: bool,
+    step_stacks: bool = False,
 ) -> None:
     """The gateway process: start, register the partners, tick, and stop on SIGTERM."""
     loop = asyncio.get_running_loop()
     long_steps: list[tuple[float, float, str]] = []
-    if loop_steps:
-        _time_loop_steps(long_steps)
+    samples: Counter[str] | None = Counter() if step_stacks else None
+    if loop_steps or step_stacks:
+        _time_loop_steps(long_steps, samples)
     if slow_callback_ms is not None:
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
         loop.set_debug(True)
@@ -390,6 +429,8 @@ async def _serve(
     await gateway.stop(0)
     (folder / "ticks.json").write_text(json.dumps(ticks))
     (folder / "steps.json").write_text(json.dumps(long_steps))
+    if samples is not None:
+        (folder / "stacks.json").write_text(json.dumps(samples.most_common(STACKS_SHOWN)))
     if profiler is not None and profile is not None:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -599,6 +640,7 @@ class Settings:
     loop_steps: bool
     gc_freeze: bool
     kinds: frozenset[str]
+    step_stacks: bool = False
 
 
 def _phase(
@@ -695,6 +737,8 @@ def _start_gateway(folder: Path, settings: Settings) -> tuple[subprocess.Popen[b
         command += ["--loop-steps"]
     if settings.gc_freeze:
         command += ["--gc-freeze"]
+    if settings.step_stacks:
+        command += ["--step-stacks"]
     log = (folder / "gateway.log").open("wb")
     process = subprocess.Popen(command, stderr=log)
     port_file = folder / "gateway.port"
@@ -769,12 +813,16 @@ def run(settings: Settings) -> dict[str, Any]:
             json.loads((folder / "steps.json").read_text()) if settings.loop_steps else []
         )
         slow = (folder / "gateway.log").read_text(errors="replace") if settings.slow_callback_ms is not None else ""
+        stacks = json.loads((folder / "stacks.json").read_text()) if settings.step_stacks else []
     for row in phases:
         window = row.pop("window")
         row["gateway"] = _tick_stats(ticks, *window)
         if settings.loop_steps:
             row["gateway"].update(_step_stats(long_steps, *window))
-    return _summary(phases, settings, sizes, scenario_s, parsed.rate_limit, flooder_limit, slow)
+    result = _summary(phases, settings, sizes, scenario_s, parsed.rate_limit, flooder_limit, slow)
+    if settings.step_stacks:
+        result["step_stacks"] = stacks
+    return result
 
 
 def _summary(
@@ -922,6 +970,10 @@ def _print(result: dict[str, Any]) -> None:
         f" {result['flood_p99_ms']:.2f} ms with it: {result['ratio']:.2f}x (rounds {rounds});"
         f" {verdict} the {TARGET_RATIO:g}x target"
     )
+    if "step_stacks" in result:
+        print(f"where the gateway's loop was {LONG_STEP_MS:g} ms or more into a step (samples, whole run):")
+        for where, count in result["step_stacks"]:
+            print(f"  {count:6d}  {where}")
     if "slow_callbacks" in result:
         print("gateway loop steps longer than --slow-callback-ms (asyncio debug mode), by task:")
         for row in result["slow_callbacks"]:
@@ -969,6 +1021,11 @@ def main() -> None:
         "--loop-steps", action="store_true", help="count the gateway loop's steps of 1 ms CPU or more, per phase"
     )
     parser.add_argument(
+        "--step-stacks",
+        action="store_true",
+        help="sample where the gateway's loop is during steps of 1 ms or more (lowers its GIL switch interval)",
+    )
+    parser.add_argument(
         "--gc-freeze",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -983,7 +1040,10 @@ def main() -> None:
     if args.role == "gateway":
         if args.switch_interval_ms is not None:
             sys.setswitchinterval(args.switch_interval_ms / 1000)
-        asyncio.run(_serve(args.folder, args.gateway_profile, args.slow_callback_ms, args.loop_steps, args.gc_freeze))
+        serve = _serve(
+            args.folder, args.gateway_profile, args.slow_callback_ms, args.loop_steps, args.gc_freeze, args.step_stacks
+        )
+        asyncio.run(serve)
         return
     if args.role == "quiet":
         partners = args.partners.split(",")
@@ -1007,6 +1067,7 @@ def main() -> None:
         scheme=args.scheme,
         loop_steps=args.loop_steps,
         gc_freeze=args.gc_freeze,
+        step_stacks=args.step_stacks,
         kinds=args.kinds,
     )
     result = run(settings)

@@ -216,8 +216,14 @@ def weekly_span_from_proto(msg: time_pb2.WeeklySpan, field: str) -> WeeklySpan:
 # --- packed intervals ------------------------------------------------------------------------
 
 
-def pack_intervals(practice_id: str, origin: datetime, column: ColumnIntervals) -> time_pb2.PackedIntervals:
-    """Encode intervals as delta-coded seconds (see PackedIntervals in time.proto)."""
+def pack_intervals(
+    practice_id: str, origin: datetime, column: ColumnIntervals, into: time_pb2.PackedIntervals | None = None
+) -> time_pb2.PackedIntervals:
+    """Encode intervals as delta-coded seconds (see PackedIntervals in time.proto).
+
+    `into`: a message to fill in place, for example one just added to a response's repeated field.
+    A message passed to a response's constructor is copied whole; 24 months of a practice's busy
+    time are about 30,000 numbers, and the copy took longer than the packing."""
     items = column.intervals.sorted()
     origin_seconds = from_datetime(origin)
     durations = items.ends - items.starts
@@ -229,9 +235,9 @@ def pack_intervals(practice_id: str, origin: datetime, column: ColumnIntervals) 
         or int(durations.max()) > _UINT32_MAX
     ):
         raise ValueError(f"column {column.column_id!r} has intervals that cannot be packed from {origin.isoformat()}")
-    message = time_pb2.PackedIntervals(
-        column=format_name(practice_id, "columns", column.column_id), origin=datetime_to_timestamp(origin)
-    )
+    message = time_pb2.PackedIntervals() if into is None else into
+    message.column = format_name(practice_id, "columns", column.column_id)
+    _set_timestamp(message.origin, origin)
     message.start_deltas.extend(deltas.tolist())
     message.durations.extend(durations.tolist())
     return message
@@ -510,10 +516,12 @@ def _minutes(value: timedelta) -> int:
 # --- slots --------------------------------------------------------------------------------------
 
 
-def slot_to_proto(practice_id: str, slot: Slot) -> reader_service_pb2.Slot:
-    # A page holds up to 1000 slots, converted on the event loop: the times are set in place
-    # rather than built as Timestamps and copied in, which halves the cost.
-    message = reader_service_pb2.Slot(column=format_name(practice_id, "columns", slot.column_id))
+def slot_to_proto(practice_id: str, slot: Slot, into: reader_service_pb2.Slot | None = None) -> reader_service_pb2.Slot:
+    """`into`: a message to fill in place (one just added to a response's repeated field, so the
+    page is not copied again). A page holds up to 1000 slots, converted on the event loop: the
+    times are set in place rather than built as Timestamps and copied in, which halves the cost."""
+    message = reader_service_pb2.Slot() if into is None else into
+    message.column = format_name(practice_id, "columns", slot.column_id)
     _set_timestamp(message.start_time, slot.start)
     _set_timestamp(message.end_time, slot.end)
     return message
