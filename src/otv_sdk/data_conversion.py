@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+
 from otv.v1 import consent_pb2, patient_pb2, practice_pb2, time_pb2
 from otv.v1 import practice_data_service_pb2 as pd
 from otv_sdk import conversion as cv
@@ -181,17 +183,21 @@ def working_time_rules_from_proto(practice_id: str, msg: pd.ListWorkingTimeRules
 
 
 def entries_to_proto(
-    practice_id: str, window: Interval, columns: Sequence[ColumnIntervals]
-) -> list[time_pb2.PackedIntervals]:
+    practice_id: str,
+    window: Interval,
+    columns: Sequence[ColumnIntervals],
+    into: RepeatedCompositeFieldContainer[time_pb2.PackedIntervals],
+) -> None:
     """Entries are unclipped, so one may start before the window: the origin moves back to it
-    (packed deltas cannot be negative). Columns without entries are left out, as the proto says."""
-    packed = []
+    (packed deltas cannot be negative). Columns without entries are left out, as the proto says.
+
+    Packed into messages added to `into` (a response's repeated field): a list passed to the
+    response's constructor would be copied whole, which for 24 months took longer than packing."""
     for column in columns:
         if not len(column.intervals):
             continue
         first = to_datetime(int(column.intervals.starts.min()))
-        packed.append(cv.pack_intervals(practice_id, min(window.start, first), column))
-    return packed
+        cv.pack_intervals(practice_id, min(window.start, first), column, into=into.add())
 
 
 def entries_from_proto(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 __all__ = ["LoopShare"]
 
@@ -23,14 +24,15 @@ SHARE_SECONDS = 0.0005
 class LoopShare:
     """Call `pause_if_due` between items of one piece of work."""
 
-    __slots__ = ("_seconds", "_until")
+    __slots__ = ("_clock", "_seconds", "_until")
 
-    def __init__(self, seconds: float = SHARE_SECONDS) -> None:
+    def __init__(self, seconds: float = SHARE_SECONDS, clock: Callable[[], float] = time.perf_counter) -> None:
         self._seconds = seconds
-        self._until = time.perf_counter() + seconds
+        self._clock = clock
+        self._until = clock() + seconds
 
     async def pause_if_due(self) -> None:
         """Let the loop run what is ready if the work has held it for its share since the last pause."""
-        if time.perf_counter() >= self._until:
+        if self._clock() >= self._until:
             await asyncio.sleep(0)
-            self._until = time.perf_counter() + self._seconds
+            self._until = self._clock() + self._seconds

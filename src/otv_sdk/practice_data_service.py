@@ -186,7 +186,9 @@ class PracticeDataServicer(ServicerBase, pd_grpc.PracticeDataServiceServicer):
         async def handle(ctx: CallContext) -> pd.ListCalendarEntriesResponse:
             practice_id, calendar, window, columns = await self._window_read(request, ctx)
             entries = await calendar.list_busy_times(ctx, window, columns)
-            return pd.ListCalendarEntriesResponse(entries=dc.entries_to_proto(practice_id, window, entries))
+            response = pd.ListCalendarEntriesResponse()
+            dc.entries_to_proto(practice_id, window, entries, into=response.entries)
+            return response
 
         return await self._run(context, "ListCalendarEntries", handle)
 
@@ -196,7 +198,9 @@ class PracticeDataServicer(ServicerBase, pd_grpc.PracticeDataServiceServicer):
         async def handle(ctx: CallContext) -> pd.ListPredefinedSlotsResponse:
             practice_id, calendar, window, columns = await self._window_read(request, ctx)
             slots = _need(await calendar.list_predefined_slots(ctx, window, columns), "predefined slots")
-            return pd.ListPredefinedSlotsResponse(slots=dc.entries_to_proto(practice_id, window, slots))
+            response = pd.ListPredefinedSlotsResponse()
+            dc.entries_to_proto(practice_id, window, slots, into=response.slots)
+            return response
 
         return await self._run(context, "ListPredefinedSlots", handle)
 
