@@ -1,4 +1,4 @@
-"""A call's heavy computation, run on the event loop in slices of about a millisecond, one per turn.
+"""A call's heavy computation, run on the event loop in slices of half a millisecond, one per turn.
 
 Every partner call is served by one event loop. A computation that holds it for 10 ms (a page of
 1,000 slots over every column of a practice) holds up every other partner's call for those 10 ms,
@@ -33,14 +33,15 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from gateway.rate_limits import CURRENT_METER, CpuMeter
+from otv_sdk.loop_share import SHARE_SECONDS
 
 __all__ = ["SLICE_SECONDS", "run_sliced"]
 
 T = TypeVar("T")
 
-# Long enough that the turns cost little (a turn of an idle loop takes tens of microseconds), short
-# enough that a light call hardly notices the slice it waits for.
-SLICE_SECONDS = 0.001
+# The same share of the loop as the servicers' conversions take between pauses (loop_share.py):
+# long enough that the turns cost little, short enough that a light call hardly notices.
+SLICE_SECONDS = SHARE_SECONDS
 
 
 @dataclass(slots=True, eq=False)

@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-__all__ = ["LoopShare"]
+__all__ = ["SHARE_SECONDS", "LoopShare"]
 
 # Long enough that pausing costs little (a turn of the loop takes tens of microseconds), short
 # enough that a light call waiting behind the work hardly notices.
