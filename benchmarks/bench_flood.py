@@ -3,7 +3,7 @@
     python benchmarks/bench_flood.py [--seconds 20] [--rounds 3] [--quiet-partners 3] [--quiet-rate 20]
         [--concurrency 64] [--flooder-rate PER_SECOND[:BURST]] [--kinds NAME,...] [--json PATH]
         [--scheme session|ed25519] [--loop-steps] [--gateway-profile PATH] [--slow-callback-ms MS]
-        [--switch-interval-ms MS] [--no-gc-freeze]
+        [--switch-interval-ms MS] [--no-gc-freeze] [--step-stacks]
 
 Issue 15's acceptance point: while one partner sends requests at the maximum allowed sizes as fast
 as it can, the other partners' p99 latency for ListCalendars stays within 2x of its value without
@@ -87,6 +87,18 @@ The quiet p99 ratios of those runs (with the flood / without, median of rounds):
 1.7x / 0.6x, slices 3.0x / 4.9x / 2.8x, with servicers 0.4x / 0.4x / 0.7x, with gc.freeze 0.2x /
 3.4x / 1.6x (the last at load ~2: 8.0 ms without the flood, 12.5 ms with it). On a quiet machine
 (load 0.2-1.1) with all of it landed, two runs: 5.36 -> 10.49 ms (1.96x) and 4.68 -> 9.83 ms (2.10x).
+
+2026-12-01, quiet machine (load 0.3-0.9): before, 5.31 -> 12.67 ms (2.39x; steps >= 5 ms 0.5-0.8/s,
+longest 6-7 ms). --step-stacks showed those steps in the packing of 24 months (paused every 5
+columns, ~1.3 ms each) and in the responses' constructors copying the packed columns or the page of
+slots whole (~2 ms). Packed in place and paused on the clock every 0.5 ms (otv_sdk/loop_share.py),
+sliced work in the same 0.5 ms: steps >= 5 ms none, longest 2-3 ms, and 5.09 -> 7.67 ms (1.51x),
+5.49 -> 7.62 ms (1.39x), 4.70 -> 7.71 ms (1.64x) in three runs.
+
+--step-stacks samples, every 0.5 ms, where the gateway's loop thread is once a step has run for
+1 ms, and lists the most frequent places (the innermost frame and the project's frames around it;
+code inside grpcio's Cython shows as the last Python frame it left, such as create_future). It
+lowers the gateway's GIL switch interval to 0.5 ms so the sampler gets its turns: diagnosis only.
 """
 
 from __future__ import annotations
