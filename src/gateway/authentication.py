@@ -49,6 +49,7 @@ from gateway.rate_limits import CpuMeter, Overloaded, PartnerRateLimits, Rate, T
 from gateway.refusals import RateLimited, Refused, refusal_status, unauthenticated
 from gateway.sessions import SessionBook
 from gateway.state_store import StateStore
+from otv_sdk.call_metadata import call_metadata, remember
 from otv_sdk.errors import InvalidArgument
 from otv_sdk.limits import MAX_PARTNER_REQUEST_BYTES, MAX_REQUEST_BYTES
 from otv_sdk.resources import is_valid_practice_id
@@ -87,9 +88,6 @@ class Verified(NamedTuple):
     method: str
     key_id: str = ""  # the signing key of an otv-ed25519-v1 call (a session is opened for it)
 
-
-# The metadata of the call this task serves, as the interceptor received it.
-_CALL_METADATA: contextvars.ContextVar[Any] = contextvars.ContextVar("otv_call_metadata", default=None)
 
 # Set for the duration of a verified call; read by the gateway's Identify.
 VERIFIED: contextvars.ContextVar[Verified | None] = contextvars.ContextVar("otv_verified", default=None)
@@ -152,9 +150,7 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or method.startswith(_OPEN):
             return handler
-        # The call's metadata as grpc.aio decoded it once for the interceptors; the handler runs in
-        # the same task, and context.invocation_metadata() would decode it all again.
-        _CALL_METADATA.set(handler_call_details.invocation_metadata)
+        remember(handler_call_details.invocation_metadata)  # decoded once for every interceptor (call_metadata.py)
         wrapped = self._wrapped.get(method)
         if wrapped is None:  # built once per method: the call's metadata comes from its context
             service = SERVICE_GRANTS.get(method.split("/")[1] if method.count("/") >= 2 else "", "")
@@ -277,7 +273,7 @@ class SignatureAuthenticator(grpc.aio.ServerInterceptor):
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, f"the request is larger than the {limit} bytes this method takes"
             )
-        metadata = _CALL_METADATA.get() or context.invocation_metadata() or ()
+        metadata = call_metadata(context)
         request: Any = None
         try:
             try:

@@ -16,13 +16,14 @@ adding a second layer of coroutines around the call.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextvars import ContextVar
-from typing import Any, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 
-__all__ = ["Begin", "End", "Hooks", "ObservingInterceptor", "call_kind", "call_metadata", "final_code", "joined"]
+from otv_sdk.call_metadata import remember
+
+__all__ = ["Begin", "End", "Hooks", "ObservingInterceptor", "call_kind", "final_code", "joined"]
 
 _Context = grpc.aio.ServicerContext[Any, Any]
 # told the call's context as it starts; returns the call's state
@@ -31,20 +32,6 @@ Begin = Callable[[_Context], Any]
 End = Callable[[Any, grpc.StatusCode], None]
 # (full method name, call kind) -> the method's begin and end
 Hooks = Callable[[str, str], tuple[Begin, End]]
-_Metadata = Sequence[tuple[str, str | bytes]]
-
-# The call's metadata as grpc.aio handed it to the interceptors. `context.invocation_metadata()`
-# builds it anew at every use (a tuple of every key and value, decoded), some 40,000 instructions
-# a call; interceptors and handler run in the call's own task, so this is the call's.
-_METADATA: ContextVar[_Metadata | None] = ContextVar("otv_call_metadata", default=None)
-
-
-def call_metadata(context: _Context) -> _Metadata:
-    """The call's invocation metadata: what the observing interceptor saw, else from `context`."""
-    metadata = _METADATA.get()
-    if metadata is None:
-        return cast(_Metadata, context.invocation_metadata() or ())
-    return metadata
 
 
 def final_code(context: _Context, error: BaseException | None) -> grpc.StatusCode:
@@ -168,7 +155,7 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        _METADATA.set(handler_call_details.invocation_metadata)
+        remember(handler_call_details.invocation_metadata)
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method
         if handler is None:

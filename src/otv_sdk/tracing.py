@@ -29,7 +29,8 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 
-from otv_sdk.call_observation import Begin, End, ObservingInterceptor, call_metadata
+from otv_sdk.call_metadata import call_metadata
+from otv_sdk.call_observation import Begin, End, ObservingInterceptor
 
 __all__ = ["TracingServerInterceptor", "client_interceptors"]
 
