@@ -33,6 +33,7 @@ key id it named; a flood of refusals is recorded up to a rate, with the count of
 from __future__ import annotations
 
 import contextvars
+import functools
 import hmac
 import secrets
 import time
@@ -93,24 +94,17 @@ class Verified(NamedTuple):
 VERIFIED: contextvars.ContextVar[Verified | None] = contextvars.ContextVar("otv_verified", default=None)
 
 
-_PRACTICES_OF_NAMES: dict[str, str | None] = {}
-
-
 def _practice_of(request: Any) -> str | None:
     """The practice a request addresses, if its name or parent is well formed (else the handler says so)."""
     hello = getattr(request, "hello", None)  # a connector's first message
     name = getattr(request, "parent", "") or getattr(request, "name", "") or getattr(hello, "parent", "")
-    if not isinstance(name, str):
-        return None
-    known = _PRACTICES_OF_NAMES.get(name, "")
-    if known != "":  # the same few names come again and again: parse each once
-        return known
+    return _practice_of_name(name) if isinstance(name, str) else None
+
+
+@functools.lru_cache(maxsize=4096)  # the same few names come again and again; callers choose them: bounded
+def _practice_of_name(name: str) -> str | None:
     parts = name.split("/")
-    practice = parts[1] if len(parts) >= 2 and parts[0] == "practices" and is_valid_practice_id(parts[1]) else None
-    if len(_PRACTICES_OF_NAMES) >= 4096:  # names are the callers' to choose: keep the memory bounded
-        _PRACTICES_OF_NAMES.clear()
-    _PRACTICES_OF_NAMES[name] = practice
-    return practice
+    return parts[1] if len(parts) >= 2 and parts[0] == "practices" and is_valid_practice_id(parts[1]) else None
 
 
 @dataclass(slots=True)
