@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
-from otv.v1 import consent_pb2, patient_pb2, practice_pb2, time_pb2
+from otv.v1 import patient_pb2, practice_pb2, time_pb2
 from otv.v1 import practice_data_service_pb2 as pd
 from otv_sdk import conversion as cv
 from otv_sdk.changes import BusyTimeChanged, CalendarConfigChanged, Change, Heartbeat
@@ -23,7 +23,6 @@ from otv_sdk.models import (
     AdapterInfo,
     ClosedDay,
     ColumnIntervals,
-    ConsentActor,
     ContactKind,
     Interval,
     NewPatient,
@@ -45,8 +44,6 @@ __all__ = [
     "capabilities_to_proto",
     "closed_day_from_proto",
     "closed_day_to_proto",
-    "consent_actor_from_proto",
-    "consent_actor_to_proto",
     "data_change_from_proto",
     "data_change_to_proto",
     "entries_from_proto",
@@ -308,7 +305,7 @@ def patient_record_from_proto(practice_id: str, msg: pd.PatientRecord, field: st
         id=parse_practice_child(msg.name, f"{field}.name", "patients", practice_id),
         given_name=msg.given_name,
         family_name=msg.family_name,
-        birth_date=cv._optional_date(msg, "birth_date", f"{field}.birth_date"),
+        birth_date=cv.optional_date(msg, "birth_date", f"{field}.birth_date"),
         contacts=cv.contacts_from_proto(msg.contacts, f"{field}.contacts"),
         active=msg.active,
         consent=cv.consent_state_from_proto(msg.consent, f"{field}.consent"),
@@ -370,20 +367,6 @@ def _token(value: str, field: str) -> str:
 
 def _contact(kind: ContactKind, value: str) -> patient_pb2.Contact:
     return patient_pb2.Contact(kind=cv.contact_kind_to_proto(kind), value=value)
-
-
-# --- consent -------------------------------------------------------------------------------------
-
-
-def consent_actor_to_proto(actor: ConsentActor) -> consent_pb2.ConsentActor.ValueType:
-    return cv._CONSENT_ACTORS[actor]
-
-
-def consent_actor_from_proto(value: int, field: str) -> ConsentActor:
-    actor: ConsentActor | None = cv._CONSENT_ACTORS_BACK.get(value)  # type: ignore[call-overload]
-    if actor is None:
-        raise InvalidArgument.field(field, "must be PARTNER or PRACTICE")
-    return actor
 
 
 # --- changes -------------------------------------------------------------------------------------

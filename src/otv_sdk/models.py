@@ -1,6 +1,6 @@
 """Typed domain models, free of protobuf and gRPC.
 
-Adapters and the gateway's policy code work with these; `conversion.py` is the one place that
+Adapters and the gateway's policy code work with these; the `conversion` package is the one place that
 maps them to and from the wire. Instants are timezone-aware `datetime`s in UTC; wall-clock rules
 (weekly hours, booking areas) are `time`s interpreted in the practice's time zone.
 """
@@ -347,7 +347,7 @@ class Gender(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class PostalAddress:
-    """As typed (validated in conversion.py): street and house number, postcode, town, ISO country."""
+    """As typed (validated in conversion/patients.py): street and house number, postcode, town, ISO country."""
 
     street: str
     postal_code: str

@@ -313,7 +313,7 @@ class RemoteConsentData(_Remote, ConsentDataPort):
         request = pd.WriteConsentRequest(
             name=format_name(c.practice_id, "patients", patient_id),
             state=cv.consent_state_to_proto(state),
-            set_by=dc.consent_actor_to_proto(actor),
+            set_by=cv.consent_actor_to_proto(actor),
         )
         if evidence is not None:
             request.evidence.CopyFrom(cv.evidence_to_proto(evidence))

@@ -296,7 +296,7 @@ class PracticeDataServicer(ServicerBase, pd_grpc.PracticeDataServiceServicer):
             practice_id, patient_id, adapter = await self._patient(request.name, ctx)
             state = cv.consent_state_from_proto(request.state, "state")
             evidence = cv.evidence_from_proto(request, "evidence", "evidence")
-            actor = dc.consent_actor_from_proto(request.set_by, "set_by")
+            actor = cv.consent_actor_from_proto(request.set_by, "set_by")
             port = _need(adapter.consents, "consent records")
             consent = await port.write_consent(ctx, patient_id, state, evidence, actor)
             return pd.WriteConsentResponse(consent=cv.consent_to_proto(practice_id, consent))

@@ -8,8 +8,6 @@ parsers; a malformed one is the adapter's fault and is reported as such by the c
 One module per kind of message (instants, packed intervals, names, calendars, slots, absences,
 appointments, patients, consents, scenarios, changes); this package re-exports their public
 names, so callers keep writing `from otv_sdk import conversion as cv` and `cv.slot_to_proto`.
-`_optional_date` and the consent actor tables are re-exported too: data_conversion maps the
-same dates and enums through `cv`.
 """
 
 from __future__ import annotations
@@ -18,9 +16,9 @@ from otv_sdk.conversion.absences import absence_from_proto, absence_to_proto
 from otv_sdk.conversion.appointments import appointment_from_proto, appointment_to_proto, hold_from_proto, hold_to_proto
 from otv_sdk.conversion.calendars import calendar_from_proto, calendar_to_proto, practice_from_proto, practice_to_proto
 from otv_sdk.conversion.changes import change_from_proto, change_to_proto
-from otv_sdk.conversion.consents import _CONSENT_ACTORS as _CONSENT_ACTORS
-from otv_sdk.conversion.consents import _CONSENT_ACTORS_BACK as _CONSENT_ACTORS_BACK
 from otv_sdk.conversion.consents import (
+    consent_actor_from_proto,
+    consent_actor_to_proto,
     consent_from_proto,
     consent_state_from_proto,
     consent_state_to_proto,
@@ -28,7 +26,6 @@ from otv_sdk.conversion.consents import (
     evidence_from_proto,
     evidence_to_proto,
 )
-from otv_sdk.conversion.instants import _optional_date as _optional_date
 from otv_sdk.conversion.instants import (
     birth_date_from_proto,
     date_from_proto,
@@ -36,6 +33,7 @@ from otv_sdk.conversion.instants import (
     datetime_to_timestamp,
     interval_from_proto,
     interval_to_proto,
+    optional_date,
     optional_timestamp,
     required_timestamp,
     timestamp_to_datetime,
@@ -94,6 +92,8 @@ __all__ = [
     "change_to_proto",
     "child_id_from_proto",
     "column_ids_from_proto",
+    "consent_actor_from_proto",
+    "consent_actor_to_proto",
     "consent_from_proto",
     "consent_name",
     "consent_name_parts",
@@ -116,6 +116,7 @@ __all__ = [
     "match_outcome_from_proto",
     "match_outcome_to_proto",
     "name_part",
+    "optional_date",
     "optional_timestamp",
     "pack_intervals",
     "page_size_from_proto",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from otv.v1 import practice_pb2
-from otv_sdk.conversion.instants import _optional_date, date_to_proto, weekly_span_from_proto, weekly_span_to_proto
+from otv_sdk.conversion.instants import date_to_proto, optional_date, weekly_span_from_proto, weekly_span_to_proto
 from otv_sdk.conversion.names import _id_or_none, _name_or_empty, column_ids_from_proto
 from otv_sdk.models import (
     AdapterInfo,
@@ -187,8 +187,8 @@ def calendar_from_proto(practice_id: str, msg: object) -> Calendar:
             weekly_spans=tuple(
                 weekly_span_from_proto(s, f"booking_areas[{i}].weekly_spans[{j}]") for j, s in enumerate(a.weekly_spans)
             ),
-            valid_from=_optional_date(a, "valid_from", f"booking_areas[{i}].valid_from"),
-            valid_until=_optional_date(a, "valid_until", f"booking_areas[{i}].valid_until"),
+            valid_from=optional_date(a, "valid_from", f"booking_areas[{i}].valid_from"),
+            valid_until=optional_date(a, "valid_until", f"booking_areas[{i}].valid_until"),
         )
         for i, a in enumerate(msg.booking_areas)  # type: ignore[attr-defined]
     )

@@ -1,7 +1,6 @@
 """A patient's consent to a partner, with the evidence for the decision.
 
-The enum tables are shared: sandbox scenarios use `_CONSENT_STATES`, and data_conversion uses
-`_CONSENT_ACTORS` and its reverse through the package.
+Sandbox scenarios share the consent state table (`_CONSENT_STATES`).
 """
 
 from __future__ import annotations
@@ -14,6 +13,8 @@ from otv_sdk.limits import MAX_TOKEN
 from otv_sdk.models import Consent, ConsentActor, ConsentEvidence, ConsentMethod, ConsentState
 
 __all__ = [
+    "consent_actor_from_proto",
+    "consent_actor_to_proto",
     "consent_from_proto",
     "consent_state_from_proto",
     "consent_state_to_proto",
@@ -40,6 +41,17 @@ _CONSENT_ACTORS = {
     ConsentActor.PRACTICE: consent_pb2.CONSENT_ACTOR_PRACTICE,
 }
 _CONSENT_ACTORS_BACK = {v: k for k, v in _CONSENT_ACTORS.items()}
+
+
+def consent_actor_to_proto(actor: ConsentActor) -> consent_pb2.ConsentActor.ValueType:
+    return _CONSENT_ACTORS[actor]
+
+
+def consent_actor_from_proto(value: int, field: str) -> ConsentActor:
+    actor: ConsentActor | None = _CONSENT_ACTORS_BACK.get(value)  # type: ignore[call-overload]
+    if actor is None:
+        raise InvalidArgument.field(field, "must be PARTNER or PRACTICE")
+    return actor
 
 
 def consent_state_from_proto(value: int, field: str) -> ConsentState:

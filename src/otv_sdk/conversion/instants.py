@@ -27,6 +27,7 @@ __all__ = [
     "datetime_to_timestamp",
     "interval_from_proto",
     "interval_to_proto",
+    "optional_date",
     "optional_timestamp",
     "required_timestamp",
     "timestamp_to_datetime",
@@ -138,7 +139,7 @@ def date_to_proto(value: date) -> time_pb2.Date:
     return time_pb2.Date(year=value.year, month=value.month, day=value.day)
 
 
-def _optional_date(parent: object, name: str, field: str) -> date | None:
+def optional_date(parent: object, name: str, field: str) -> date | None:
     if not parent.HasField(name):  # type: ignore[attr-defined]
         return None
     return date_from_proto(getattr(parent, name), field)

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 from otv.v1 import patient_lookup_service_pb2, patient_pb2
 from otv_sdk.conversion.instants import (
-    _optional_date,
     birth_date_from_proto,
     date_to_proto,
     datetime_to_timestamp,
+    optional_date,
     optional_timestamp,
 )
 from otv_sdk.errors import InvalidArgument
@@ -104,7 +104,7 @@ def patient_from_proto(practice_id: str, msg: patient_pb2.Patient, field: str) -
         id=parse_practice_child(msg.name, f"{field}.name", "patients", practice_id),
         given_name=msg.given_name,
         family_name=msg.family_name,
-        birth_date=_optional_date(msg, "birth_date", f"{field}.birth_date"),
+        birth_date=optional_date(msg, "birth_date", f"{field}.birth_date"),
         contacts=contacts_from_proto(msg.contacts, f"{field}.contacts"),
         created_online=msg.created_online,
         create_time=optional_timestamp(msg, "create_time", f"{field}.create_time"),
