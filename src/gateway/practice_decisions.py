@@ -25,9 +25,9 @@ import logging
 from collections.abc import Callable
 
 from gateway.booking import PENDING, BookingDesk, note_inbox
-from gateway.practice_desk_base import PracticeDeskBase
 from gateway.practice_history import record_audit
 from gateway.practice_inbox import InboxItem, inbox_item, waiting
+from gateway.practice_scope import PracticeScope
 from gateway.state_store import Row, Tx
 from otv_sdk.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, OtvError
 
@@ -43,8 +43,11 @@ def _fingerprint(*parts: object) -> str:
     return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()
 
 
-class PracticeDecisions(PracticeDeskBase):
+class PracticeDecisions:
     """The deciding part of a practice's desk."""
+
+    def __init__(self, scope: PracticeScope) -> None:
+        self._scope = scope
 
     async def accept(self, actor: str, appointment_id: str, etag: str, request_id: str) -> InboxItem:
         """Confirm a booking waiting for confirmation: write it into the PVS, the partner sees BOOKED."""
@@ -66,7 +69,7 @@ class PracticeDecisions(PracticeDeskBase):
 
         desk = await self._decide(actor, "accept", appointment_id, etag, request_id, change)
         try:
-            await desk.write_accepted(self._ctx, appointment_id)
+            await desk.write_accepted(self._scope.ctx, appointment_id)
         except OtvError as error:  # stays WRITING; recovery and the partner's next read complete it
             log.warning("writing accepted booking %s deferred: %s", appointment_id, error.code.value)
         return await self._after_decision(desk, appointment_id)
@@ -130,10 +133,10 @@ class PracticeDecisions(PracticeDeskBase):
     def _record(self, tx: Tx, row: Row, action: str, reason: str | None, actor: str, now: int) -> None:
         tx.execute(
             "INSERT INTO decisions (appointment_id, practice, action, reason, actor, at_s) VALUES (?, ?, ?, ?, ?, ?)",
-            (row["id"], self._practice, action, reason, actor, now),
+            (row["id"], self._scope.practice_id, action, reason, actor, now),
         )
-        record_audit(tx, self._practice, row["partner"], action, row["id"], f"ok by {actor}", now)
-        note_inbox(tx, self._practice, row["id"], now)
+        record_audit(tx, self._scope.practice_id, row["partner"], action, row["id"], f"ok by {actor}", now)
+        note_inbox(tx, self._scope.practice_id, row["id"], now)
 
     async def _decide(
         self,
@@ -146,13 +149,13 @@ class PracticeDecisions(PracticeDeskBase):
         *extra: object,
     ) -> BookingDesk:
         """Run one decision in one transaction, once per request_id (retries answer the same)."""
-        desk = await self._desk()
+        desk = await self._scope.booking_desk()
         await desk.expire_due()
-        requester = f"{actor}@{self._practice}"
+        requester = f"{actor}@{self._scope.practice_id}"
         fingerprint = _fingerprint(method, appointment_id, etag, *extra)
 
         def work(tx: Tx) -> None:
-            tx.lock(f"inbox:{self._practice}")
+            tx.lock(f"inbox:{self._scope.practice_id}")
             seen = tx.one(
                 "SELECT method, fingerprint FROM requests WHERE partner = ? AND request_id = ?",
                 (requester, request_id),
@@ -161,10 +164,12 @@ class PracticeDecisions(PracticeDeskBase):
                 if seen["method"] != f"practice.{method}" or seen["fingerprint"] != fingerprint:
                     raise InvalidArgument.field("request_id", "was already used for a different request")
                 return
-            row = tx.one("SELECT * FROM appointments WHERE id = ? AND practice = ?", (appointment_id, self._practice))
+            row = tx.one(
+                "SELECT * FROM appointments WHERE id = ? AND practice = ?", (appointment_id, self._scope.practice_id)
+            )
             if row is None:
                 raise NotFound.field("name", "no such booking at this practice")
-            now = self._now()
+            now = self._scope.now()
             change(tx, row, now, desk)
             tx.execute(
                 "INSERT INTO requests (partner, request_id, method, fingerprint, result, create_s)"
@@ -172,13 +177,13 @@ class PracticeDecisions(PracticeDeskBase):
                 (requester, request_id, f"practice.{method}", fingerprint, appointment_id, now),
             )
 
-        await self._store.run(work)
+        await self._scope.store.run(work)
         return desk
 
     async def _after_decision(self, desk: BookingDesk, appointment_id: str) -> InboxItem:
         row = await desk.decided_row(appointment_id)
         assert row is not None
         desk.announce(row)
-        self._wake()
-        calendar = await self._calendar(desk)
-        return await self._store.run(lambda tx: inbox_item(tx, desk, self._practice, row, calendar))
+        self._scope.wake()
+        calendar = await self._scope.calendar(desk)
+        return await self._scope.store.run(lambda tx: inbox_item(tx, desk, self._scope.practice_id, row, calendar))

@@ -8,20 +8,23 @@ audit with the decision. The desk is assembled from its parts, one module each:
 - practice_decisions.py  accept, reject, mark transferred: idempotent, announced to the partner
 - practice_history.py    the practice's audit and its recently changed bookings
 - practice_licences.py   which partners may book here, with which services
-- practice_desk_base.py  what the parts share: the booking desk, calendar names, clock, wakeup
+- practice_scope.py      what the parts share: the booking desk, calendar names, clock, wakeup
 
 One desk per practice and router, so every watcher of an inbox wakes on the decisions taken here.
 """
 
 from __future__ import annotations
 
+import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gateway.practice_decisions import PracticeDecisions
 from gateway.practice_history import AuditEntry, PracticeHistory, RecentBooking
 from gateway.practice_inbox import InboxEvent, InboxItem, PatientDetails, PracticeInbox
 from gateway.practice_licences import PartnerLicence, PracticeLicences
+from gateway.practice_scope import PracticeScope
 from otv_sdk.errors import NotFound
 
 if TYPE_CHECKING:
@@ -39,8 +42,20 @@ __all__ = [
 ]
 
 
-class PracticeDesk(PracticeInbox, PracticeDecisions, PracticeHistory, PracticeLicences):
-    """One practice's desk; obtain it with `await practice_desk(router, practice_id)`."""
+class PracticeDesk:
+    """One practice's desk; obtain it with `await practice_desk(router, practice_id)`.
+
+    Its calls are its parts' methods, each part holding the one scope of the practice."""
+
+    def __init__(self, router: PracticeRouter, practice_id: str, clock: Callable[[], float] = time.time) -> None:
+        scope = PracticeScope(router, practice_id, clock)
+        self.practice_id = practice_id
+        inbox, decisions = PracticeInbox(scope), PracticeDecisions(scope)
+        history, licences = PracticeHistory(scope), PracticeLicences(scope)
+        self.inbox, self.watch = inbox.inbox, inbox.watch
+        self.accept, self.reject, self.mark_transferred = decisions.accept, decisions.reject, decisions.mark_transferred
+        self.audit, self.recent = history.audit, history.recent
+        self.licences, self.set_licence = licences.licences, licences.set_licence
 
 
 _DESKS: weakref.WeakKeyDictionary[PracticeRouter, dict[str, PracticeDesk]] = weakref.WeakKeyDictionary()

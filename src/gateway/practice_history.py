@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.practice_desk_base import PracticeDeskBase
+from gateway.practice_scope import PracticeScope
 from gateway.state_store import Row, Tx
 from otv_sdk.errors import InvalidArgument
 from otv_sdk.timeline import from_datetime, to_datetime
@@ -60,8 +60,11 @@ def _audit_position(token: str) -> tuple[int, str] | None:
     return int(at), last_id
 
 
-class PracticeHistory(PracticeDeskBase):
+class PracticeHistory:
     """The part of a practice's desk that reads what happened."""
+
+    def __init__(self, scope: PracticeScope) -> None:
+        self._scope = scope
 
     async def audit(
         self,
@@ -78,7 +81,7 @@ class PracticeHistory(PracticeDeskBase):
             raise InvalidArgument.field("page_size", "must be 1-1000")
         position = _audit_position(page_token)
         sql = "SELECT id, at_s, partner, action, subject, outcome FROM audit WHERE practice = ?"
-        params: list[object] = [self._practice]
+        params: list[object] = [self._scope.practice_id]
         if partner_id:
             sql += " AND partner = ?"
             params.append(partner_id)
@@ -96,7 +99,7 @@ class PracticeHistory(PracticeDeskBase):
             params += [position[0], position[0], position[1]]
         sql += " ORDER BY at_s DESC, id DESC LIMIT ?"
         params.append(page_size + 1)
-        rows = await self._store.run(lambda tx: tx.all(sql, params))
+        rows = await self._scope.store.run(lambda tx: tx.all(sql, params))
         entries = [
             AuditEntry(to_datetime(r["at_s"]), r["partner"], r["action"], r["subject"], r["outcome"])
             for r in rows[:page_size]
@@ -109,9 +112,9 @@ class PracticeHistory(PracticeDeskBase):
     async def recent(self, limit: int = 50) -> list[RecentBooking]:
         """The latest online bookings, decisions and cancellations, most recently changed first."""
         limit = max(1, min(limit, 500))
-        desk = await self._desk()
+        desk = await self._scope.booking_desk()
         await desk.expire_due()
-        calendar = await self._calendar(desk)
+        calendar = await self._scope.calendar(desk)
 
         def read(tx: Tx) -> list[Row]:
             base = (
@@ -122,12 +125,12 @@ class PracticeHistory(PracticeDeskBase):
             found: dict[str, Row] = {}
             for order in ("a.create_s", "a.cancel_s", "d.at_s"):
                 for row in tx.all(
-                    f"{base} AND {order} IS NOT NULL ORDER BY {order} DESC LIMIT ?", (self._practice, limit)
+                    f"{base} AND {order} IS NOT NULL ORDER BY {order} DESC LIMIT ?", (self._scope.practice_id, limit)
                 ):
                     found[row["id"]] = row
             return list(found.values())
 
-        rows = await self._store.run(read)
+        rows = await self._scope.store.run(read)
         names = {t.id: t.display_name for t in calendar.appointment_types} if calendar else {}
         columns = {c.id: c.display_name for c in calendar.columns} if calendar else {}
         result = [

@@ -22,7 +22,7 @@ from datetime import date, datetime
 
 from gateway.booking import APPOINTMENT_SELECT, PENDING, BookingDesk
 from gateway.patient_matching import read_sent
-from gateway.practice_desk_base import PracticeDeskBase
+from gateway.practice_scope import PracticeScope
 from gateway.state_store import Row, Tx
 from otv_sdk.errors import FailedPrecondition, InvalidArgument
 from otv_sdk.models import Calendar, Contact, Gender, PostalAddress
@@ -143,24 +143,27 @@ def inbox_item(tx: Tx, desk: BookingDesk, practice_id: str, row: Row, calendar: 
     )
 
 
-class PracticeInbox(PracticeDeskBase):
+class PracticeInbox:
     """The inbox part of a practice's desk."""
+
+    def __init__(self, scope: PracticeScope) -> None:
+        self._scope = scope
 
     async def inbox(self) -> list[InboxItem]:
         """Bookings waiting for the practice, oldest first."""
-        desk = await self._desk()
+        desk = await self._scope.booking_desk()
         await desk.expire_due()
-        calendar = await self._calendar(desk)
+        calendar = await self._scope.calendar(desk)
 
         def read(tx: Tx) -> list[InboxItem]:
             rows = tx.all(
                 f"{APPOINTMENT_SELECT} WHERE a.practice = ? AND a.state IN (?, ?) AND a.rescheduled_to IS NULL"
                 " ORDER BY a.create_s, a.id",
-                (self._practice, *PENDING),
+                (self._scope.practice_id, *PENDING),
             )
-            return [inbox_item(tx, desk, self._practice, row, calendar) for row in rows]
+            return [inbox_item(tx, desk, self._scope.practice_id, row, calendar) for row in rows]
 
-        return await self._store.run(read)
+        return await self._scope.store.run(read)
 
     def watch(self, cursor: str = "", *, heartbeat_seconds: float | None = None) -> AsyncIterator[InboxEvent]:
         """With no cursor the current items first, then changes live; with a cursor the changes after
@@ -169,13 +172,14 @@ class PracticeInbox(PracticeDeskBase):
         return self._follow(start, heartbeat_seconds)
 
     async def _follow(self, start: int | None, heartbeat: float | None) -> AsyncIterator[InboxEvent]:
-        desk = await self._desk()
+        desk = await self._scope.booking_desk()
         await desk.expire_due()
-        calendar = await self._calendar(desk)
+        calendar = await self._scope.calendar(desk)
 
         def begin(tx: Tx) -> tuple[int, int | None, list[InboxItem]]:
             row = tx.one(
-                "SELECT MAX(seq) AS last, MIN(seq) AS oldest FROM inbox_events WHERE practice = ?", (self._practice,)
+                "SELECT MAX(seq) AS last, MIN(seq) AS oldest FROM inbox_events WHERE practice = ?",
+                (self._scope.practice_id,),
             )
             last = int(row["last"]) if row and row["last"] is not None else 0
             oldest = int(row["oldest"]) if row and row["oldest"] is not None else None
@@ -184,12 +188,12 @@ class PracticeInbox(PracticeDeskBase):
                 rows = tx.all(
                     f"{APPOINTMENT_SELECT} WHERE a.practice = ? AND a.state IN (?, ?) AND a.rescheduled_to IS NULL"
                     " ORDER BY a.create_s, a.id",
-                    (self._practice, *PENDING),
+                    (self._scope.practice_id, *PENDING),
                 )
-                items = [inbox_item(tx, desk, self._practice, r, calendar) for r in rows]
+                items = [inbox_item(tx, desk, self._scope.practice_id, r, calendar) for r in rows]
             return last, oldest, items
 
-        last, oldest, items = await self._store.run(begin)
+        last, oldest, items = await self._scope.store.run(begin)
         if start is not None:
             if start > last:
                 raise InvalidArgument.field("cursor", "is ahead of this practice's inbox; it was not issued here")
@@ -200,7 +204,7 @@ class PracticeInbox(PracticeDeskBase):
             yield InboxEvent(_cursor(last), item, None)
         idle = 0.0
         while True:
-            wakeup = self._wakeup  # taken before reading, so a change meanwhile still wakes us
+            wakeup = self._scope.wakeup  # taken before reading, so a change meanwhile still wakes us
             events = await self._after(desk, last, calendar)
             for seq, event in events:
                 last = seq
@@ -217,7 +221,7 @@ class PracticeInbox(PracticeDeskBase):
             if heartbeat is not None and idle >= heartbeat:
                 idle = 0.0
                 yield InboxEvent(_cursor(last), None, None)
-            desk = await self._desk()
+            desk = await self._scope.booking_desk()
             await desk.expire_due()  # a confirmation falling due leaves the inbox while watched
 
     async def _after(
@@ -226,7 +230,7 @@ class PracticeInbox(PracticeDeskBase):
         def read(tx: Tx) -> list[tuple[int, InboxEvent | None]]:
             rows = tx.all(
                 "SELECT seq, appointment_id FROM inbox_events WHERE practice = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (self._practice, last, _BATCH),
+                (self._scope.practice_id, last, _BATCH),
             )
             # Several changes to one booking in a batch: its state now, once, at the last of them.
             final = {r["appointment_id"]: int(r["seq"]) for r in rows}
@@ -237,13 +241,13 @@ class PracticeInbox(PracticeDeskBase):
                     out.append((seq, None))
                     continue
                 row = tx.one(
-                    f"{APPOINTMENT_SELECT} WHERE a.id = ? AND a.practice = ?", (appointment_id, self._practice)
+                    f"{APPOINTMENT_SELECT} WHERE a.id = ? AND a.practice = ?", (appointment_id, self._scope.practice_id)
                 )
                 if row is not None and waiting(row):
-                    item = inbox_item(tx, desk, self._practice, row, calendar)
+                    item = inbox_item(tx, desk, self._scope.practice_id, row, calendar)
                     out.append((seq, InboxEvent(_cursor(seq), item, None)))
                 else:
                     out.append((seq, InboxEvent(_cursor(seq), None, appointment_id)))
             return out
 
-        return await self._store.run(read)
+        return await self._scope.store.run(read)

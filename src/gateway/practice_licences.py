@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.partners import PVS_SERVICES, SERVICES, bump_version
-from gateway.practice_desk_base import PracticeDeskBase
 from gateway.practice_history import record_audit
+from gateway.practice_scope import PracticeScope
 from gateway.state_store import Row, Tx
 from otv_sdk.errors import InvalidArgument, NotFound
 
@@ -26,16 +26,19 @@ class PartnerLicence:
     services: frozenset[str]
 
 
-class PracticeLicences(PracticeDeskBase):
+class PracticeLicences:
     """The licensing part of a practice's desk."""
+
+    def __init__(self, scope: PracticeScope) -> None:
+        self._scope = scope
 
     async def licences(self) -> list[PartnerLicence]:
         """The partners the gateway's operator licensed for this practice, with what each may use."""
-        rows = await self._store.run(
+        rows = await self._scope.store.run(
             lambda tx: tx.all(
                 "SELECT g.partner, g.services, p.display_name FROM grants g JOIN partners p ON p.id = g.partner"
                 " WHERE g.practice = ? ORDER BY g.partner",
-                (self._practice,),
+                (self._scope.practice_id,),
             )
         )
         return [_licence(r) for r in rows if not _practice_principal(r["services"])]
@@ -45,26 +48,26 @@ class PracticeLicences(PracticeDeskBase):
         unknown = sorted(s for s in services if s not in SERVICES)
         if unknown:
             raise InvalidArgument.field("services", f"names unknown services {unknown}; choose from {SERVICES}")
-        now = self._now()
+        now = self._scope.now()
 
         def work(tx: Tx) -> Row:
             row = tx.one(
                 "SELECT g.partner, g.services, p.display_name FROM grants g JOIN partners p ON p.id = g.partner"
                 " WHERE g.practice = ? AND g.partner = ?",
-                (self._practice, partner_id),
+                (self._scope.practice_id, partner_id),
             )
             if row is None or _practice_principal(row["services"]):
                 raise NotFound.field("partner", "is not a partner licensed for this practice by the gateway's operator")
             listed = ",".join(s for s in SERVICES if s in services)
             tx.execute(
                 "UPDATE grants SET services = ? WHERE partner = ? AND practice = ?",
-                (listed, partner_id, self._practice),
+                (listed, partner_id, self._scope.practice_id),
             )
             bump_version(tx)
-            record_audit(tx, self._practice, partner_id, "licence", listed or "none", f"ok by {actor}", now)
+            record_audit(tx, self._scope.practice_id, partner_id, "licence", listed or "none", f"ok by {actor}", now)
             return {**row, "services": listed}
 
-        return _licence(await self._store.run(work))
+        return _licence(await self._scope.store.run(work))
 
 
 def _services(text: str) -> frozenset[str]:

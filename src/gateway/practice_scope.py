@@ -1,7 +1,7 @@
-"""What every part of one practice's desk shares: its booking desk, calendar names, clock, wakeup.
+"""One practice as its desk's parts reach it: its booking desk, calendar names, clock, wakeup.
 
-The desk's parts (the inbox, decisions, history, licences) are mixins over this base, so one
-`PracticeDesk` object per practice holds the state once. The wakeup lives here rather than in the
+The desk's parts (the inbox, decisions, history, licences) each hold the same scope, so what they
+share is in one place and each part shows what it uses. The wakeup lives here rather than in the
 inbox because a decision wakes the inbox's watchers as much as a partner's event heard on the
 practice's change feed does.
 """
@@ -23,53 +23,55 @@ from otv_sdk.ports import CallContext
 if TYPE_CHECKING:
     from gateway.routing import PracticeRouter
 
-__all__ = ["PracticeDeskBase"]
+__all__ = ["PracticeScope"]
 
 log = logging.getLogger("otv.gateway.practice")
 
 
-class PracticeDeskBase:
-    """One practice as its desk's parts reach it: through the router, as `practice:<id>`."""
+class PracticeScope:
+    """One practice as the gateway's own caller reaches it: through the router, as `practice:<id>`."""
 
     def __init__(self, router: PracticeRouter, practice_id: str, clock: Callable[[], float] = time.time) -> None:
-        self._router = router
-        self._practice = practice_id
-        self._store = router.store
+        self.router = router
+        self.practice_id = practice_id
+        self.store = router.store
+        self.ctx = CallContext(partner_id=f"practice:{practice_id}")
         self._clock = clock
-        self._ctx = CallContext(partner_id=f"practice:{practice_id}")
         self._wakeup = asyncio.Event()
         feed = router.feed(practice_id)
-        self._heartbeat = feed.heartbeat_seconds if feed is not None else 15.0
         if feed is not None:
             feed.listen(self._heard)
 
     @property
-    def practice_id(self) -> str:
-        return self._practice
+    def wakeup(self) -> asyncio.Event:
+        """Set at the next change of the inbox; take it before reading, so a change meanwhile counts."""
+        return self._wakeup
 
     def _heard(self, change: Change) -> None:
         if isinstance(change, AppointmentChanged):
-            self._wake()
+            self.wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Wake every watcher of the inbox (a decision here, or a partner's change heard on the feed)."""
         self._wakeup.set()
         self._wakeup = asyncio.Event()
 
-    def _now(self) -> int:
+    def now(self) -> int:
         return int(self._clock())
 
-    async def _desk(self) -> BookingDesk:
+    async def booking_desk(self) -> BookingDesk:
         from gateway.routing import booking_desk
 
-        adapter = await self._router.resolve(self._practice, self._ctx, "parent")
+        adapter = await self.router.resolve(self.practice_id, self.ctx, "parent")
         desk = booking_desk(adapter)
         if desk is None:
             raise FailedPrecondition("this practice takes no bookings through the gateway")
         return desk
 
-    async def _calendar(self, desk: BookingDesk) -> Calendar | None:
+    async def calendar(self, desk: BookingDesk) -> Calendar | None:
+        """The practice's calendar for column and type names, or None if the PVS cannot say now."""
         try:
-            return await desk.reader.list_calendars(self._ctx)
+            return await desk.reader.list_calendars(self.ctx)
         except OtvError as error:  # the names are a convenience: the inbox works without the PVS
-            log.warning("no calendar names for practice %s: %s", self._practice, error.code.value)
+            log.warning("no calendar names for practice %s: %s", self.practice_id, error.code.value)
             return None
