@@ -146,16 +146,17 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
         method: str,
         request: Any,
         read: Callable[[ReaderPort], _PackedRead],
-        response: _Packed,
+        make: Callable[[], _Packed],
         field: Callable[[_Packed], RepeatedCompositeFieldContainer[time_pb2.PackedIntervals]],
     ) -> _Packed:
         """The shared body of ListWorkingHours and GetFreeTime: per-column intervals, packed into
-        `field(response)`."""
+        `field` of a new response."""
 
         async def handle(ctx: CallContext) -> _Packed:
             practice_id, window, columns = window_request(request)
             reader = _reader(await self._adapter(practice_id, ctx, "parent"))
             column_ids = await _checked_columns(reader, ctx, columns)
+            response = make()
             await _pack_into(field(response), practice_id, window, await read(reader)(ctx, window, column_ids))
             return response
 
@@ -169,7 +170,7 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
             "ListWorkingHours",
             request,
             lambda r: r.list_working_hours,
-            reader_service_pb2.ListWorkingHoursResponse(),
+            reader_service_pb2.ListWorkingHoursResponse,
             lambda m: m.working_hours,
         )
 
@@ -214,7 +215,7 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
             "GetFreeTime",
             request,
             lambda r: r.get_free_time,
-            reader_service_pb2.GetFreeTimeResponse(),
+            reader_service_pb2.GetFreeTimeResponse,
             lambda m: m.free_times,
         )
 
