@@ -8,7 +8,7 @@ the event loop that every other call shares.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
@@ -40,7 +40,6 @@ __all__ = ["ReaderServicer", "window_request"]
 
 _ServicerContext: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
-_Packed = TypeVar("_Packed", reader_service_pb2.ListWorkingHoursResponse, reader_service_pb2.GetFreeTimeResponse)
 _PackedRead = Callable[[CallContext, Interval, Sequence[str]], Awaitable[list[ColumnIntervals]]]
 
 
@@ -140,39 +139,26 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
 
         return await self._run(context, "ListCalendars", handle)
 
-    async def _packed_window(
-        self,
-        context: _ServicerContext,
-        method: str,
-        request: Any,
-        read: Callable[[ReaderPort], _PackedRead],
-        make: Callable[[], _Packed],
-        field: Callable[[_Packed], RepeatedCompositeFieldContainer[time_pb2.PackedIntervals]],
-    ) -> _Packed:
-        """The shared body of ListWorkingHours and GetFreeTime: per-column intervals, packed into
-        `field` of a new response."""
-
-        async def handle(ctx: CallContext) -> _Packed:
-            practice_id, window, columns = window_request(request)
-            reader = _reader(await self._adapter(practice_id, ctx, "parent"))
-            column_ids = await _checked_columns(reader, ctx, columns)
-            response = make()
-            await _pack_into(field(response), practice_id, window, await read(reader)(ctx, window, column_ids))
-            return response
-
-        return await self._run(context, method, handle)
+    async def _window_read(
+        self, ctx: CallContext, request: Any, read: Callable[[ReaderPort], _PackedRead]
+    ) -> tuple[str, Interval, list[ColumnIntervals]]:
+        """The shared start of ListWorkingHours and GetFreeTime: the practice, the window, and the
+        per-column intervals read for the checked columns."""
+        practice_id, window, columns = window_request(request)
+        reader = _reader(await self._adapter(practice_id, ctx, "parent"))
+        column_ids = await _checked_columns(reader, ctx, columns)
+        return practice_id, window, await read(reader)(ctx, window, column_ids)
 
     async def ListWorkingHours(
         self, request: reader_service_pb2.ListWorkingHoursRequest, context: _ServicerContext
     ) -> reader_service_pb2.ListWorkingHoursResponse:
-        return await self._packed_window(
-            context,
-            "ListWorkingHours",
-            request,
-            lambda r: r.list_working_hours,
-            reader_service_pb2.ListWorkingHoursResponse,
-            lambda m: m.working_hours,
-        )
+        async def handle(ctx: CallContext) -> reader_service_pb2.ListWorkingHoursResponse:
+            practice_id, window, hours = await self._window_read(ctx, request, lambda r: r.list_working_hours)
+            response = reader_service_pb2.ListWorkingHoursResponse()
+            await _pack_into(response.working_hours, practice_id, window, hours)
+            return response
+
+        return await self._run(context, "ListWorkingHours", handle)
 
     async def ListAbsences(
         self, request: reader_service_pb2.ListAbsencesRequest, context: _ServicerContext
@@ -210,14 +196,13 @@ class ReaderServicer(ServicerBase, reader_service_pb2_grpc.ReaderServiceServicer
     async def GetFreeTime(
         self, request: reader_service_pb2.GetFreeTimeRequest, context: _ServicerContext
     ) -> reader_service_pb2.GetFreeTimeResponse:
-        return await self._packed_window(
-            context,
-            "GetFreeTime",
-            request,
-            lambda r: r.get_free_time,
-            reader_service_pb2.GetFreeTimeResponse,
-            lambda m: m.free_times,
-        )
+        async def handle(ctx: CallContext) -> reader_service_pb2.GetFreeTimeResponse:
+            practice_id, window, free = await self._window_read(ctx, request, lambda r: r.get_free_time)
+            response = reader_service_pb2.GetFreeTimeResponse()
+            await _pack_into(response.free_times, practice_id, window, free)
+            return response
+
+        return await self._run(context, "GetFreeTime", handle)
 
     async def FindSlots(
         self, request: reader_service_pb2.FindSlotsRequest, context: _ServicerContext
