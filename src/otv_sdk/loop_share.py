@@ -6,6 +6,11 @@ to a thread (it holds the GIL all the same), so in one piece it delays every oth
 one partner sending such requests raised the other partners' p99 latency by that
 (benchmarks/bench_flood.py). Pausing after a fixed number of items does not bound the pause's
 distance: an item's cost varies with the data. Pausing on the clock does.
+
+The gateway's own heavy computations (the slot search) go through `gateway/sliced_work.py`, which
+takes turns across calls and charges each slice to the partner's CPU share; it uses the same half
+millisecond. This is the SDK's side, for conversions in servicers any adapter server runs too,
+where there are no partner shares to charge.
 """
 
 from __future__ import annotations
